@@ -1,0 +1,1 @@
+//! herald-api: the `herald.dev/v1alpha1` API.

@@ -1,0 +1,1 @@
+//! The address allocator (placeholder until the allocator lands).
