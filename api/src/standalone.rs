@@ -338,7 +338,9 @@ impl Loader {
             Ok(object) => {
                 let mut errors: Vec<FieldError> = unknown
                     .into_iter()
-                    .filter(|p| !p.starts_with("metadata.namespace") && p != "status")
+                    // The kube-derived root types read apiVersion and kind without storing them.
+                    .filter(|p| !matches!(p.as_str(), "apiVersion" | "kind" | "status"))
+                    .filter(|p| !p.starts_with("metadata.namespace"))
                     .map(|p| FieldError::new(p, "unknown field"))
                     .collect();
                 errors.extend(keep(&mut self.config, object));
@@ -359,17 +361,17 @@ impl Loader {
 
     fn check_references(&mut self) {
         let c = &self.config;
-        let names = |v: Vec<&str>| v.into_iter().map(str::to_owned).collect::<BTreeSet<_>>();
-        let pools = names(c.ip_pools.iter().map(|o| name_of(&o.metadata)).collect());
-        let peers = names(c.bgp_peers.iter().map(|o| name_of(&o.metadata)).collect());
-        let profiles = names(
-            c.bfd_profiles
-                .iter()
-                .map(|o| name_of(&o.metadata))
-                .collect(),
-        );
-        let services: BTreeSet<String> =
-            c.services.iter().map(|s| namespaced(&s.metadata)).collect();
+        // Names come from every object seen, parsed or not, so that one bad object does not
+        // also make every reference to it an error.
+        let names = |kind: &str| -> BTreeSet<String> {
+            self.seen
+                .keys()
+                .filter(|(k, _)| k == kind)
+                .map(|(_, n)| n.clone())
+                .collect()
+        };
+        let (pools, peers) = (names("IPPool"), names("BGPPeer"));
+        let (profiles, services) = (names("BFDProfile"), names("Service"));
         let mut found: Vec<(&str, String, FieldError)> = Vec::new();
 
         // Two pools must not share an address: the allocator would otherwise see one address

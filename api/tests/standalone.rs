@@ -87,8 +87,9 @@ fn a_complete_config_loads_every_kind() {
 #[test]
 fn bad_field_names_file_document_object_and_field() {
     let text = GOOD.replace("peerASN: 65001", "peerASN: nope");
-    assert_eq!(errors(&text).len(), 1);
-    let e = &errors(&text)[0];
+    let all = errors(&text);
+    assert_eq!(all.len(), 1, "{all:?}");
+    let e = &all[0];
     assert!(
         e.starts_with("lb.yaml: document 3: BGPPeer \"tor\": spec.peerASN: "),
         "{e}"
