@@ -2,7 +2,9 @@
 //!
 //! # Layout
 //! - [`dataplane`]: what user space computes for the XDP fast path (weighted Maglev tables).
+//! - [`l2`]: layer-2 announcement (ARP and NDP packet parsing and building).
 //!
-//! The BGP, BFD and layer-2 modules arrive with their issues.
+//! The BGP and BFD modules arrive with their issues.
 
 pub mod dataplane;
+pub mod l2;
