@@ -1,0 +1,28 @@
+# Herald's entry points. `make test` is what CI runs (.ci/run) and what README gives.
+CARGO ?= cargo
+
+.PHONY: test deps build lint unit crds bench-ipam
+
+## test: install what is missing, build once, check formatting and lints, run every test
+test: deps lint unit
+
+deps:
+	./scripts/install-deps.sh
+
+build:
+	$(CARGO) build --workspace --all-targets --locked
+
+lint: build
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+unit: build
+	$(CARGO) test --workspace --locked
+
+## crds: regenerate deploy/crds from the API types
+crds:
+	$(CARGO) run -p herald-api --bin crdgen
+
+## bench-ipam: the allocator benchmark (figures go to docs/benchmarks.md)
+bench-ipam:
+	$(CARGO) bench -p herald-controller --bench ipam
