@@ -11,3 +11,5 @@
 
 pub mod packet;
 pub mod transport;
+pub mod profile;
+pub mod session;
