@@ -10,6 +10,6 @@
 //! function.
 
 pub mod packet;
-pub mod transport;
 pub mod profile;
 pub mod session;
+pub mod transport;

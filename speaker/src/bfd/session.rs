@@ -358,7 +358,11 @@ impl Session {
         let interval = self.transmit_interval().as_nanos();
         let r = u128::from(rng.next_u32());
         // fraction = 0.75 + span * r / 2^32, span 0.25 or 0.15
-        let span_pct: u128 = if self.profile.detect_mult() == 1 { 15 } else { 25 };
+        let span_pct: u128 = if self.profile.detect_mult() == 1 {
+            15
+        } else {
+            25
+        };
         let nanos = interval * (75 << 32) / (100 << 32) + interval * span_pct * r / (100 << 32);
         Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
@@ -401,7 +405,9 @@ impl Session {
         // §6.8.6: "If the Your Discriminator field is zero and the State field is not Down or
         // AdminDown, the packet MUST be discarded."
         if p.your_discr == 0 && !matches!(p.state, State::Down | State::AdminDown) {
-            out.push(Action::Discarded(Discard::ZeroYourDiscriminator { state: p.state }));
+            out.push(Action::Discarded(Discard::ZeroYourDiscriminator {
+                state: p.state,
+            }));
             return;
         }
         // §6.8.6: "If bfd.SessionState is AdminDown, discard the packet" (checked before the
