@@ -122,6 +122,23 @@ pub struct Output {
     pub timers: Timers,
 }
 
+/// How the driver picks the session a received packet belongs to (RFC 5880 §6.8.6; RFC 5881
+/// §3 and RFC 5883 §4 for the address fallback).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Demux {
+    /// Your Discriminator is set: the session whose local discriminator it is, or none (drop).
+    Discriminator(NonZeroU32),
+    /// Your Discriminator is zero (the peer has not heard us yet): the session of the source
+    /// and destination addresses, plus the interface for single-hop. The session itself then
+    /// discards the packet unless the peer says Down or AdminDown.
+    Addresses,
+}
+
+/// Demultiplexing key of a received packet.
+pub fn demux(p: &ControlPacket) -> Demux {
+    NonZeroU32::new(p.your_discr).map_or(Demux::Addresses, Demux::Discriminator)
+}
+
 /// Events the state table reacts to; the inputs after bookkeeping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {

@@ -247,6 +247,18 @@ fn admin_down_from_peer_leaves_a_down_session_down() {
 }
 
 #[test]
+fn demultiplexes_by_your_discriminator_or_else_by_addresses() {
+    assert_eq!(
+        demux(&from_peer(State::Up, 9, 300, 300)),
+        Demux::Discriminator(discr(9))
+    );
+    assert_eq!(
+        demux(&from_peer(State::Down, 0, 300, 300)),
+        Demux::Addresses
+    );
+}
+
+#[test]
 fn discards_a_packet_addressed_to_another_discriminator() {
     let t0 = Instant::now();
     let mut s = Session::new(discr(1), Profile::default(), t0);
