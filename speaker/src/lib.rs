@@ -1,10 +1,15 @@
 //! herald-speaker: makes allocated addresses reachable (BGP, BFD, ARP/NDP, XDP).
 //!
 //! # Layout
+//! - [`bfd`]: BFD core (RFC 5880/5881/5883): Control packet codec, sans-IO session state
+//!   machine, port and TTL rules. No sockets; a UDP driver wraps it.
 //! - [`dataplane`]: what user space computes for the XDP fast path (weighted Maglev tables).
 //! - [`l2`]: layer-2 announcement (ARP and NDP packet parsing and building).
+//! - [`error`]: the crate's error types.
 //!
-//! The BGP and BFD modules arrive with their issues.
+//! The BGP module and the drivers (sockets, timers) arrive with their issues.
 
+pub mod bfd;
 pub mod dataplane;
+pub mod error;
 pub mod l2;

@@ -1,0 +1,21 @@
+//! Bidirectional Forwarding Detection, asynchronous mode (RFC 5880), over UDP single-hop
+//! (RFC 5881) and multihop (RFC 5883).
+//!
+//! Sans-IO, by module:
+//! - [`packet`]: Control packet codec and the packet-only reception checks.
+//! - [`profile`]: what the user configured (`BFDProfile`).
+//! - [`session`]: the per-peer state machine, fed with packets, timer expiries, admin and
+//!   profile changes plus the current time; returns packets to send, state changes and
+//!   deadlines. Also the demultiplexing rule.
+//! - [`transport`]: UDP ports and the TTL rules.
+//!
+//! The UDP driver (sockets, clock, discriminator table, telling BGP about Up → Down) is separate
+//! and owns all I/O.
+//!
+//! Not supported: authentication (packets with the A bit are rejected), Demand mode, the Echo
+//! function.
+
+pub mod packet;
+pub mod profile;
+pub mod session;
+pub mod transport;
