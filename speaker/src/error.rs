@@ -3,6 +3,8 @@
 //! Cores return these; drivers translate them exactly once (to a metric label, a log line with
 //! the peer address, a Kubernetes Event).
 
+use std::net::IpAddr;
+
 use thiserror::Error;
 
 /// Why a received BFD Control packet was discarded by the decoder (RFC 5880 §6.8.6, the checks
@@ -53,4 +55,41 @@ pub enum BfdPacketError {
     /// §6.8.6 requires discarding such packets when bfd.AuthType is zero.
     #[error("bfd authentication not supported")]
     AuthenticationUnsupported,
+}
+
+/// Why a Maglev table could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum TableError {
+    /// The table size is not a prime (this includes 0 and 1), so some permutations would not
+    /// cover the table.
+    #[error("maglev table size {size} is not a prime")]
+    NotPrime {
+        /// The rejected size.
+        size: u32,
+    },
+    /// The table size is above [`MAX_TABLE_SIZE`](crate::dataplane::maglev::MAX_TABLE_SIZE).
+    #[error("maglev table size {size} exceeds the maximum {max}")]
+    TooLarge {
+        /// The rejected size.
+        size: u32,
+        /// The largest accepted size.
+        max: u32,
+    },
+    /// No backend has a non-zero weight. There is no table to build: the caller decides what
+    /// the VIP does with no backend (the table's length invariant would otherwise break).
+    #[error("no backend with a non-zero weight")]
+    NoBackends,
+    /// Two backends share a key; they would get identical permutations and an order that
+    /// depends on the input.
+    #[error("backend key {key} appears more than once")]
+    DuplicateKey {
+        /// The repeated key.
+        key: IpAddr,
+    },
+    /// Two backends share an id, so the table could not tell them apart.
+    #[error("backend id {id} appears more than once")]
+    DuplicateId {
+        /// The repeated id.
+        id: u32,
+    },
 }

@@ -37,6 +37,8 @@ use std::net::IpAddr;
 
 use siphasher::sip::SipHasher13;
 
+pub use crate::error::TableError;
+
 /// Table size used when the configuration does not say otherwise: the prime the paper and
 /// Katran use, large enough that 100 equal backends are balanced to within 0.2 %.
 pub const DEFAULT_TABLE_SIZE: u32 = 65_537;
@@ -51,43 +53,6 @@ const OFFSET_KEYS: (u64, u64) = (0x6865_7261_6c64_2d6f, 0x6666_7365_7421_0001);
 /// Fixed SipHash keys for the `skip` hash, different from [`OFFSET_KEYS`] so the two hashes
 /// are independent.
 const SKIP_KEYS: (u64, u64) = (0x6865_7261_6c64_2d73, 0x6b69_7021_0000_0002);
-
-/// Why a table could not be built.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TableError {
-    /// The table size is not a prime (this includes 0 and 1), so some permutations would not
-    /// cover the table.
-    #[error("maglev table size {size} is not a prime")]
-    NotPrime {
-        /// The rejected size.
-        size: u32,
-    },
-    /// The table size is above [`MAX_TABLE_SIZE`].
-    #[error("maglev table size {size} exceeds the maximum {max}")]
-    TooLarge {
-        /// The rejected size.
-        size: u32,
-        /// The largest accepted size.
-        max: u32,
-    },
-    /// No backend has a non-zero weight. There is no table to build: the caller decides what
-    /// the VIP does with no backend (the table's length invariant would otherwise break).
-    #[error("no backend with a non-zero weight")]
-    NoBackends,
-    /// Two backends share a key; they would get identical permutations and an order that
-    /// depends on the input.
-    #[error("backend key {key} appears more than once")]
-    DuplicateKey {
-        /// The repeated key.
-        key: IpAddr,
-    },
-    /// Two backends share an id, so the table could not tell them apart.
-    #[error("backend id {id} appears more than once")]
-    DuplicateId {
-        /// The repeated id.
-        id: u32,
-    },
-}
 
 /// A validated Maglev table size: a prime no larger than [`MAX_TABLE_SIZE`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
