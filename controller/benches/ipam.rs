@@ -1,0 +1,3 @@
+//! Allocator benchmark (placeholder).
+
+fn main() {}

@@ -1,0 +1,611 @@
+//! The allocator: pools and Services in, assignments, errors and conflicts out.
+//!
+//! State, and the invariants every public method keeps:
+//! - `records`: one record per known Service (a slab indexed by a small id; `index` maps
+//!   keys to ids). A record holds the Service as last seen, its address per family (`Slot`),
+//!   and its conflict, if any.
+//! - `holders`: per family, address bits -> ids of the Services holding it. Holders of one
+//!   address are pairwise compatible (see `sharing`).
+//! - every pool span's free set is exactly its usable addresses minus `holders` keys.
+//! - `shared`: sharing key -> addresses held under that key, per family, so a Service
+//!   with a key finds its partners' addresses without scanning.
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::error::{ConfigError, Error, Reason};
+use super::hash::FastMap;
+use super::pool::{Pool, PoolCounts, PoolState};
+use super::service::{Family, FamilyPolicy, Service, ServiceKey, join, split};
+
+/// One address of an [`Assignment`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allocated {
+    /// The address.
+    pub addr: IpAddr,
+    /// The pool it is allocated from (for `herald.dev/allocated-from`); `None` for an
+    /// address kept under a conflict, which no pool currently grants.
+    pub pool: Option<Arc<str>>,
+}
+
+/// The addresses a Service holds, primary family first (the order of its status).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Assignment {
+    addrs: [Option<Allocated>; 2],
+}
+
+impl Assignment {
+    /// The addresses with their pools, primary family first.
+    pub fn iter(&self) -> impl Iterator<Item = &Allocated> {
+        self.addrs.iter().flatten()
+    }
+
+    /// The addresses, primary family first.
+    pub fn addresses(&self) -> Vec<IpAddr> {
+        self.iter().map(|a| a.addr).collect()
+    }
+
+    /// The address of `family`, if any.
+    pub fn get(&self, family: Family) -> Option<IpAddr> {
+        self.iter()
+            .map(|a| a.addr)
+            .find(|a| Family::of(*a) == family)
+    }
+
+    /// Number of addresses.
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The address allocator. See the [module docs](super) for the rules.
+#[derive(Debug, Default)]
+pub struct Allocator {
+    pools: Vec<PoolState>,
+    /// Pool ids in auto-assignment order.
+    order: Vec<u32>,
+    by_name: BTreeMap<String, u32>,
+    index: FastMap<ServiceKey, u32>,
+    records: Vec<Option<Record>>,
+    vacant: Vec<u32>,
+    holders: [FastMap<u128, Holders>; 2],
+    shared: BTreeMap<String, [BTreeSet<u128>; 2]>,
+}
+
+#[derive(Debug)]
+struct Record {
+    svc: Service,
+    /// Per family index.
+    slots: [Option<Slot>; 2],
+    conflict: Option<Reason>,
+}
+
+/// A Service's address of one family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slot {
+    bits: u128,
+    /// False only for a restored address another Service already held (a conflict).
+    held: bool,
+    /// The pool granting it; `None` under a conflict.
+    pool: Option<u32>,
+}
+
+/// Ids of the Services holding one address; almost always one.
+#[derive(Debug)]
+enum Holders {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+impl Holders {
+    fn ids(&self) -> &[u32] {
+        match self {
+            Holders::One(id) => std::slice::from_ref(id),
+            Holders::Many(ids) => ids,
+        }
+    }
+
+    fn push(&mut self, id: u32) {
+        match self {
+            Holders::One(first) => *self = Holders::Many(vec![*first, id]),
+            Holders::Many(ids) => ids.push(id),
+        }
+    }
+
+    /// Removes `id`; returns whether no holder is left.
+    fn remove(&mut self, id: u32) -> bool {
+        match self {
+            Holders::One(only) => *only == id,
+            Holders::Many(ids) => {
+                ids.retain(|h| *h != id);
+                if let [only] = ids[..] {
+                    *self = Holders::One(only);
+                }
+                ids_empty(self)
+            }
+        }
+    }
+}
+
+fn ids_empty(h: &Holders) -> bool {
+    matches!(h, Holders::Many(ids) if ids.is_empty())
+}
+
+impl Allocator {
+    /// An allocator with no pools and no Services.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Replaces the pool configuration.
+    ///
+    /// Held addresses stay held. Every Service is re-checked against the new pools; the
+    /// returned list is every conflict that exists afterwards (sorted by Service), each naming
+    /// the Service, the address and why it is no longer valid. Conflicted Services keep their
+    /// address reserved, and [`Allocator::assign`] returns [`Reason::Conflict`] for them until
+    /// the pools allow the address again, the Service's request changes, or it is released.
+    ///
+    /// An invalid configuration is refused whole and the previous one stays in force.
+    pub fn set_pools(&mut self, pools: Vec<Pool>) -> Result<Vec<Error>, ConfigError> {
+        let mut by_name = BTreeMap::new();
+        let mut states = Vec::with_capacity(pools.len());
+        for (i, pool) in pools.into_iter().enumerate() {
+            if by_name.insert(pool.name.clone(), i as u32).is_some() {
+                return Err(ConfigError::Duplicate { pool: pool.name });
+            }
+            states.push(PoolState::build(pool)?);
+        }
+        for family in Family::ALL {
+            for &bits in self.holders[family.index()].keys() {
+                for pool in &mut states {
+                    if let Some(span) = pool.span_of_mut(family, bits) {
+                        span.take(bits);
+                    }
+                }
+            }
+        }
+        let mut order: Vec<u32> = (0..states.len() as u32).collect();
+        order.sort_by(|&a, &b| {
+            let (a, b) = (&states[a as usize].spec, &states[b as usize].spec);
+            let rank = |p: &Pool| (p.allocate_to.priority.is_none(), p.allocate_to.priority);
+            rank(a).cmp(&rank(b)).then_with(|| a.name.cmp(&b.name))
+        });
+        self.pools = states;
+        self.by_name = by_name;
+        self.order = order;
+        for id in 0..self.records.len() as u32 {
+            if self.records[id as usize].is_some() {
+                self.revalidate(id);
+            }
+        }
+        Ok(self.conflicts())
+    }
+
+    /// Restores the assignments recorded in the Services' status (`current`), before anything
+    /// new is allocated.
+    ///
+    /// Each current address of a family the Service uses (the first per family) is held
+    /// again, unless a Service restored earlier holds it and cannot share it. Pass Services
+    /// oldest first: the earlier one wins such a clash. Addresses that are not valid (outside
+    /// the pools the Service may use, or taken) become conflicts, returned in input order;
+    /// nothing is moved. Services without current addresses are skipped.
+    pub fn restore(&mut self, services: impl IntoIterator<Item = Service>) -> Vec<Error> {
+        let mut conflicts = Vec::new();
+        for svc in services {
+            if svc.current.is_empty() {
+                continue;
+            }
+            let id = self.restore_one(svc);
+            let rec = self.record(id);
+            if let Some(reason) = &rec.conflict {
+                conflicts.push(Error {
+                    service: rec.svc.key.clone(),
+                    reason: reason.clone(),
+                });
+            }
+        }
+        conflicts
+    }
+
+    /// Gives `svc` its addresses, keeping every address it already holds that is still valid.
+    ///
+    /// - A Service seen for the first time with addresses in `current` is restored first.
+    /// - Same request, same context: the held addresses are returned as they are.
+    /// - Context (labels) changed: held addresses are re-checked; a no longer valid one is a
+    ///   [`Reason::Conflict`], not a move.
+    /// - Request changed: addresses the new request no longer fits are released and
+    ///   replaced; on error the Service keeps the addresses that still fit it.
+    ///
+    /// On `Err`, [`Allocator::assignment`] tells what the Service still holds.
+    pub fn assign(&mut self, svc: Service) -> Result<Assignment, Error> {
+        let Some(&id) = self.index.get(&svc.key) else {
+            if !svc.current.is_empty() {
+                let id = self.restore_one(svc);
+                return self.settle(id);
+            }
+            return self.assign_new(svc);
+        };
+        let rec = self.record(id);
+        if rec.svc.same_request(&svc) {
+            let context_changed = !rec.svc.same_context(&svc);
+            let conflicted = rec.conflict.is_some();
+            if context_changed {
+                self.record_mut(id).svc = svc;
+            }
+            if context_changed || conflicted {
+                self.revalidate(id);
+            }
+            return self.settle(id);
+        }
+        let keep = rec.slots;
+        match self.plan(&svc, Some(id), keep) {
+            Ok(slots) => {
+                self.commit(id, Some(svc), slots);
+                self.record_mut(id).conflict = None;
+                Ok(self.assignment_of(id))
+            }
+            Err(reason) => {
+                let wanted = svc.wanted();
+                let mut slots = [None; 2];
+                for family in Family::ALL {
+                    if let Some(slot) = keep[family.index()]
+                        && slot.held
+                        && wanted.contains(family)
+                        && let Ok(pool) = self.valid_slot(&svc, family, slot.bits, Some(id))
+                    {
+                        slots[family.index()] = Some(Slot {
+                            pool: Some(pool),
+                            ..slot
+                        });
+                    }
+                }
+                let service = svc.key.clone();
+                self.commit(id, Some(svc), slots);
+                self.record_mut(id).conflict = None;
+                Err(Error { service, reason })
+            }
+        }
+    }
+
+    /// Forgets a Service (deleted, or no longer `type: LoadBalancer`) and frees its addresses.
+    /// Returns what it held.
+    pub fn release(&mut self, key: &ServiceKey) -> Option<Assignment> {
+        let id = self.index.remove(key)?;
+        let held = self.assignment_of(id);
+        self.commit(id, None, [None; 2]);
+        self.records[id as usize] = None;
+        self.vacant.push(id);
+        Some(held)
+    }
+
+    /// What a Service holds now (including an address kept under a conflict).
+    pub fn assignment(&self, key: &ServiceKey) -> Option<Assignment> {
+        self.index.get(key).map(|&id| self.assignment_of(id))
+    }
+
+    /// Every Service's holdings, sorted by Service.
+    pub fn assignments(&self) -> Vec<(ServiceKey, Assignment)> {
+        let mut all: Vec<_> = self
+            .records
+            .iter()
+            .enumerate()
+            .filter_map(|(id, rec)| {
+                rec.as_ref()
+                    .map(|r| (r.svc.key.clone(), self.assignment_of(id as u32)))
+            })
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// Every current conflict, sorted by Service.
+    pub fn conflicts(&self) -> Vec<Error> {
+        let mut all: Vec<Error> = self
+            .records
+            .iter()
+            .flatten()
+            .filter_map(|r| {
+                r.conflict.as_ref().map(|reason| Error {
+                    service: r.svc.key.clone(),
+                    reason: reason.clone(),
+                })
+            })
+            .collect();
+        all.sort_by(|a, b| a.service.cmp(&b.service));
+        all
+    }
+
+    /// Assigned and available addresses of a pool, per family.
+    pub fn counts(&self, pool: &str) -> Option<PoolCounts> {
+        self.by_name
+            .get(pool)
+            .map(|&p| self.pools[p as usize].counts())
+    }
+
+    /// The Services holding `addr`, sorted.
+    pub fn holders(&self, addr: IpAddr) -> Vec<ServiceKey> {
+        let (family, bits) = split(addr);
+        let mut keys: Vec<ServiceKey> = self.holders[family.index()]
+            .get(&bits)
+            .map(|h| {
+                h.ids()
+                    .iter()
+                    .map(|&id| self.record(id).svc.key.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        keys.sort();
+        keys
+    }
+
+    fn pool(&self, id: u32) -> &PoolState {
+        &self.pools[id as usize]
+    }
+
+    fn record(&self, id: u32) -> &Record {
+        self.records[id as usize]
+            .as_ref()
+            .expect("ids in index and holders point at live records")
+    }
+
+    fn record_mut(&mut self, id: u32) -> &mut Record {
+        self.records[id as usize]
+            .as_mut()
+            .expect("ids in index and holders point at live records")
+    }
+
+    fn assignment_of(&self, id: u32) -> Assignment {
+        let rec = self.record(id);
+        let primary = rec.svc.wanted().primary;
+        let slot = |family: Family| {
+            rec.slots[family.index()]
+                .filter(|s| s.held)
+                .map(|s| Allocated {
+                    addr: join(family, s.bits),
+                    pool: s.pool.map(|p| self.pools[p as usize].name.clone()),
+                })
+        };
+        Assignment {
+            addrs: [slot(primary), slot(primary.other())],
+        }
+    }
+
+    fn insert_record(&mut self, rec: Record) -> u32 {
+        let key = rec.svc.key.clone();
+        let id = match self.vacant.pop() {
+            Some(id) => {
+                self.records[id as usize] = Some(rec);
+                id
+            }
+            None => {
+                self.records.push(Some(rec));
+                (self.records.len() - 1) as u32
+            }
+        };
+        self.index.insert(key, id);
+        id
+    }
+
+    fn assign_new(&mut self, svc: Service) -> Result<Assignment, Error> {
+        match self.plan(&svc, None, [None; 2]) {
+            Err(reason) => Err(Error {
+                service: svc.key,
+                reason,
+            }),
+            Ok(slots) => {
+                let id = self.insert_record(Record {
+                    svc,
+                    slots: [None; 2],
+                    conflict: None,
+                });
+                self.commit(id, None, slots);
+                Ok(self.assignment_of(id))
+            }
+        }
+    }
+
+    fn restore_one(&mut self, svc: Service) -> u32 {
+        if self.index.contains_key(&svc.key) {
+            self.release(&svc.key);
+        }
+        let wanted = svc.wanted();
+        let mut slots = [None; 2];
+        for &addr in &svc.current {
+            let (family, bits) = split(addr);
+            if wanted.contains(family) && slots[family.index()].is_none() {
+                slots[family.index()] = Some(Slot {
+                    bits,
+                    held: false,
+                    pool: None,
+                });
+            }
+        }
+        let id = self.insert_record(Record {
+            svc,
+            slots,
+            conflict: None,
+        });
+        self.revalidate(id);
+        id
+    }
+
+    /// The answer for a Service whose request did not change.
+    fn settle(&mut self, id: u32) -> Result<Assignment, Error> {
+        let rec = self.record(id);
+        if let Some(reason) = &rec.conflict {
+            return Err(Error {
+                service: rec.svc.key.clone(),
+                reason: reason.clone(),
+            });
+        }
+        let wanted = rec.svc.wanted();
+        let held = |f: Family| rec.slots[f.index()].is_some_and(|s| s.held);
+        let complete = match rec.svc.family_policy {
+            // Satisfied by one family: adding the second later would make restoring not a
+            // fixed point (see module docs, *Dual stack*).
+            FamilyPolicy::PreferDualStack => wanted.iter().any(held),
+            _ => wanted.iter().all(held),
+        };
+        if complete {
+            return Ok(self.assignment_of(id));
+        }
+        match self.plan(&rec.svc, Some(id), rec.slots) {
+            Ok(slots) => {
+                self.commit(id, None, slots);
+                Ok(self.assignment_of(id))
+            }
+            Err(reason) => Err(Error {
+                service: self.record(id).svc.key.clone(),
+                reason,
+            }),
+        }
+    }
+
+    /// Re-checks a Service's slots against the pools and its (unchanged) request: takes a
+    /// restored address that has become free, and records the first conflict.
+    fn revalidate(&mut self, id: u32) {
+        let mut conflict = None;
+        for family in Family::ALL {
+            let Some(mut slot) = self.record(id).slots[family.index()] else {
+                continue;
+            };
+            let addr = join(family, slot.bits);
+            if !slot.held {
+                let rec = self.record(id);
+                match self.clash_at(&rec.svc, family, slot.bits, Some(id)) {
+                    Some(clash) => {
+                        conflict.get_or_insert(Reason::InUse { addr, clash });
+                    }
+                    None => {
+                        self.hold(id, family, slot.bits);
+                        slot.held = true;
+                    }
+                }
+            }
+            if slot.held {
+                match self.valid_slot(&self.record(id).svc, family, slot.bits, Some(id)) {
+                    Ok(pool) => slot.pool = Some(pool),
+                    Err(reason) => {
+                        slot.pool = None;
+                        conflict.get_or_insert(reason);
+                    }
+                }
+            }
+            self.record_mut(id).slots[family.index()] = Some(slot);
+        }
+        self.record_mut(id).conflict = conflict.map(|cause| Reason::Conflict {
+            addr: conflict_addr(&cause),
+            cause: Box::new(cause),
+        });
+    }
+
+    /// Moves a Service from its current slots to `slots`, replacing its Service data if given
+    /// (after releasing under the old sharing key, before holding under the new one).
+    fn commit(&mut self, id: u32, svc: Option<Service>, slots: [Option<Slot>; 2]) {
+        let old = self.record(id).slots;
+        let held = |s: Option<Slot>| s.filter(|s| s.held).map(|s| s.bits);
+        for family in Family::ALL {
+            let (o, n) = (held(old[family.index()]), held(slots[family.index()]));
+            if let Some(bits) = o
+                && o != n
+            {
+                self.unhold(id, family, bits);
+            }
+        }
+        if let Some(svc) = svc {
+            self.record_mut(id).svc = svc;
+        }
+        for family in Family::ALL {
+            let (o, n) = (held(old[family.index()]), held(slots[family.index()]));
+            if let Some(bits) = n
+                && o != n
+            {
+                self.hold(id, family, bits);
+            }
+        }
+        self.record_mut(id).slots = slots;
+    }
+
+    fn hold(&mut self, id: u32, family: Family, bits: u128) {
+        let Self {
+            holders,
+            pools,
+            shared,
+            records,
+            ..
+        } = self;
+        match holders[family.index()].entry(bits) {
+            Entry::Occupied(mut o) => o.get_mut().push(id),
+            Entry::Vacant(v) => {
+                v.insert(Holders::One(id));
+                for pool in pools.iter_mut() {
+                    if let Some(span) = pool.span_of_mut(family, bits) {
+                        span.take(bits);
+                    }
+                }
+                let rec = records[id as usize].as_ref().expect("live record");
+                if let Some(key) = &rec.svc.sharing_key {
+                    if !shared.contains_key(key) {
+                        shared.insert(key.clone(), Default::default());
+                    }
+                    if let Some(sets) = shared.get_mut(key) {
+                        sets[family.index()].insert(bits);
+                    }
+                }
+            }
+        }
+    }
+
+    fn unhold(&mut self, id: u32, family: Family, bits: u128) {
+        let Self {
+            holders,
+            pools,
+            shared,
+            records,
+            ..
+        } = self;
+        let Entry::Occupied(mut o) = holders[family.index()].entry(bits) else {
+            return;
+        };
+        if !o.get_mut().remove(id) {
+            return;
+        }
+        o.remove();
+        for pool in pools.iter_mut() {
+            if let Some(span) = pool.span_of_mut(family, bits) {
+                span.put(bits);
+            }
+        }
+        let rec = records[id as usize].as_ref().expect("live record");
+        if let Some(key) = &rec.svc.sharing_key
+            && let Some(sets) = shared.get_mut(key)
+        {
+            sets[family.index()].remove(&bits);
+            if sets.iter().all(BTreeSet::is_empty) {
+                shared.remove(key);
+            }
+        }
+    }
+}
+
+/// The address a conflict reason is about.
+fn conflict_addr(reason: &Reason) -> IpAddr {
+    match reason {
+        Reason::NotInAnyPool { addr }
+        | Reason::Denied { addr, .. }
+        | Reason::InUse { addr, .. }
+        | Reason::NotRequested { addr, .. }
+        | Reason::FamilyNotUsed { addr, .. }
+        | Reason::Conflict { addr, .. } => *addr,
+        _ => unreachable!("slot checks only produce address reasons"),
+    }
+}
+
+mod plan;
