@@ -113,7 +113,7 @@ pub enum Reason {
     /// The Service holds (or its status claims) an address that is no longer valid. It keeps
     /// the address reserved and is not moved until its request changes, the pools change back,
     /// or it is released.
-    #[error("conflict: holds {addr}, but {cause}")]
+    #[error("conflict on {addr}: {cause}")]
     Conflict {
         /// The address.
         addr: IpAddr,
