@@ -242,6 +242,37 @@ fn failed_request_change_keeps_addresses_that_still_fit() {
     let mut a = allocator(vec![pool("p", &["10.0.0.0/30"])]);
     a.assign(svc("s")).unwrap();
     let mut s = svc("s");
+    s.requested_ips = vec![ip("192.0.2.1")];
+    assert_eq!(
+        show(&a.assign(s)),
+        failed("service default/s: 192.0.2.1 is not in any pool")
+    );
+    assert!(a.assignment(&key("s")).unwrap().is_empty());
+    a.release(&key("s"));
+
+    let mut p = svc("p");
+    p.ip_families = vec![
+        herald_controller::ipam::Family::V4,
+        herald_controller::ipam::Family::V6,
+    ];
+    p.family_policy = herald_controller::ipam::FamilyPolicy::PreferDualStack;
+    a.assign(p.clone()).unwrap();
+    p.requested_ips = vec![ip("10.0.0.0"), ip("fd00::1")];
+    assert_eq!(
+        show(&a.assign(p)),
+        failed("service default/p: fd00::1 is not in any pool")
+    );
+    assert_eq!(
+        a.assignment(&key("p")).unwrap().addresses(),
+        vec![ip("10.0.0.0")]
+    );
+}
+
+#[test]
+fn failed_change_to_require_dual_stack_leaves_no_partial_state() {
+    let mut a = allocator(vec![pool("p", &["10.0.0.0/30"])]);
+    a.assign(svc("s")).unwrap();
+    let mut s = svc("s");
     s.ip_families = vec![
         herald_controller::ipam::Family::V4,
         herald_controller::ipam::Family::V6,
@@ -251,8 +282,6 @@ fn failed_request_change_keeps_addresses_that_still_fit() {
         show(&a.assign(s)),
         failed("service default/s: family missing: IPv6: no pool serves IPv6 to it")
     );
-    assert_eq!(
-        a.assignment(&key("s")).unwrap().addresses(),
-        vec![ip("10.0.0.0")]
-    );
+    assert!(a.assignment(&key("s")).unwrap().is_empty());
+    assert_eq!(a.counts("p").unwrap().v4.assigned, 0);
 }

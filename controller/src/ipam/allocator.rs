@@ -72,6 +72,9 @@ pub struct Allocator {
     /// Pool ids in auto-assignment order.
     order: Vec<u32>,
     by_name: BTreeMap<String, u32>,
+    /// Whether two pools share an address: then the pool reported for an address must be
+    /// looked up, not taken from where the address was found.
+    overlapping: bool,
     index: FastMap<ServiceKey, u32>,
     records: Vec<Option<Record>>,
     vacant: Vec<u32>,
@@ -177,6 +180,14 @@ impl Allocator {
             let rank = |p: &Pool| (p.allocate_to.priority.is_none(), p.allocate_to.priority);
             rank(a).cmp(&rank(b)).then_with(|| a.name.cmp(&b.name))
         });
+        self.overlapping = Family::ALL.into_iter().any(|family| {
+            let mut spans: Vec<(u128, u128)> = states
+                .iter()
+                .flat_map(|p| p.spans[family.index()].iter().map(|s| (s.lo, s.hi)))
+                .collect();
+            spans.sort_unstable();
+            spans.windows(2).any(|w| w[1].0 <= w[0].1)
+        });
         self.pools = states;
         self.by_name = by_name;
         self.order = order;
@@ -221,7 +232,8 @@ impl Allocator {
     /// - Context (labels) changed: held addresses are re-checked; a no longer valid one is a
     ///   [`Reason::Conflict`], not a move.
     /// - Request changed: addresses the new request no longer fits are released and
-    ///   replaced; on error the Service keeps the addresses that still fit it.
+    ///   replaced; on error the Service keeps the addresses that still fit it (none under
+    ///   `RequireDualStack`, which is all or nothing).
     ///
     /// On `Err`, [`Allocator::assignment`] tells what the Service still holds.
     pub fn assign(&mut self, svc: Service) -> Result<Assignment, Error> {
@@ -252,9 +264,12 @@ impl Allocator {
                 Ok(self.assignment_of(id))
             }
             Err(reason) => {
+                // Keep what still fits, except under RequireDualStack: one family of two
+                // would be the partial state that policy rules out.
                 let wanted = svc.wanted();
+                let all_or_nothing = svc.family_policy == FamilyPolicy::RequireDualStack;
                 let mut slots = [None; 2];
-                for family in Family::ALL {
+                for family in Family::ALL.into_iter().filter(|_| !all_or_nothing) {
                     if let Some(slot) = keep[family.index()]
                         && slot.held
                         && wanted.contains(family)

@@ -237,11 +237,7 @@ impl Allocator {
                         .is_some_and(|s| s.index(bits).is_some())
                         && self.clash_at(svc, family, bits, me).is_none()
                     {
-                        return Ok(Slot {
-                            bits,
-                            held: true,
-                            pool: Some(p),
-                        });
+                        return Ok(self.found(svc, family, bits, p));
                     }
                 }
             }
@@ -251,11 +247,7 @@ impl Allocator {
                 .iter()
                 .find_map(|s| s.lowest_free())
             {
-                return Ok(Slot {
-                    bits,
-                    held: true,
-                    pool: Some(p),
-                });
+                return Ok(self.found(svc, family, bits, p));
             }
         }
 
@@ -287,5 +279,21 @@ impl Allocator {
             }
         }
         Err(Reason::NoPool { family })
+    }
+
+    /// The slot for `bits`, found in pool `p`. Where pools overlap, the pool reported is the
+    /// one [`Allocator::granting_pool`] names, so that it does not depend on how the address
+    /// was found (restoring must give the same answer).
+    fn found(&self, svc: &Service, family: Family, bits: u128, p: u32) -> Slot {
+        let pool = if self.overlapping {
+            self.granting_pool(svc, family, bits).unwrap_or(p)
+        } else {
+            p
+        };
+        Slot {
+            bits,
+            held: true,
+            pool: Some(pool),
+        }
     }
 }
