@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use herald_controller::ipam::{AllocateTo, Reason, Selector, Service};
+use herald_controller::ipam::{AllocateTo, Selector, Service};
 
 fn with_current(mut s: Service, addrs: &[&str]) -> Service {
     s.current = addrs.iter().map(|a| ip(a)).collect();
@@ -86,8 +86,8 @@ fn unknown_service_with_status_is_restored_on_assign() {
 }
 
 #[test]
-fn restoring_an_address_taken_by_an_incompatible_service_is_a_conflict() {
-    let mut a = allocator(vec![pool("p", &["10.0.0.0/24"])]);
+fn restoring_an_address_taken_by_an_incompatible_service_reports_it_and_gives_a_fresh_one() {
+    let mut a = allocator(vec![pool("p", &["10.0.0.4/30"])]);
     let conflicts = a.restore([
         with_current(svc("older"), &["10.0.0.5"]),
         with_current(svc("newer"), &["10.0.0.5"]),
@@ -95,17 +95,10 @@ fn restoring_an_address_taken_by_an_incompatible_service_is_a_conflict() {
     let msgs: Vec<String> = conflicts.iter().map(ToString::to_string).collect();
     assert_eq!(
         msgs,
-        [
-            "service default/newer: conflict on 10.0.0.5: 10.0.0.5 is in use by default/older and not shared"
-        ]
+        ["service default/newer: 10.0.0.5 is in use by default/older and not shared"]
     );
-    assert!(matches!(
-        a.assign(svc("newer")).unwrap_err().reason,
-        Reason::Conflict { .. }
-    ));
-    // Once the older one is gone, the newer one gets the address of its status back.
-    a.release(&key("older"));
-    assert_eq!(show(&a.assign(svc("newer"))), got(&["10.0.0.5"]));
+    assert_eq!(a.holders(ip("10.0.0.5")), vec![key("older")]);
+    assert_eq!(show(&a.assign(svc("newer"))), got(&["10.0.0.4"]));
 }
 
 #[test]

@@ -94,8 +94,6 @@ struct Record {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Slot {
     bits: u128,
-    /// False only for a restored address another Service already held (a conflict).
-    held: bool,
     /// The pool granting it; `None` under a conflict.
     pool: Option<u32>,
 }
@@ -203,17 +201,23 @@ impl Allocator {
     /// new is allocated.
     ///
     /// Each current address of a family the Service uses (the first per family) is held
-    /// again, unless a Service restored earlier holds it and cannot share it. Pass Services
-    /// oldest first: the earlier one wins such a clash. Addresses that are not valid (outside
-    /// the pools the Service may use, or taken) become conflicts, returned in input order;
-    /// nothing is moved. Services without current addresses are skipped.
+    /// again. An address that is not valid (outside the pools the Service may use, disabled,
+    /// avoided) is held anyway and becomes a conflict: nothing is moved. The one exception is
+    /// an address a Service restored earlier holds and cannot share: two Services cannot both
+    /// keep it, so it is not restored; the error is returned and the next `assign` gives the
+    /// later Service a fresh address. Pass Services oldest first. A state the allocator wrote
+    /// itself never has such clashes, so restoring it is a fixed point.
+    ///
+    /// Returns the conflicts and clashes, in input order. Services without current
+    /// addresses are skipped.
     pub fn restore(&mut self, services: impl IntoIterator<Item = Service>) -> Vec<Error> {
         let mut conflicts = Vec::new();
         for svc in services {
             if svc.current.is_empty() {
                 continue;
             }
-            let id = self.restore_one(svc);
+            let (id, clashes) = self.restore_one(svc);
+            conflicts.extend(clashes);
             let rec = self.record(id);
             if let Some(reason) = &rec.conflict {
                 conflicts.push(Error {
@@ -239,7 +243,7 @@ impl Allocator {
     pub fn assign(&mut self, svc: Service) -> Result<Assignment, Error> {
         let Some(&id) = self.index.get(&svc.key) else {
             if !svc.current.is_empty() {
-                let id = self.restore_one(svc);
+                let (id, _clashes) = self.restore_one(svc);
                 return self.settle(id);
             }
             return self.assign_new(svc);
@@ -271,7 +275,6 @@ impl Allocator {
                 let mut slots = [None; 2];
                 for family in Family::ALL.into_iter().filter(|_| !all_or_nothing) {
                     if let Some(slot) = keep[family.index()]
-                        && slot.held
                         && wanted.contains(family)
                         && let Ok(pool) = self.valid_slot(&svc, family, slot.bits, Some(id))
                     {
@@ -380,12 +383,10 @@ impl Allocator {
         let rec = self.record(id);
         let primary = rec.svc.wanted().primary;
         let slot = |family: Family| {
-            rec.slots[family.index()]
-                .filter(|s| s.held)
-                .map(|s| Allocated {
-                    addr: join(family, s.bits),
-                    pool: s.pool.map(|p| self.pools[p as usize].name.clone()),
-                })
+            rec.slots[family.index()].map(|s| Allocated {
+                addr: join(family, s.bits),
+                pool: s.pool.map(|p| self.pools[p as usize].name.clone()),
+            })
         };
         Assignment {
             addrs: [slot(primary), slot(primary.other())],
@@ -426,29 +427,46 @@ impl Allocator {
         }
     }
 
-    fn restore_one(&mut self, svc: Service) -> u32 {
+    /// Restores one Service; returns its id and the status addresses it could not keep
+    /// because an incompatible Service holds them.
+    fn restore_one(&mut self, svc: Service) -> (u32, Vec<Error>) {
         if self.index.contains_key(&svc.key) {
             self.release(&svc.key);
         }
         let wanted = svc.wanted();
-        let mut slots = [None; 2];
+        let mut claims: [Option<u128>; 2] = [None; 2];
         for &addr in &svc.current {
             let (family, bits) = split(addr);
-            if wanted.contains(family) && slots[family.index()].is_none() {
-                slots[family.index()] = Some(Slot {
-                    bits,
-                    held: false,
-                    pool: None,
-                });
+            if wanted.contains(family) && claims[family.index()].is_none() {
+                claims[family.index()] = Some(bits);
             }
         }
         let id = self.insert_record(Record {
             svc,
-            slots,
+            slots: [None; 2],
             conflict: None,
         });
+        let mut clashes = Vec::new();
+        for family in Family::ALL {
+            let Some(bits) = claims[family.index()] else {
+                continue;
+            };
+            let rec = self.record(id);
+            if let Some(clash) = self.clash_at(&rec.svc, family, bits, Some(id)) {
+                clashes.push(Error {
+                    service: rec.svc.key.clone(),
+                    reason: Reason::InUse {
+                        addr: join(family, bits),
+                        clash,
+                    },
+                });
+                continue;
+            }
+            self.hold(id, family, bits);
+            self.record_mut(id).slots[family.index()] = Some(Slot { bits, pool: None });
+        }
         self.revalidate(id);
-        id
+        (id, clashes)
     }
 
     /// The answer for a Service whose request did not change.
@@ -461,7 +479,7 @@ impl Allocator {
             });
         }
         let wanted = rec.svc.wanted();
-        let held = |f: Family| rec.slots[f.index()].is_some_and(|s| s.held);
+        let held = |f: Family| rec.slots[f.index()].is_some();
         let complete = match rec.svc.family_policy {
             // Satisfied by one family: adding the second later would make restoring not a
             // fixed point (see module docs, *Dual stack*).
@@ -483,49 +501,34 @@ impl Allocator {
         }
     }
 
-    /// Re-checks a Service's slots against the pools and its (unchanged) request: takes a
-    /// restored address that has become free, and records the first conflict.
+    /// Re-checks a Service's held addresses against the pools and its (unchanged) request,
+    /// recording the pool granting each, and the first conflict.
     fn revalidate(&mut self, id: u32) {
         let mut conflict = None;
         for family in Family::ALL {
             let Some(mut slot) = self.record(id).slots[family.index()] else {
                 continue;
             };
-            let addr = join(family, slot.bits);
-            if !slot.held {
-                let rec = self.record(id);
-                match self.clash_at(&rec.svc, family, slot.bits, Some(id)) {
-                    Some(clash) => {
-                        conflict.get_or_insert(Reason::InUse { addr, clash });
-                    }
-                    None => {
-                        self.hold(id, family, slot.bits);
-                        slot.held = true;
-                    }
-                }
-            }
-            if slot.held {
-                match self.valid_slot(&self.record(id).svc, family, slot.bits, Some(id)) {
-                    Ok(pool) => slot.pool = Some(pool),
-                    Err(reason) => {
-                        slot.pool = None;
-                        conflict.get_or_insert(reason);
-                    }
+            match self.valid_slot(&self.record(id).svc, family, slot.bits, Some(id)) {
+                Ok(pool) => slot.pool = Some(pool),
+                Err(cause) => {
+                    slot.pool = None;
+                    conflict.get_or_insert(Reason::Conflict {
+                        addr: join(family, slot.bits),
+                        cause: Box::new(cause),
+                    });
                 }
             }
             self.record_mut(id).slots[family.index()] = Some(slot);
         }
-        self.record_mut(id).conflict = conflict.map(|cause| Reason::Conflict {
-            addr: conflict_addr(&cause),
-            cause: Box::new(cause),
-        });
+        self.record_mut(id).conflict = conflict;
     }
 
     /// Moves a Service from its current slots to `slots`, replacing its Service data if given
     /// (after releasing under the old sharing key, before holding under the new one).
     fn commit(&mut self, id: u32, svc: Option<Service>, slots: [Option<Slot>; 2]) {
         let old = self.record(id).slots;
-        let held = |s: Option<Slot>| s.filter(|s| s.held).map(|s| s.bits);
+        let held = |s: Option<Slot>| s.map(|s| s.bits);
         for family in Family::ALL {
             let (o, n) = (held(old[family.index()]), held(slots[family.index()]));
             if let Some(bits) = o
@@ -607,19 +610,6 @@ impl Allocator {
                 shared.remove(key);
             }
         }
-    }
-}
-
-/// The address a conflict reason is about.
-fn conflict_addr(reason: &Reason) -> IpAddr {
-    match reason {
-        Reason::NotInAnyPool { addr }
-        | Reason::Denied { addr, .. }
-        | Reason::InUse { addr, .. }
-        | Reason::NotRequested { addr, .. }
-        | Reason::FamilyNotUsed { addr, .. }
-        | Reason::Conflict { addr, .. } => *addr,
-        _ => unreachable!("slot checks only produce address reasons"),
     }
 }
 

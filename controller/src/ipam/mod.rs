@@ -70,9 +70,11 @@
 //!   and `assign` returns [`Reason::Conflict`] for it (so the glue raises an Event and a
 //!   condition and leaves status alone) until the pools or labels allow it again, the
 //!   Service's request changes, or the Service is released.
-//! - Restore: a status address that is not valid is a conflict in the same way; one that a
-//!   Service restored earlier holds and cannot share is claimed but not held, and is taken
-//!   as soon as it becomes free.
+//! - Restore: a status address that is not valid is a conflict in the same way. The one
+//!   exception: an address that a Service restored earlier holds and cannot share is not
+//!   restored (two Services cannot both keep it); `restore` reports it and the next `assign`
+//!   gives the later Service a fresh address. The allocator never writes such a state, so
+//!   restoring what it wrote is a fixed point.
 //!
 //! # Counts
 //! [`Allocator::counts`] gives per pool and family the assigned (held, usable) and available

@@ -78,7 +78,6 @@ impl Allocator {
         explicit: bool,
     ) -> Result<Slot, Reason> {
         if let Some(slot) = keep
-            && slot.held
             && let Ok(pool) = self.valid_slot(svc, family, slot.bits, me)
         {
             return Ok(Slot {
@@ -91,7 +90,6 @@ impl Allocator {
             let pool = self.valid_slot(svc, family, bits, me)?;
             return Ok(Slot {
                 bits,
-                held: true,
                 pool: Some(pool),
             });
         }
@@ -292,7 +290,6 @@ impl Allocator {
         };
         Slot {
             bits,
-            held: true,
             pool: Some(pool),
         }
     }
