@@ -71,7 +71,11 @@ fn main() {
     let v6_pool = ("fd00::", "fd00::ffff:ffff:ffff:ffff");
 
     let floor = measure(
-        || (0..N as u128).map(|i| 0x0a00_0000 + i).collect::<Vec<u128>>(),
+        || {
+            (0..N as u128)
+                .map(|i| 0x0a00_0000 + i)
+                .collect::<Vec<u128>>()
+        },
         |values| {
             let mut set = BTreeSet::new();
             for v in values {
@@ -83,21 +87,21 @@ fn main() {
 
     let alloc_v4 = measure(
         || (allocator(v4_pool), services(Family::V4)),
-        |(mut a, svcs)| {
-            for s in svcs {
+        |(mut a, mut svcs)| {
+            for s in svcs.drain(..) {
                 black_box(a.assign(s).unwrap());
             }
-            a
+            (a, svcs)
         },
     );
 
     let alloc_v6 = measure(
         || (allocator(v6_pool), services(Family::V6)),
-        |(mut a, svcs)| {
-            for s in svcs {
+        |(mut a, mut svcs)| {
+            for s in svcs.drain(..) {
                 black_box(a.assign(s).unwrap());
             }
-            a
+            (a, svcs)
         },
     );
 
@@ -114,12 +118,35 @@ fn main() {
     };
     let restore = measure(
         || (allocator(v4_pool), statuses.clone()),
-        |(mut a, svcs)| {
-            let conflicts = a.restore(svcs);
+        |(mut a, mut svcs)| {
+            let conflicts = a.restore(svcs.drain(..));
             assert!(conflicts.is_empty());
-            a
+            (a, svcs)
         },
     );
+
+    let store = measure(
+        || services(Family::V4),
+        |mut svcs| {
+            let mut v = Vec::new();
+            for s in svcs.drain(..) {
+                v.push(black_box(s));
+            }
+            (v, svcs)
+        },
+    );
+    report("diag: Vec<Service> push", store, Some(floor));
+    let hm = measure(
+        || (),
+        |_| {
+            let mut m = std::collections::HashMap::new();
+            for i in 0..N as u128 {
+                m.insert(black_box(i), i as u32);
+            }
+            m
+        },
+    );
+    report("diag: HashMap<u128,u32> (sip)", hm, Some(floor));
 
     println!("ipam benchmark: {N} services, median of {SAMPLES} samples");
     report("floor: BTreeSet<u128> insert", floor, None);

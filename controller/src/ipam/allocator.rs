@@ -76,8 +76,7 @@ pub struct Allocator {
     /// looked up, not taken from where the address was found.
     overlapping: bool,
     index: FastMap<ServiceKey, u32>,
-    records: Vec<Option<Record>>,
-    vacant: Vec<u32>,
+    records: Slab<Record>,
     holders: [FastMap<u128, Holders>; 2],
     shared: BTreeMap<String, [BTreeSet<u128>; 2]>,
 }
@@ -87,7 +86,7 @@ struct Record {
     svc: Service,
     /// Per family index.
     slots: [Option<Slot>; 2],
-    conflict: Option<Reason>,
+    conflict: Option<Box<Reason>>,
 }
 
 /// A Service's address of one family.
@@ -98,11 +97,12 @@ struct Slot {
     pool: Option<u32>,
 }
 
-/// Ids of the Services holding one address; almost always one.
+/// Ids of the Services holding one address; almost always one. Kept to 16 bytes: it is
+/// stored once per address in use.
 #[derive(Debug)]
 enum Holders {
     One(u32),
-    Many(Vec<u32>),
+    Many(Box<Vec<u32>>),
 }
 
 impl Holders {
@@ -115,7 +115,7 @@ impl Holders {
 
     fn push(&mut self, id: u32) {
         match self {
-            Holders::One(first) => *self = Holders::Many(vec![*first, id]),
+            Holders::One(first) => *self = Holders::Many(Box::new(vec![*first, id])),
             Holders::Many(ids) => ids.push(id),
         }
     }
@@ -126,17 +126,17 @@ impl Holders {
             Holders::One(only) => *only == id,
             Holders::Many(ids) => {
                 ids.retain(|h| *h != id);
-                if let [only] = ids[..] {
-                    *self = Holders::One(only);
+                match ids[..] {
+                    [] => true,
+                    [only] => {
+                        *self = Holders::One(only);
+                        false
+                    }
+                    _ => false,
                 }
-                ids_empty(self)
             }
         }
     }
-}
-
-fn ids_empty(h: &Holders) -> bool {
-    matches!(h, Holders::Many(ids) if ids.is_empty())
 }
 
 impl Allocator {
@@ -189,8 +189,8 @@ impl Allocator {
         self.pools = states;
         self.by_name = by_name;
         self.order = order;
-        for id in 0..self.records.len() as u32 {
-            if self.records[id as usize].is_some() {
+        for id in self.records.ids() {
+            if self.records.get(id).is_some() {
                 self.revalidate(id);
             }
         }
@@ -222,7 +222,7 @@ impl Allocator {
             if let Some(reason) = &rec.conflict {
                 conflicts.push(Error {
                     service: rec.svc.key.clone(),
-                    reason: reason.clone(),
+                    reason: (**reason).clone(),
                 });
             }
         }
@@ -298,8 +298,7 @@ impl Allocator {
         let id = self.index.remove(key)?;
         let held = self.assignment_of(id);
         self.commit(id, None, [None; 2]);
-        self.records[id as usize] = None;
-        self.vacant.push(id);
+        self.records.remove(id);
         Some(held)
     }
 
@@ -312,11 +311,12 @@ impl Allocator {
     pub fn assignments(&self) -> Vec<(ServiceKey, Assignment)> {
         let mut all: Vec<_> = self
             .records
-            .iter()
-            .enumerate()
-            .filter_map(|(id, rec)| {
-                rec.as_ref()
-                    .map(|r| (r.svc.key.clone(), self.assignment_of(id as u32)))
+            .values()
+            .map(|r| {
+                (
+                    r.svc.key.clone(),
+                    self.assignment_of(self.index[&r.svc.key]),
+                )
             })
             .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
@@ -327,12 +327,11 @@ impl Allocator {
     pub fn conflicts(&self) -> Vec<Error> {
         let mut all: Vec<Error> = self
             .records
-            .iter()
-            .flatten()
+            .values()
             .filter_map(|r| {
                 r.conflict.as_ref().map(|reason| Error {
                     service: r.svc.key.clone(),
-                    reason: reason.clone(),
+                    reason: (**reason).clone(),
                 })
             })
             .collect();
@@ -368,14 +367,14 @@ impl Allocator {
     }
 
     fn record(&self, id: u32) -> &Record {
-        self.records[id as usize]
-            .as_ref()
+        self.records
+            .get(id)
             .expect("ids in index and holders point at live records")
     }
 
     fn record_mut(&mut self, id: u32) -> &mut Record {
-        self.records[id as usize]
-            .as_mut()
+        self.records
+            .get_mut(id)
             .expect("ids in index and holders point at live records")
     }
 
@@ -395,16 +394,7 @@ impl Allocator {
 
     fn insert_record(&mut self, rec: Record) -> u32 {
         let key = rec.svc.key.clone();
-        let id = match self.vacant.pop() {
-            Some(id) => {
-                self.records[id as usize] = Some(rec);
-                id
-            }
-            None => {
-                self.records.push(Some(rec));
-                (self.records.len() - 1) as u32
-            }
-        };
+        let id = self.records.insert(rec);
         self.index.insert(key, id);
         id
     }
@@ -475,7 +465,7 @@ impl Allocator {
         if let Some(reason) = &rec.conflict {
             return Err(Error {
                 service: rec.svc.key.clone(),
-                reason: reason.clone(),
+                reason: (**reason).clone(),
             });
         }
         let wanted = rec.svc.wanted();
@@ -521,7 +511,7 @@ impl Allocator {
             }
             self.record_mut(id).slots[family.index()] = Some(slot);
         }
-        self.record_mut(id).conflict = conflict;
+        self.record_mut(id).conflict = conflict.map(Box::new);
     }
 
     /// Moves a Service from its current slots to `slots`, replacing its Service data if given
@@ -568,7 +558,7 @@ impl Allocator {
                         span.take(bits);
                     }
                 }
-                let rec = records[id as usize].as_ref().expect("live record");
+                let rec = records.get(id).expect("live record");
                 if let Some(key) = &rec.svc.sharing_key {
                     if !shared.contains_key(key) {
                         shared.insert(key.clone(), Default::default());
@@ -601,7 +591,7 @@ impl Allocator {
                 span.put(bits);
             }
         }
-        let rec = records[id as usize].as_ref().expect("live record");
+        let rec = records.get(id).expect("live record");
         if let Some(key) = &rec.svc.sharing_key
             && let Some(sets) = shared.get_mut(key)
         {
@@ -614,3 +604,6 @@ impl Allocator {
 }
 
 mod plan;
+mod slab;
+
+use slab::Slab;
