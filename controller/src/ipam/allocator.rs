@@ -98,11 +98,11 @@ struct Slot {
 }
 
 /// Ids of the Services holding one address; almost always one. Kept to 16 bytes: it is
-/// stored once per address in use.
+/// stored once per address in use, and sharing is rare enough to pay a re-allocation.
 #[derive(Debug)]
 enum Holders {
     One(u32),
-    Many(Box<Vec<u32>>),
+    Many(Box<[u32]>),
 }
 
 impl Holders {
@@ -114,26 +114,23 @@ impl Holders {
     }
 
     fn push(&mut self, id: u32) {
-        match self {
-            Holders::One(first) => *self = Holders::Many(Box::new(vec![*first, id])),
-            Holders::Many(ids) => ids.push(id),
-        }
+        let mut ids = self.ids().to_vec();
+        ids.push(id);
+        *self = Holders::Many(ids.into_boxed_slice());
     }
 
     /// Removes `id`; returns whether no holder is left.
     fn remove(&mut self, id: u32) -> bool {
-        match self {
-            Holders::One(only) => *only == id,
-            Holders::Many(ids) => {
-                ids.retain(|h| *h != id);
-                match ids[..] {
-                    [] => true,
-                    [only] => {
-                        *self = Holders::One(only);
-                        false
-                    }
-                    _ => false,
-                }
+        let ids: Vec<u32> = self.ids().iter().copied().filter(|h| *h != id).collect();
+        match ids[..] {
+            [] => true,
+            [only] => {
+                *self = Holders::One(only);
+                false
+            }
+            _ => {
+                *self = Holders::Many(ids.into_boxed_slice());
+                false
             }
         }
     }
