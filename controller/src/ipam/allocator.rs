@@ -1,0 +1,606 @@
+//! The allocator: pools and Services in, assignments, errors and conflicts out.
+//!
+//! State, and the invariants every public method keeps:
+//! - `records`: one record per known Service (a slab indexed by a small id; `index` maps
+//!   keys to ids). A record holds the Service as last seen, its address per family (`Slot`),
+//!   and its conflict, if any.
+//! - `holders`: per family, address bits -> ids of the Services holding it. Holders of one
+//!   address are pairwise compatible (see `sharing`).
+//! - every pool span's free set is exactly its usable addresses minus `holders` keys.
+//! - `shared`: sharing key -> addresses held under that key, per family, so a Service
+//!   with a key finds its partners' addresses without scanning.
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::error::{ConfigError, Error, Reason};
+use super::hash::FastMap;
+use super::pool::{Pool, PoolCounts, PoolState};
+use super::service::{Family, FamilyPolicy, Service, ServiceKey, join, split};
+
+/// One address of an [`Assignment`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allocated {
+    /// The address.
+    pub addr: IpAddr,
+    /// The pool it is allocated from (for `herald.dev/allocated-from`); `None` for an
+    /// address kept under a conflict, which no pool currently grants.
+    pub pool: Option<Arc<str>>,
+}
+
+/// The addresses a Service holds, primary family first (the order of its status).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Assignment {
+    addrs: [Option<Allocated>; 2],
+}
+
+impl Assignment {
+    /// The addresses with their pools, primary family first.
+    pub fn iter(&self) -> impl Iterator<Item = &Allocated> {
+        self.addrs.iter().flatten()
+    }
+
+    /// The addresses, primary family first.
+    pub fn addresses(&self) -> Vec<IpAddr> {
+        self.iter().map(|a| a.addr).collect()
+    }
+
+    /// The address of `family`, if any.
+    pub fn get(&self, family: Family) -> Option<IpAddr> {
+        self.iter()
+            .map(|a| a.addr)
+            .find(|a| Family::of(*a) == family)
+    }
+
+    /// Number of addresses.
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The address allocator. See the [module docs](super) for the rules.
+#[derive(Debug, Default)]
+pub struct Allocator {
+    pools: Vec<PoolState>,
+    /// Pool ids in auto-assignment order.
+    order: Vec<u32>,
+    by_name: BTreeMap<String, u32>,
+    /// Whether two pools share an address: then the pool reported for an address must be
+    /// looked up, not taken from where the address was found.
+    overlapping: bool,
+    index: FastMap<ServiceKey, u32>,
+    records: Slab<Record>,
+    holders: [FastMap<u128, Holders>; 2],
+    shared: BTreeMap<String, [BTreeSet<u128>; 2]>,
+}
+
+#[derive(Debug)]
+struct Record {
+    svc: Service,
+    /// Per family index.
+    slots: [Option<Slot>; 2],
+    conflict: Option<Box<Reason>>,
+}
+
+/// A Service's address of one family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slot {
+    bits: u128,
+    /// The pool granting it; `None` under a conflict.
+    pool: Option<u32>,
+}
+
+/// Ids of the Services holding one address; almost always one. Kept to 16 bytes: it is
+/// stored once per address in use, and sharing is rare enough to pay a re-allocation.
+#[derive(Debug)]
+enum Holders {
+    One(u32),
+    Many(Box<[u32]>),
+}
+
+impl Holders {
+    fn ids(&self) -> &[u32] {
+        match self {
+            Holders::One(id) => std::slice::from_ref(id),
+            Holders::Many(ids) => ids,
+        }
+    }
+
+    fn push(&mut self, id: u32) {
+        let mut ids = self.ids().to_vec();
+        ids.push(id);
+        *self = Holders::Many(ids.into_boxed_slice());
+    }
+
+    /// Removes `id`; returns whether no holder is left.
+    fn remove(&mut self, id: u32) -> bool {
+        let ids: Vec<u32> = self.ids().iter().copied().filter(|h| *h != id).collect();
+        match ids[..] {
+            [] => true,
+            [only] => {
+                *self = Holders::One(only);
+                false
+            }
+            _ => {
+                *self = Holders::Many(ids.into_boxed_slice());
+                false
+            }
+        }
+    }
+}
+
+impl Allocator {
+    /// An allocator with no pools and no Services.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Replaces the pool configuration.
+    ///
+    /// Held addresses stay held. Every Service is re-checked against the new pools; the
+    /// returned list is every conflict that exists afterwards (sorted by Service), each naming
+    /// the Service, the address and why it is no longer valid. Conflicted Services keep their
+    /// address reserved, and [`Allocator::assign`] returns [`Reason::Conflict`] for them until
+    /// the pools allow the address again, the Service's request changes, or it is released.
+    ///
+    /// An invalid configuration is refused whole and the previous one stays in force.
+    pub fn set_pools(&mut self, pools: Vec<Pool>) -> Result<Vec<Error>, ConfigError> {
+        let mut by_name = BTreeMap::new();
+        let mut states = Vec::with_capacity(pools.len());
+        for (i, pool) in pools.into_iter().enumerate() {
+            if by_name.insert(pool.name.clone(), i as u32).is_some() {
+                return Err(ConfigError::Duplicate { pool: pool.name });
+            }
+            states.push(PoolState::build(pool)?);
+        }
+        for family in Family::ALL {
+            for &bits in self.holders[family.index()].keys() {
+                for pool in &mut states {
+                    if let Some(span) = pool.span_of_mut(family, bits) {
+                        span.take(bits);
+                    }
+                }
+            }
+        }
+        let mut order: Vec<u32> = (0..states.len() as u32).collect();
+        order.sort_by(|&a, &b| {
+            let (a, b) = (&states[a as usize].spec, &states[b as usize].spec);
+            let rank = |p: &Pool| (p.allocate_to.priority.is_none(), p.allocate_to.priority);
+            rank(a).cmp(&rank(b)).then_with(|| a.name.cmp(&b.name))
+        });
+        self.overlapping = Family::ALL.into_iter().any(|family| {
+            let mut spans: Vec<(u128, u128)> = states
+                .iter()
+                .flat_map(|p| p.spans[family.index()].iter().map(|s| (s.lo, s.hi)))
+                .collect();
+            spans.sort_unstable();
+            spans.windows(2).any(|w| w[1].0 <= w[0].1)
+        });
+        self.pools = states;
+        self.by_name = by_name;
+        self.order = order;
+        for id in self.records.ids() {
+            if self.records.get(id).is_some() {
+                self.revalidate(id);
+            }
+        }
+        Ok(self.conflicts())
+    }
+
+    /// Restores the assignments recorded in the Services' status (`current`), before anything
+    /// new is allocated.
+    ///
+    /// Each current address of a family the Service uses (the first per family) is held
+    /// again. An address that is not valid (outside the pools the Service may use, disabled,
+    /// avoided) is held anyway and becomes a conflict: nothing is moved. The one exception is
+    /// an address a Service restored earlier holds and cannot share: two Services cannot both
+    /// keep it, so it is not restored; the error is returned and the next `assign` gives the
+    /// later Service a fresh address. Pass Services oldest first. A state the allocator wrote
+    /// itself never has such clashes, so restoring it is a fixed point.
+    ///
+    /// Returns the conflicts and clashes, in input order. Services without current
+    /// addresses are skipped.
+    pub fn restore(&mut self, services: impl IntoIterator<Item = Service>) -> Vec<Error> {
+        let mut conflicts = Vec::new();
+        for svc in services {
+            if svc.current.is_empty() {
+                continue;
+            }
+            let (id, clashes) = self.restore_one(svc);
+            conflicts.extend(clashes);
+            let rec = self.record(id);
+            if let Some(reason) = &rec.conflict {
+                conflicts.push(Error {
+                    service: rec.svc.key.clone(),
+                    reason: (**reason).clone(),
+                });
+            }
+        }
+        conflicts
+    }
+
+    /// Gives `svc` its addresses, keeping every address it already holds that is still valid.
+    ///
+    /// - A Service seen for the first time with addresses in `current` is restored first.
+    /// - Same request, same context: the held addresses are returned as they are.
+    /// - Context (labels) changed: held addresses are re-checked; a no longer valid one is a
+    ///   [`Reason::Conflict`], not a move.
+    /// - Request changed: addresses the new request no longer fits are released and
+    ///   replaced; on error the Service keeps the addresses that still fit it (none under
+    ///   `RequireDualStack`, which is all or nothing).
+    ///
+    /// On `Err`, [`Allocator::assignment`] tells what the Service still holds.
+    pub fn assign(&mut self, svc: Service) -> Result<Assignment, Error> {
+        let Some(&id) = self.index.get(&svc.key) else {
+            if !svc.current.is_empty() {
+                let (id, _clashes) = self.restore_one(svc);
+                return self.settle(id);
+            }
+            return self.assign_new(svc);
+        };
+        let rec = self.record(id);
+        if rec.svc.same_request(&svc) {
+            let context_changed = !rec.svc.same_context(&svc);
+            let conflicted = rec.conflict.is_some();
+            if context_changed {
+                self.record_mut(id).svc = svc;
+            }
+            if context_changed || conflicted {
+                self.revalidate(id);
+            }
+            return self.settle(id);
+        }
+        let keep = rec.slots;
+        match self.plan(&svc, Some(id), keep) {
+            Ok(slots) => {
+                self.commit(id, Some(svc), slots);
+                self.record_mut(id).conflict = None;
+                Ok(self.assignment_of(id))
+            }
+            Err(reason) => {
+                // Keep what still fits, except under RequireDualStack: one family of two
+                // would be the partial state that policy rules out.
+                let wanted = svc.wanted();
+                let all_or_nothing = svc.family_policy == FamilyPolicy::RequireDualStack;
+                let mut slots = [None; 2];
+                for family in Family::ALL.into_iter().filter(|_| !all_or_nothing) {
+                    if let Some(slot) = keep[family.index()]
+                        && wanted.contains(family)
+                        && let Ok(pool) = self.valid_slot(&svc, family, slot.bits, Some(id))
+                    {
+                        slots[family.index()] = Some(Slot {
+                            pool: Some(pool),
+                            ..slot
+                        });
+                    }
+                }
+                let service = svc.key.clone();
+                self.commit(id, Some(svc), slots);
+                self.record_mut(id).conflict = None;
+                Err(Error { service, reason })
+            }
+        }
+    }
+
+    /// Forgets a Service (deleted, or no longer `type: LoadBalancer`) and frees its addresses.
+    /// Returns what it held.
+    pub fn release(&mut self, key: &ServiceKey) -> Option<Assignment> {
+        let id = self.index.remove(key)?;
+        let held = self.assignment_of(id);
+        self.commit(id, None, [None; 2]);
+        self.records.remove(id);
+        Some(held)
+    }
+
+    /// What a Service holds now (including an address kept under a conflict).
+    pub fn assignment(&self, key: &ServiceKey) -> Option<Assignment> {
+        self.index.get(key).map(|&id| self.assignment_of(id))
+    }
+
+    /// Every Service's holdings, sorted by Service.
+    pub fn assignments(&self) -> Vec<(ServiceKey, Assignment)> {
+        let mut all: Vec<_> = self
+            .records
+            .values()
+            .map(|r| {
+                (
+                    r.svc.key.clone(),
+                    self.assignment_of(self.index[&r.svc.key]),
+                )
+            })
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// Every current conflict, sorted by Service.
+    pub fn conflicts(&self) -> Vec<Error> {
+        let mut all: Vec<Error> = self
+            .records
+            .values()
+            .filter_map(|r| {
+                r.conflict.as_ref().map(|reason| Error {
+                    service: r.svc.key.clone(),
+                    reason: (**reason).clone(),
+                })
+            })
+            .collect();
+        all.sort_by(|a, b| a.service.cmp(&b.service));
+        all
+    }
+
+    /// Assigned and available addresses of a pool, per family.
+    pub fn counts(&self, pool: &str) -> Option<PoolCounts> {
+        self.by_name
+            .get(pool)
+            .map(|&p| self.pools[p as usize].counts())
+    }
+
+    /// The Services holding `addr`, sorted.
+    pub fn holders(&self, addr: IpAddr) -> Vec<ServiceKey> {
+        let (family, bits) = split(addr);
+        let mut keys: Vec<ServiceKey> = self.holders[family.index()]
+            .get(&bits)
+            .map(|h| {
+                h.ids()
+                    .iter()
+                    .map(|&id| self.record(id).svc.key.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        keys.sort();
+        keys
+    }
+
+    fn pool(&self, id: u32) -> &PoolState {
+        &self.pools[id as usize]
+    }
+
+    fn record(&self, id: u32) -> &Record {
+        self.records
+            .get(id)
+            .expect("ids in index and holders point at live records")
+    }
+
+    fn record_mut(&mut self, id: u32) -> &mut Record {
+        self.records
+            .get_mut(id)
+            .expect("ids in index and holders point at live records")
+    }
+
+    fn assignment_of(&self, id: u32) -> Assignment {
+        let rec = self.record(id);
+        let primary = rec.svc.wanted().primary;
+        let slot = |family: Family| {
+            rec.slots[family.index()].map(|s| Allocated {
+                addr: join(family, s.bits),
+                pool: s.pool.map(|p| self.pools[p as usize].name.clone()),
+            })
+        };
+        Assignment {
+            addrs: [slot(primary), slot(primary.other())],
+        }
+    }
+
+    fn insert_record(&mut self, rec: Record) -> u32 {
+        let key = rec.svc.key.clone();
+        let id = self.records.insert(rec);
+        self.index.insert(key, id);
+        id
+    }
+
+    fn assign_new(&mut self, svc: Service) -> Result<Assignment, Error> {
+        match self.plan(&svc, None, [None; 2]) {
+            Err(reason) => Err(Error {
+                service: svc.key,
+                reason,
+            }),
+            Ok(slots) => {
+                let id = self.insert_record(Record {
+                    svc,
+                    slots: [None; 2],
+                    conflict: None,
+                });
+                self.commit(id, None, slots);
+                Ok(self.assignment_of(id))
+            }
+        }
+    }
+
+    /// Restores one Service; returns its id and the status addresses it could not keep
+    /// because an incompatible Service holds them.
+    fn restore_one(&mut self, svc: Service) -> (u32, Vec<Error>) {
+        if self.index.contains_key(&svc.key) {
+            self.release(&svc.key);
+        }
+        let wanted = svc.wanted();
+        let mut claims: [Option<u128>; 2] = [None; 2];
+        for &addr in &svc.current {
+            let (family, bits) = split(addr);
+            if wanted.contains(family) && claims[family.index()].is_none() {
+                claims[family.index()] = Some(bits);
+            }
+        }
+        let id = self.insert_record(Record {
+            svc,
+            slots: [None; 2],
+            conflict: None,
+        });
+        let mut clashes = Vec::new();
+        for family in Family::ALL {
+            let Some(bits) = claims[family.index()] else {
+                continue;
+            };
+            let rec = self.record(id);
+            if let Some(clash) = self.clash_at(&rec.svc, family, bits, Some(id)) {
+                clashes.push(Error {
+                    service: rec.svc.key.clone(),
+                    reason: Reason::InUse {
+                        addr: join(family, bits),
+                        clash,
+                    },
+                });
+                continue;
+            }
+            self.hold(id, family, bits);
+            self.record_mut(id).slots[family.index()] = Some(Slot { bits, pool: None });
+        }
+        self.revalidate(id);
+        (id, clashes)
+    }
+
+    /// The answer for a Service whose request did not change.
+    fn settle(&mut self, id: u32) -> Result<Assignment, Error> {
+        let rec = self.record(id);
+        if let Some(reason) = &rec.conflict {
+            return Err(Error {
+                service: rec.svc.key.clone(),
+                reason: (**reason).clone(),
+            });
+        }
+        let wanted = rec.svc.wanted();
+        let held = |f: Family| rec.slots[f.index()].is_some();
+        let complete = match rec.svc.family_policy {
+            // Satisfied by one family: adding the second later would make restoring not a
+            // fixed point (see module docs, *Dual stack*).
+            FamilyPolicy::PreferDualStack => wanted.iter().any(held),
+            _ => wanted.iter().all(held),
+        };
+        if complete {
+            return Ok(self.assignment_of(id));
+        }
+        match self.plan(&rec.svc, Some(id), rec.slots) {
+            Ok(slots) => {
+                self.commit(id, None, slots);
+                Ok(self.assignment_of(id))
+            }
+            Err(reason) => Err(Error {
+                service: self.record(id).svc.key.clone(),
+                reason,
+            }),
+        }
+    }
+
+    /// Re-checks a Service's held addresses against the pools and its (unchanged) request,
+    /// recording the pool granting each, and the first conflict.
+    fn revalidate(&mut self, id: u32) {
+        let mut conflict = None;
+        for family in Family::ALL {
+            let Some(mut slot) = self.record(id).slots[family.index()] else {
+                continue;
+            };
+            match self.valid_slot(&self.record(id).svc, family, slot.bits, Some(id)) {
+                Ok(pool) => slot.pool = Some(pool),
+                Err(cause) => {
+                    slot.pool = None;
+                    conflict.get_or_insert(Reason::Conflict {
+                        addr: join(family, slot.bits),
+                        cause: Box::new(cause),
+                    });
+                }
+            }
+            self.record_mut(id).slots[family.index()] = Some(slot);
+        }
+        self.record_mut(id).conflict = conflict.map(Box::new);
+    }
+
+    /// Moves a Service from its current slots to `slots`, replacing its Service data if given
+    /// (after releasing under the old sharing key, before holding under the new one).
+    fn commit(&mut self, id: u32, svc: Option<Service>, slots: [Option<Slot>; 2]) {
+        let old = self.record(id).slots;
+        let held = |s: Option<Slot>| s.map(|s| s.bits);
+        for family in Family::ALL {
+            let (o, n) = (held(old[family.index()]), held(slots[family.index()]));
+            if let Some(bits) = o
+                && o != n
+            {
+                self.unhold(id, family, bits);
+            }
+        }
+        if let Some(svc) = svc {
+            self.record_mut(id).svc = svc;
+        }
+        for family in Family::ALL {
+            let (o, n) = (held(old[family.index()]), held(slots[family.index()]));
+            if let Some(bits) = n
+                && o != n
+            {
+                self.hold(id, family, bits);
+            }
+        }
+        self.record_mut(id).slots = slots;
+    }
+
+    fn hold(&mut self, id: u32, family: Family, bits: u128) {
+        let Self {
+            holders,
+            pools,
+            shared,
+            records,
+            ..
+        } = self;
+        match holders[family.index()].entry(bits) {
+            Entry::Occupied(mut o) => o.get_mut().push(id),
+            Entry::Vacant(v) => {
+                v.insert(Holders::One(id));
+                for pool in pools.iter_mut() {
+                    if let Some(span) = pool.span_of_mut(family, bits) {
+                        span.take(bits);
+                    }
+                }
+                let rec = records.get(id).expect("live record");
+                if let Some(key) = &rec.svc.sharing_key {
+                    if !shared.contains_key(key) {
+                        shared.insert(key.clone(), Default::default());
+                    }
+                    if let Some(sets) = shared.get_mut(key) {
+                        sets[family.index()].insert(bits);
+                    }
+                }
+            }
+        }
+    }
+
+    fn unhold(&mut self, id: u32, family: Family, bits: u128) {
+        let Self {
+            holders,
+            pools,
+            shared,
+            records,
+            ..
+        } = self;
+        let Entry::Occupied(mut o) = holders[family.index()].entry(bits) else {
+            return;
+        };
+        if !o.get_mut().remove(id) {
+            return;
+        }
+        o.remove();
+        for pool in pools.iter_mut() {
+            if let Some(span) = pool.span_of_mut(family, bits) {
+                span.put(bits);
+            }
+        }
+        let rec = records.get(id).expect("live record");
+        if let Some(key) = &rec.svc.sharing_key
+            && let Some(sets) = shared.get_mut(key)
+        {
+            sets[family.index()].remove(&bits);
+            if sets.iter().all(BTreeSet::is_empty) {
+                shared.remove(key);
+            }
+        }
+    }
+}
+
+mod plan;
+mod slab;
+
+use slab::Slab;
