@@ -19,6 +19,7 @@ pub const DEFAULT_MINIMUM_TTL: u32 = 254;
     group = "herald.dev",
     version = "v1alpha1",
     kind = "BFDProfile",
+    doc = "BFD timers for the sessions that run alongside BGP sessions.",
     plural = "bfdprofiles",
     category = "herald",
     printcolumn = r#"{"name":"Rx ms","type":"integer","jsonPath":".spec.receiveInterval"}"#,

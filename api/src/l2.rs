@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
     group = "herald.dev",
     version = "v1alpha1",
     kind = "L2Advertisement",
+    doc = "Which pools Herald answers ARP and NDP for, on which interfaces and nodes.",
     plural = "l2advertisements",
     category = "herald",
     printcolumn = r#"{"name":"Pools","type":"string","jsonPath":".spec.ipPools"}"#,

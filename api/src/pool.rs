@@ -18,6 +18,7 @@ use crate::schema;
     group = "herald.dev",
     version = "v1alpha1",
     kind = "IPPool",
+    doc = "A pool of addresses that Herald hands out to Services of type LoadBalancer.",
     plural = "ippools",
     shortname = "ipp",
     category = "herald",
