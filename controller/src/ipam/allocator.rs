@@ -13,32 +13,31 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use super::error::{ConfigError, Error, Reason};
 use super::hash::FastMap;
 use super::pool::{Pool, PoolCounts, PoolState};
-use super::service::{Family, FamilyPolicy, Service, ServiceKey, join, split};
+use super::service::{Family, FamilyPolicy, Service, ServiceKey, Spec, join, split};
 
-/// One address of an [`Assignment`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Allocated {
+/// One address of an [`Assignment`]. Borrows the pool name from the allocator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allocated<'a> {
     /// The address.
     pub addr: IpAddr,
     /// The pool it is allocated from (for `herald.dev/allocated-from`); `None` for an
     /// address kept under a conflict, which no pool currently grants.
-    pub pool: Option<Arc<str>>,
+    pub pool: Option<&'a str>,
 }
 
 /// The addresses a Service holds, primary family first (the order of its status).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Assignment {
-    addrs: [Option<Allocated>; 2],
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Assignment<'a> {
+    addrs: [Option<Allocated<'a>>; 2],
 }
 
-impl Assignment {
+impl<'a> Assignment<'a> {
     /// The addresses with their pools, primary family first.
-    pub fn iter(&self) -> impl Iterator<Item = &Allocated> {
+    pub fn iter(&self) -> impl Iterator<Item = &Allocated<'a>> {
         self.addrs.iter().flatten()
     }
 
@@ -78,12 +77,12 @@ pub struct Allocator {
     index: FastMap<ServiceKey, u32>,
     records: Slab<Record>,
     holders: [FastMap<u128, Holders>; 2],
-    shared: BTreeMap<String, [BTreeSet<u128>; 2]>,
+    shared: BTreeMap<Box<str>, [BTreeSet<u128>; 2]>,
 }
 
 #[derive(Debug)]
 struct Record {
-    svc: Service,
+    svc: Spec,
     /// Per family index.
     slots: [Option<Slot>; 2],
     conflict: Option<Box<Reason>>,
@@ -237,14 +236,15 @@ impl Allocator {
     ///   `RequireDualStack`, which is all or nothing).
     ///
     /// On `Err`, [`Allocator::assignment`] tells what the Service still holds.
-    pub fn assign(&mut self, svc: Service) -> Result<Assignment, Error> {
+    pub fn assign(&mut self, svc: Service) -> Result<Assignment<'_>, Error> {
         let Some(&id) = self.index.get(&svc.key) else {
             if !svc.current.is_empty() {
                 let (id, _clashes) = self.restore_one(svc);
                 return self.settle(id);
             }
-            return self.assign_new(svc);
+            return self.assign_new(svc.into());
         };
+        let svc = Spec::from(svc);
         let rec = self.record(id);
         if rec.svc.same_request(&svc) {
             let context_changed = !rec.svc.same_context(&svc);
@@ -290,22 +290,22 @@ impl Allocator {
     }
 
     /// Forgets a Service (deleted, or no longer `type: LoadBalancer`) and frees its addresses.
-    /// Returns what it held.
-    pub fn release(&mut self, key: &ServiceKey) -> Option<Assignment> {
+    /// Returns the addresses it held (primary family first); `None` if it was unknown.
+    pub fn release(&mut self, key: &ServiceKey) -> Option<Vec<IpAddr>> {
         let id = self.index.remove(key)?;
-        let held = self.assignment_of(id);
+        let held = self.assignment_of(id).addresses();
         self.commit(id, None, [None; 2]);
         self.records.remove(id);
         Some(held)
     }
 
     /// What a Service holds now (including an address kept under a conflict).
-    pub fn assignment(&self, key: &ServiceKey) -> Option<Assignment> {
+    pub fn assignment(&self, key: &ServiceKey) -> Option<Assignment<'_>> {
         self.index.get(key).map(|&id| self.assignment_of(id))
     }
 
     /// Every Service's holdings, sorted by Service.
-    pub fn assignments(&self) -> Vec<(ServiceKey, Assignment)> {
+    pub fn assignments(&self) -> Vec<(ServiceKey, Assignment<'_>)> {
         let mut all: Vec<_> = self
             .records
             .values()
@@ -375,13 +375,13 @@ impl Allocator {
             .expect("ids in index and holders point at live records")
     }
 
-    fn assignment_of(&self, id: u32) -> Assignment {
+    fn assignment_of(&self, id: u32) -> Assignment<'_> {
         let rec = self.record(id);
         let primary = rec.svc.wanted().primary;
         let slot = |family: Family| {
             rec.slots[family.index()].map(|s| Allocated {
                 addr: join(family, s.bits),
-                pool: s.pool.map(|p| self.pools[p as usize].name.clone()),
+                pool: s.pool.map(|p| self.pools[p as usize].spec.name.as_str()),
             })
         };
         Assignment {
@@ -396,7 +396,7 @@ impl Allocator {
         id
     }
 
-    fn assign_new(&mut self, svc: Service) -> Result<Assignment, Error> {
+    fn assign_new(&mut self, svc: Spec) -> Result<Assignment<'_>, Error> {
         match self.plan(&svc, None, [None; 2]) {
             Err(reason) => Err(Error {
                 service: svc.key,
@@ -416,13 +416,15 @@ impl Allocator {
 
     /// Restores one Service; returns its id and the status addresses it could not keep
     /// because an incompatible Service holds them.
-    fn restore_one(&mut self, svc: Service) -> (u32, Vec<Error>) {
+    fn restore_one(&mut self, mut svc: Service) -> (u32, Vec<Error>) {
         if self.index.contains_key(&svc.key) {
             self.release(&svc.key);
         }
+        let current = std::mem::take(&mut svc.current);
+        let svc = Spec::from(svc);
         let wanted = svc.wanted();
         let mut claims: [Option<u128>; 2] = [None; 2];
-        for &addr in &svc.current {
+        for &addr in &current {
             let (family, bits) = split(addr);
             if wanted.contains(family) && claims[family.index()].is_none() {
                 claims[family.index()] = Some(bits);
@@ -457,7 +459,7 @@ impl Allocator {
     }
 
     /// The answer for a Service whose request did not change.
-    fn settle(&mut self, id: u32) -> Result<Assignment, Error> {
+    fn settle(&mut self, id: u32) -> Result<Assignment<'_>, Error> {
         let rec = self.record(id);
         if let Some(reason) = &rec.conflict {
             return Err(Error {
@@ -513,7 +515,7 @@ impl Allocator {
 
     /// Moves a Service from its current slots to `slots`, replacing its Service data if given
     /// (after releasing under the old sharing key, before holding under the new one).
-    fn commit(&mut self, id: u32, svc: Option<Service>, slots: [Option<Slot>; 2]) {
+    fn commit(&mut self, id: u32, svc: Option<Spec>, slots: [Option<Slot>; 2]) {
         let old = self.record(id).slots;
         let held = |s: Option<Slot>| s.map(|s| s.bits);
         for family in Family::ALL {
@@ -557,10 +559,10 @@ impl Allocator {
                 }
                 let rec = records.get(id).expect("live record");
                 if let Some(key) = &rec.svc.sharing_key {
-                    if !shared.contains_key(key) {
+                    if !shared.contains_key(&**key) {
                         shared.insert(key.clone(), Default::default());
                     }
-                    if let Some(sets) = shared.get_mut(key) {
+                    if let Some(sets) = shared.get_mut(&**key) {
                         sets[family.index()].insert(bits);
                     }
                 }
@@ -590,11 +592,11 @@ impl Allocator {
         }
         let rec = records.get(id).expect("live record");
         if let Some(key) = &rec.svc.sharing_key
-            && let Some(sets) = shared.get_mut(key)
+            && let Some(sets) = shared.get_mut(&**key)
         {
             sets[family.index()].remove(&bits);
             if sets.iter().all(BTreeSet::is_empty) {
-                shared.remove(key);
+                shared.remove(&**key);
             }
         }
     }

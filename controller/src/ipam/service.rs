@@ -253,11 +253,89 @@ impl Service {
             current: Vec::new(),
         }
     }
+}
+
+/// A Service as the allocator stores it: the same facts as [`Service`] minus `current`,
+/// packed so that a record costs less than half of a `Service`. Fields that are usually
+/// empty (requests, labels) live behind one optional box. Converting moves the heap parts
+/// (no copy when the vectors and strings are exactly sized, as freshly built ones are).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Spec {
+    pub key: ServiceKey,
+    pub ports: Box<[(Protocol, u16)]>,
+    pub backend_key: Box<str>,
+    pub sharing_key: Option<Box<str>>,
+    pub ip_families: Box<[Family]>,
+    pub traffic_policy: TrafficPolicy,
+    pub family_policy: FamilyPolicy,
+    extra: Option<Box<Extra>>,
+}
+
+/// The usually empty parts of a [`Spec`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Extra {
+    requested_ips: Vec<IpAddr>,
+    requested_pools: Vec<String>,
+    labels: BTreeMap<String, String>,
+    namespace_labels: BTreeMap<String, String>,
+}
+
+static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
+
+impl From<Service> for Spec {
+    fn from(s: Service) -> Self {
+        let extra = (!s.requested_ips.is_empty()
+            || !s.requested_pools.is_empty()
+            || !s.labels.is_empty()
+            || !s.namespace_labels.is_empty())
+        .then(|| {
+            Box::new(Extra {
+                requested_ips: s.requested_ips,
+                requested_pools: s.requested_pools,
+                labels: s.labels,
+                namespace_labels: s.namespace_labels,
+            })
+        });
+        Spec {
+            key: s.key,
+            ports: s.ports.into_boxed_slice(),
+            backend_key: s.backend_key.into_boxed_str(),
+            sharing_key: s.sharing_key.map(String::into_boxed_str),
+            ip_families: s.ip_families.into_boxed_slice(),
+            traffic_policy: s.traffic_policy,
+            family_policy: s.family_policy,
+            extra,
+        }
+    }
+}
+
+impl Spec {
+    /// `requested_ips`.
+    pub fn requested_ips(&self) -> &[IpAddr] {
+        self.extra.as_ref().map_or(&[], |e| &e.requested_ips)
+    }
+
+    /// `requested_pools`.
+    pub fn requested_pools(&self) -> &[String] {
+        self.extra.as_ref().map_or(&[], |e| &e.requested_pools)
+    }
+
+    /// The Service's labels.
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        self.extra.as_ref().map_or(&NO_LABELS, |e| &e.labels)
+    }
+
+    /// The Service's namespace's labels.
+    pub fn namespace_labels(&self) -> &BTreeMap<String, String> {
+        self.extra
+            .as_ref()
+            .map_or(&NO_LABELS, |e| &e.namespace_labels)
+    }
 
     /// Whether the request fields are equal.
-    pub(crate) fn same_request(&self, other: &Service) -> bool {
-        self.requested_ips == other.requested_ips
-            && self.requested_pools == other.requested_pools
+    pub fn same_request(&self, other: &Spec) -> bool {
+        self.requested_ips() == other.requested_ips()
+            && self.requested_pools() == other.requested_pools()
             && self.sharing_key == other.sharing_key
             && self.ports == other.ports
             && self.traffic_policy == other.traffic_policy
@@ -267,12 +345,12 @@ impl Service {
     }
 
     /// Whether the context fields are equal.
-    pub(crate) fn same_context(&self, other: &Service) -> bool {
-        self.labels == other.labels && self.namespace_labels == other.namespace_labels
+    pub fn same_context(&self, other: &Spec) -> bool {
+        self.labels() == other.labels() && self.namespace_labels() == other.namespace_labels()
     }
 
     /// The families this Service wants an address of, primary first.
-    pub(crate) fn wanted(&self) -> Wanted {
+    pub fn wanted(&self) -> Wanted {
         let primary = self.ip_families.first().copied().unwrap_or(Family::V4);
         let second = match self.family_policy {
             FamilyPolicy::SingleStack => None,
