@@ -14,10 +14,11 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use super::error::{ConfigError, Error, Reason};
+use super::error::{Clash, ConfigError, Error, Reason};
 use super::hash::FastMap;
 use super::pool::{Pool, PoolCounts, PoolState};
 use super::service::{Family, FamilyPolicy, Service, ServiceKey, Spec, join, split};
+use super::sharing::clash;
 
 /// One address of an [`Assignment`]. Borrows the pool name from the allocator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -440,10 +441,9 @@ impl Allocator {
             let Some(bits) = claims[family.index()] else {
                 continue;
             };
-            let rec = self.record(id);
-            if let Some(clash) = self.clash_at(&rec.svc, family, bits, Some(id)) {
+            if let Err(clash) = self.hold(id, family, bits, None, true) {
                 clashes.push(Error {
-                    service: rec.svc.key.clone(),
+                    service: self.record(id).svc.key.clone(),
                     reason: Reason::InUse {
                         addr: join(family, bits),
                         clash,
@@ -451,7 +451,6 @@ impl Allocator {
                 });
                 continue;
             }
-            self.hold(id, family, bits);
             self.record_mut(id).slots[family.index()] = Some(Slot { bits, pool: None });
         }
         self.revalidate(id);
@@ -498,7 +497,8 @@ impl Allocator {
             let Some(mut slot) = self.record(id).slots[family.index()] else {
                 continue;
             };
-            match self.valid_slot(&self.record(id).svc, family, slot.bits, Some(id)) {
+            // Holders are pairwise compatible (an invariant), so only the pools are checked.
+            match self.entitled(&self.record(id).svc, family, slot.bits) {
                 Ok(pool) => slot.pool = Some(pool),
                 Err(cause) => {
                     slot.pool = None;
@@ -523,7 +523,7 @@ impl Allocator {
             if let Some(bits) = o
                 && o != n
             {
-                self.unhold(id, family, bits);
+                self.unhold(id, family, bits, old[family.index()].and_then(|s| s.pool));
             }
         }
         if let Some(svc) = svc {
@@ -534,48 +534,75 @@ impl Allocator {
             if let Some(bits) = n
                 && o != n
             {
-                self.hold(id, family, bits);
+                let pool = slots[family.index()].and_then(|s| s.pool);
+                // Planned slots were checked against the holders already.
+                let _ = self.hold(id, family, bits, pool, false);
             }
         }
         self.record_mut(id).slots = slots;
     }
 
-    fn hold(&mut self, id: u32, family: Family, bits: u128) {
+    /// Makes `id` a holder of `bits`; the first holder takes it out of every free set
+    /// (only out of `pool`'s, if given and pools do not overlap). With `check`, refuses (one
+    /// hash lookup in all) if a holder cannot share it.
+    fn hold(
+        &mut self,
+        id: u32,
+        family: Family,
+        bits: u128,
+        pool: Option<u32>,
+        check: bool,
+    ) -> Result<(), Clash> {
         let Self {
             holders,
             pools,
             shared,
             records,
+            overlapping,
             ..
         } = self;
         match holders[family.index()].entry(bits) {
-            Entry::Occupied(mut o) => o.get_mut().push(id),
+            Entry::Occupied(mut o) => {
+                if check {
+                    let svc = &records.get(id).expect("live record").svc;
+                    for &h in o.get().ids().iter().filter(|&&h| h != id) {
+                        let holder = &records.get(h).expect("live record").svc;
+                        if let Some(c) = clash(svc, holder) {
+                            return Err(c);
+                        }
+                    }
+                }
+                o.get_mut().push(id);
+            }
             Entry::Vacant(v) => {
                 v.insert(Holders::One(id));
-                for pool in pools.iter_mut() {
-                    if let Some(span) = pool.span_of_mut(family, bits) {
+                for p in pools_containing(pools, *overlapping, pool) {
+                    if let Some(span) = p.span_of_mut(family, bits) {
                         span.take(bits);
                     }
                 }
                 let rec = records.get(id).expect("live record");
-                if let Some(key) = &rec.svc.sharing_key {
-                    if !shared.contains_key(&**key) {
-                        shared.insert(key.clone(), Default::default());
+                if let Some(key) = rec.svc.sharing_key() {
+                    if !shared.contains_key(key) {
+                        shared.insert(key.into(), Default::default());
                     }
-                    if let Some(sets) = shared.get_mut(&**key) {
+                    if let Some(sets) = shared.get_mut(key) {
                         sets[family.index()].insert(bits);
                     }
                 }
             }
         }
+        Ok(())
     }
 
-    fn unhold(&mut self, id: u32, family: Family, bits: u128) {
+    /// Removes `id` from the holders of `bits`; the last one returns it to the free sets.
+    fn unhold(&mut self, id: u32, family: Family, bits: u128, pool: Option<u32>) {
         let Self {
             holders,
             pools,
             shared,
             records,
+            overlapping,
             ..
         } = self;
         let Entry::Occupied(mut o) = holders[family.index()].entry(bits) else {
@@ -585,21 +612,36 @@ impl Allocator {
             return;
         }
         o.remove();
-        for pool in pools.iter_mut() {
-            if let Some(span) = pool.span_of_mut(family, bits) {
+        for p in pools_containing(pools, *overlapping, pool) {
+            if let Some(span) = p.span_of_mut(family, bits) {
                 span.put(bits);
             }
         }
         let rec = records.get(id).expect("live record");
-        if let Some(key) = &rec.svc.sharing_key
-            && let Some(sets) = shared.get_mut(&**key)
+        if let Some(key) = rec.svc.sharing_key()
+            && let Some(sets) = shared.get_mut(key)
         {
             sets[family.index()].remove(&bits);
             if sets.iter().all(BTreeSet::is_empty) {
-                shared.remove(&**key);
+                shared.remove(key);
             }
         }
     }
+}
+
+/// The pools whose free sets may contain an address found in `hint`: just that one when no
+/// two pools overlap, else all.
+fn pools_containing(
+    pools: &mut [PoolState],
+    overlapping: bool,
+    hint: Option<u32>,
+) -> impl Iterator<Item = &mut PoolState> {
+    let only = hint.filter(|_| !overlapping).map(|p| p as usize);
+    pools
+        .iter_mut()
+        .enumerate()
+        .filter(move |(i, _)| only.is_none_or(|p| p == *i))
+        .map(|(_, p)| p)
 }
 
 mod plan;

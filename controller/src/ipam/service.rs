@@ -264,8 +264,9 @@ pub(crate) struct Spec {
     pub key: ServiceKey,
     pub ports: Box<[(Protocol, u16)]>,
     pub backend_key: Box<str>,
-    pub sharing_key: Option<Box<str>>,
-    pub ip_families: Box<[Family]>,
+    /// `ip_families` as given (Kubernetes allows at most two); longer lists keep their
+    /// first two, which is all the allocator reads.
+    ip_families: [Option<Family>; 2],
     pub traffic_policy: TrafficPolicy,
     pub family_policy: FamilyPolicy,
     extra: Option<Box<Extra>>,
@@ -274,6 +275,7 @@ pub(crate) struct Spec {
 /// The usually empty parts of a [`Spec`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 struct Extra {
+    sharing_key: Option<Box<str>>,
     requested_ips: Vec<IpAddr>,
     requested_pools: Vec<String>,
     labels: BTreeMap<String, String>,
@@ -284,12 +286,14 @@ static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
 
 impl From<Service> for Spec {
     fn from(s: Service) -> Self {
-        let extra = (!s.requested_ips.is_empty()
+        let extra = (s.sharing_key.is_some()
+            || !s.requested_ips.is_empty()
             || !s.requested_pools.is_empty()
             || !s.labels.is_empty()
             || !s.namespace_labels.is_empty())
         .then(|| {
             Box::new(Extra {
+                sharing_key: s.sharing_key.map(String::into_boxed_str),
                 requested_ips: s.requested_ips,
                 requested_pools: s.requested_pools,
                 labels: s.labels,
@@ -300,8 +304,10 @@ impl From<Service> for Spec {
             key: s.key,
             ports: s.ports.into_boxed_slice(),
             backend_key: s.backend_key.into_boxed_str(),
-            sharing_key: s.sharing_key.map(String::into_boxed_str),
-            ip_families: s.ip_families.into_boxed_slice(),
+            ip_families: [
+                s.ip_families.first().copied(),
+                s.ip_families.get(1).copied(),
+            ],
             traffic_policy: s.traffic_policy,
             family_policy: s.family_policy,
             extra,
@@ -310,6 +316,11 @@ impl From<Service> for Spec {
 }
 
 impl Spec {
+    /// The sharing key.
+    pub fn sharing_key(&self) -> Option<&str> {
+        self.extra.as_ref().and_then(|e| e.sharing_key.as_deref())
+    }
+
     /// `requested_ips`.
     pub fn requested_ips(&self) -> &[IpAddr] {
         self.extra.as_ref().map_or(&[], |e| &e.requested_ips)
@@ -336,7 +347,6 @@ impl Spec {
     pub fn same_request(&self, other: &Spec) -> bool {
         self.requested_ips() == other.requested_ips()
             && self.requested_pools() == other.requested_pools()
-            && self.sharing_key == other.sharing_key
             && self.ports == other.ports
             && self.traffic_policy == other.traffic_policy
             && self.backend_key == other.backend_key
@@ -351,12 +361,10 @@ impl Spec {
 
     /// The families this Service wants an address of, primary first.
     pub fn wanted(&self) -> Wanted {
-        let primary = self.ip_families.first().copied().unwrap_or(Family::V4);
+        let primary = self.ip_families[0].unwrap_or(Family::V4);
         let second = match self.family_policy {
             FamilyPolicy::SingleStack => None,
-            FamilyPolicy::PreferDualStack => {
-                self.ip_families.iter().copied().find(|f| *f != primary)
-            }
+            FamilyPolicy::PreferDualStack => self.ip_families[1].filter(|f| *f != primary),
             FamilyPolicy::RequireDualStack => Some(primary.other()),
         };
         Wanted { primary, second }

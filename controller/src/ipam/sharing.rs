@@ -11,7 +11,7 @@ use super::service::{Spec, TrafficPolicy};
 /// Why `svc` may not share an address held by `holder`, if it may not.
 pub(crate) fn clash(svc: &Spec, holder: &Spec) -> Option<Clash> {
     let other = || holder.key.clone();
-    match (&svc.sharing_key, &holder.sharing_key) {
+    match (svc.sharing_key(), holder.sharing_key()) {
         (Some(a), Some(b)) if a == b => {}
         (Some(_), Some(_)) => return Some(Clash::OtherKey { other: other() }),
         _ => return Some(Clash::NotShared { other: other() }),

@@ -105,6 +105,19 @@ impl Allocator {
         bits: u128,
         me: Option<u32>,
     ) -> Result<u32, Reason> {
+        let pool = self.entitled(svc, family, bits)?;
+        if let Some(clash) = self.clash_at(svc, family, bits, me) {
+            return Err(Reason::InUse {
+                addr: join(family, bits),
+                clash,
+            });
+        }
+        Ok(pool)
+    }
+
+    /// [`Allocator::valid_slot`] without the holders: the requested address (if any) and a
+    /// granting pool.
+    pub(super) fn entitled(&self, svc: &Spec, family: Family, bits: u128) -> Result<u32, Reason> {
         let addr = join(family, bits);
         if let Some(&requested) = svc
             .requested_ips()
@@ -114,11 +127,7 @@ impl Allocator {
         {
             return Err(Reason::NotRequested { addr, requested });
         }
-        let pool = self.granting_pool(svc, family, bits)?;
-        if let Some(clash) = self.clash_at(svc, family, bits, me) {
-            return Err(Reason::InUse { addr, clash });
-        }
-        Ok(pool)
+        self.granting_pool(svc, family, bits)
     }
 
     /// The first pool (requested order, else auto-assignment order) that contains `bits` and
@@ -226,7 +235,7 @@ impl Allocator {
             .filter_map(pool_at)
             .filter(|&p| matches!(usable(self.pool(p)), Some(Ok(()))) && self.pool(p).has(family));
 
-        if let Some(key) = &svc.sharing_key
+        if let Some(key) = svc.sharing_key()
             && let Some(sets) = self.shared.get(key)
             && !sets[family.index()].is_empty()
         {
