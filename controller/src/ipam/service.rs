@@ -115,15 +115,13 @@ pub enum FamilyPolicy {
 
 /// Identifies a Service: `namespace/name`.
 ///
-/// Cheap to clone (one reference count), to hash (the hash is computed once, at
-/// construction) and to compare (pointer equality first); the allocator keys every map by it.
+/// Cheap to clone (one reference count), to hash and to compare: the hash is computed once,
+/// at construction, and kept inline next to the pointer, so hashing and most comparisons do
+/// not even touch the strings. The allocator keys its index by it.
 #[derive(Clone)]
-pub struct ServiceKey(Arc<KeyInner>);
-
-struct KeyInner {
-    namespace: Box<str>,
-    name: Box<str>,
+pub struct ServiceKey {
     hash: u64,
+    names: Arc<(Box<str>, Box<str>)>,
 }
 
 impl ServiceKey {
@@ -137,31 +135,27 @@ impl ServiceKey {
         for b in namespace.bytes().chain([0]).chain(name.bytes()) {
             h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
         }
-        let hash = crate::ipam::hash::mix64(h);
-        ServiceKey(Arc::new(KeyInner {
-            namespace,
-            name,
-            hash,
-        }))
+        ServiceKey {
+            hash: crate::ipam::hash::mix64(h),
+            names: Arc::new((namespace, name)),
+        }
     }
 
     /// The namespace.
     pub fn namespace(&self) -> &str {
-        &self.0.namespace
+        &self.names.0
     }
 
     /// The name.
     pub fn name(&self) -> &str {
-        &self.0.name
+        &self.names.1
     }
 }
 
 impl PartialEq for ServiceKey {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-            || (self.0.hash == other.0.hash
-                && self.0.namespace == other.0.namespace
-                && self.0.name == other.0.name)
+        self.hash == other.hash
+            && (Arc::ptr_eq(&self.names, &other.names) || self.names == other.names)
     }
 }
 
@@ -169,7 +163,7 @@ impl Eq for ServiceKey {}
 
 impl Hash for ServiceKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.0.hash);
+        state.write_u64(self.hash);
     }
 }
 
@@ -264,9 +258,9 @@ pub(crate) struct Spec {
     pub key: ServiceKey,
     pub ports: Box<[(Protocol, u16)]>,
     pub backend_key: Box<str>,
-    /// `ip_families` as given (Kubernetes allows at most two); longer lists keep their
-    /// first two, which is all the allocator reads.
-    ip_families: [Option<Family>; 2],
+    /// Kept boxed rather than packed: re-using the caller's allocation is cheaper than
+    /// freeing it.
+    pub ip_families: Box<[Family]>,
     pub traffic_policy: TrafficPolicy,
     pub family_policy: FamilyPolicy,
     extra: Option<Box<Extra>>,
@@ -304,10 +298,7 @@ impl From<Service> for Spec {
             key: s.key,
             ports: s.ports.into_boxed_slice(),
             backend_key: s.backend_key.into_boxed_str(),
-            ip_families: [
-                s.ip_families.first().copied(),
-                s.ip_families.get(1).copied(),
-            ],
+            ip_families: s.ip_families.into_boxed_slice(),
             traffic_policy: s.traffic_policy,
             family_policy: s.family_policy,
             extra,
@@ -361,10 +352,12 @@ impl Spec {
 
     /// The families this Service wants an address of, primary first.
     pub fn wanted(&self) -> Wanted {
-        let primary = self.ip_families[0].unwrap_or(Family::V4);
+        let primary = self.ip_families.first().copied().unwrap_or(Family::V4);
         let second = match self.family_policy {
             FamilyPolicy::SingleStack => None,
-            FamilyPolicy::PreferDualStack => self.ip_families[1].filter(|f| *f != primary),
+            FamilyPolicy::PreferDualStack => {
+                self.ip_families.iter().copied().find(|f| *f != primary)
+            }
             FamilyPolicy::RequireDualStack => Some(primary.other()),
         };
         Wanted { primary, second }
