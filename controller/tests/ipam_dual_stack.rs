@@ -105,7 +105,7 @@ fn pool_missing_a_family_is_skipped_for_that_family() {
         .assign(dual("s", &[V4, V6], RequireDualStack))
         .unwrap()
         .iter()
-        .map(|x| (x.addr.to_string(), x.pool.as_deref().unwrap().to_string()))
+        .map(|x| (x.addr.to_string(), x.pool.unwrap().to_string()))
         .collect();
     assert_eq!(
         got_pools,

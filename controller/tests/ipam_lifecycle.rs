@@ -119,10 +119,7 @@ fn restoring_an_address_outside_the_pools_is_a_conflict_and_stays_reserved() {
 fn release_frees_the_addresses_and_forgets_the_service() {
     let mut a = allocator(vec![pool("p", &["10.0.0.0/31"])]);
     a.assign(svc("s")).unwrap();
-    assert_eq!(
-        a.release(&key("s")).unwrap().addresses(),
-        vec![ip("10.0.0.0")]
-    );
+    assert_eq!(a.release(&key("s")).unwrap(), vec![ip("10.0.0.0")]);
     assert_eq!(a.release(&key("s")), None);
     assert_eq!(a.assignment(&key("s")), None);
     assert_eq!(a.counts("p").unwrap().v4.assigned, 0);

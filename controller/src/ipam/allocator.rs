@@ -13,32 +13,32 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::sync::Arc;
 
-use super::error::{ConfigError, Error, Reason};
+use super::error::{Clash, ConfigError, Error, Reason};
 use super::hash::FastMap;
 use super::pool::{Pool, PoolCounts, PoolState};
-use super::service::{Family, FamilyPolicy, Service, ServiceKey, join, split};
+use super::service::{Family, FamilyPolicy, Service, ServiceKey, Spec, join, split};
+use super::sharing::clash;
 
-/// One address of an [`Assignment`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Allocated {
+/// One address of an [`Assignment`]. Borrows the pool name from the allocator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allocated<'a> {
     /// The address.
     pub addr: IpAddr,
     /// The pool it is allocated from (for `herald.dev/allocated-from`); `None` for an
     /// address kept under a conflict, which no pool currently grants.
-    pub pool: Option<Arc<str>>,
+    pub pool: Option<&'a str>,
 }
 
 /// The addresses a Service holds, primary family first (the order of its status).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Assignment {
-    addrs: [Option<Allocated>; 2],
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Assignment<'a> {
+    addrs: [Option<Allocated<'a>>; 2],
 }
 
-impl Assignment {
+impl<'a> Assignment<'a> {
     /// The addresses with their pools, primary family first.
-    pub fn iter(&self) -> impl Iterator<Item = &Allocated> {
+    pub fn iter(&self) -> impl Iterator<Item = &Allocated<'a>> {
         self.addrs.iter().flatten()
     }
 
@@ -78,12 +78,12 @@ pub struct Allocator {
     index: FastMap<ServiceKey, u32>,
     records: Slab<Record>,
     holders: [FastMap<u128, Holders>; 2],
-    shared: BTreeMap<String, [BTreeSet<u128>; 2]>,
+    shared: BTreeMap<Box<str>, [BTreeSet<u128>; 2]>,
 }
 
 #[derive(Debug)]
 struct Record {
-    svc: Service,
+    svc: Spec,
     /// Per family index.
     slots: [Option<Slot>; 2],
     conflict: Option<Box<Reason>>,
@@ -237,14 +237,15 @@ impl Allocator {
     ///   `RequireDualStack`, which is all or nothing).
     ///
     /// On `Err`, [`Allocator::assignment`] tells what the Service still holds.
-    pub fn assign(&mut self, svc: Service) -> Result<Assignment, Error> {
+    pub fn assign(&mut self, svc: Service) -> Result<Assignment<'_>, Error> {
         let Some(&id) = self.index.get(&svc.key) else {
             if !svc.current.is_empty() {
                 let (id, _clashes) = self.restore_one(svc);
                 return self.settle(id);
             }
-            return self.assign_new(svc);
+            return self.assign_new(svc.into());
         };
+        let svc = Spec::from(svc);
         let rec = self.record(id);
         if rec.svc.same_request(&svc) {
             let context_changed = !rec.svc.same_context(&svc);
@@ -290,22 +291,22 @@ impl Allocator {
     }
 
     /// Forgets a Service (deleted, or no longer `type: LoadBalancer`) and frees its addresses.
-    /// Returns what it held.
-    pub fn release(&mut self, key: &ServiceKey) -> Option<Assignment> {
+    /// Returns the addresses it held (primary family first); `None` if it was unknown.
+    pub fn release(&mut self, key: &ServiceKey) -> Option<Vec<IpAddr>> {
         let id = self.index.remove(key)?;
-        let held = self.assignment_of(id);
+        let held = self.assignment_of(id).addresses();
         self.commit(id, None, [None; 2]);
         self.records.remove(id);
         Some(held)
     }
 
     /// What a Service holds now (including an address kept under a conflict).
-    pub fn assignment(&self, key: &ServiceKey) -> Option<Assignment> {
+    pub fn assignment(&self, key: &ServiceKey) -> Option<Assignment<'_>> {
         self.index.get(key).map(|&id| self.assignment_of(id))
     }
 
     /// Every Service's holdings, sorted by Service.
-    pub fn assignments(&self) -> Vec<(ServiceKey, Assignment)> {
+    pub fn assignments(&self) -> Vec<(ServiceKey, Assignment<'_>)> {
         let mut all: Vec<_> = self
             .records
             .values()
@@ -375,13 +376,13 @@ impl Allocator {
             .expect("ids in index and holders point at live records")
     }
 
-    fn assignment_of(&self, id: u32) -> Assignment {
+    fn assignment_of(&self, id: u32) -> Assignment<'_> {
         let rec = self.record(id);
         let primary = rec.svc.wanted().primary;
         let slot = |family: Family| {
             rec.slots[family.index()].map(|s| Allocated {
                 addr: join(family, s.bits),
-                pool: s.pool.map(|p| self.pools[p as usize].name.clone()),
+                pool: s.pool.map(|p| self.pools[p as usize].spec.name.as_str()),
             })
         };
         Assignment {
@@ -396,7 +397,7 @@ impl Allocator {
         id
     }
 
-    fn assign_new(&mut self, svc: Service) -> Result<Assignment, Error> {
+    fn assign_new(&mut self, svc: Spec) -> Result<Assignment<'_>, Error> {
         match self.plan(&svc, None, [None; 2]) {
             Err(reason) => Err(Error {
                 service: svc.key,
@@ -416,13 +417,15 @@ impl Allocator {
 
     /// Restores one Service; returns its id and the status addresses it could not keep
     /// because an incompatible Service holds them.
-    fn restore_one(&mut self, svc: Service) -> (u32, Vec<Error>) {
+    fn restore_one(&mut self, mut svc: Service) -> (u32, Vec<Error>) {
         if self.index.contains_key(&svc.key) {
             self.release(&svc.key);
         }
+        let current = std::mem::take(&mut svc.current);
+        let svc = Spec::from(svc);
         let wanted = svc.wanted();
         let mut claims: [Option<u128>; 2] = [None; 2];
-        for &addr in &svc.current {
+        for &addr in &current {
             let (family, bits) = split(addr);
             if wanted.contains(family) && claims[family.index()].is_none() {
                 claims[family.index()] = Some(bits);
@@ -438,10 +441,9 @@ impl Allocator {
             let Some(bits) = claims[family.index()] else {
                 continue;
             };
-            let rec = self.record(id);
-            if let Some(clash) = self.clash_at(&rec.svc, family, bits, Some(id)) {
+            if let Err(clash) = self.hold(id, family, bits, None, true) {
                 clashes.push(Error {
-                    service: rec.svc.key.clone(),
+                    service: self.record(id).svc.key.clone(),
                     reason: Reason::InUse {
                         addr: join(family, bits),
                         clash,
@@ -449,7 +451,6 @@ impl Allocator {
                 });
                 continue;
             }
-            self.hold(id, family, bits);
             self.record_mut(id).slots[family.index()] = Some(Slot { bits, pool: None });
         }
         self.revalidate(id);
@@ -457,7 +458,7 @@ impl Allocator {
     }
 
     /// The answer for a Service whose request did not change.
-    fn settle(&mut self, id: u32) -> Result<Assignment, Error> {
+    fn settle(&mut self, id: u32) -> Result<Assignment<'_>, Error> {
         let rec = self.record(id);
         if let Some(reason) = &rec.conflict {
             return Err(Error {
@@ -496,7 +497,8 @@ impl Allocator {
             let Some(mut slot) = self.record(id).slots[family.index()] else {
                 continue;
             };
-            match self.valid_slot(&self.record(id).svc, family, slot.bits, Some(id)) {
+            // Holders are pairwise compatible (an invariant), so only the pools are checked.
+            match self.entitled(&self.record(id).svc, family, slot.bits) {
                 Ok(pool) => slot.pool = Some(pool),
                 Err(cause) => {
                     slot.pool = None;
@@ -513,7 +515,7 @@ impl Allocator {
 
     /// Moves a Service from its current slots to `slots`, replacing its Service data if given
     /// (after releasing under the old sharing key, before holding under the new one).
-    fn commit(&mut self, id: u32, svc: Option<Service>, slots: [Option<Slot>; 2]) {
+    fn commit(&mut self, id: u32, svc: Option<Spec>, slots: [Option<Slot>; 2]) {
         let old = self.record(id).slots;
         let held = |s: Option<Slot>| s.map(|s| s.bits);
         for family in Family::ALL {
@@ -521,7 +523,7 @@ impl Allocator {
             if let Some(bits) = o
                 && o != n
             {
-                self.unhold(id, family, bits);
+                self.unhold(id, family, bits, old[family.index()].and_then(|s| s.pool));
             }
         }
         if let Some(svc) = svc {
@@ -532,33 +534,57 @@ impl Allocator {
             if let Some(bits) = n
                 && o != n
             {
-                self.hold(id, family, bits);
+                let pool = slots[family.index()].and_then(|s| s.pool);
+                // Planned slots were checked against the holders already.
+                let _ = self.hold(id, family, bits, pool, false);
             }
         }
         self.record_mut(id).slots = slots;
     }
 
-    fn hold(&mut self, id: u32, family: Family, bits: u128) {
+    /// Makes `id` a holder of `bits`; the first holder takes it out of every free set
+    /// (only out of `pool`'s, if given and pools do not overlap). With `check`, refuses (one
+    /// hash lookup in all) if a holder cannot share it.
+    fn hold(
+        &mut self,
+        id: u32,
+        family: Family,
+        bits: u128,
+        pool: Option<u32>,
+        check: bool,
+    ) -> Result<(), Clash> {
         let Self {
             holders,
             pools,
             shared,
             records,
+            overlapping,
             ..
         } = self;
         match holders[family.index()].entry(bits) {
-            Entry::Occupied(mut o) => o.get_mut().push(id),
+            Entry::Occupied(mut o) => {
+                if check {
+                    let svc = &records.get(id).expect("live record").svc;
+                    for &h in o.get().ids().iter().filter(|&&h| h != id) {
+                        let holder = &records.get(h).expect("live record").svc;
+                        if let Some(c) = clash(svc, holder) {
+                            return Err(c);
+                        }
+                    }
+                }
+                o.get_mut().push(id);
+            }
             Entry::Vacant(v) => {
                 v.insert(Holders::One(id));
-                for pool in pools.iter_mut() {
-                    if let Some(span) = pool.span_of_mut(family, bits) {
+                for p in pools_containing(pools, *overlapping, pool) {
+                    if let Some(span) = p.span_of_mut(family, bits) {
                         span.take(bits);
                     }
                 }
                 let rec = records.get(id).expect("live record");
-                if let Some(key) = &rec.svc.sharing_key {
+                if let Some(key) = rec.svc.sharing_key() {
                     if !shared.contains_key(key) {
-                        shared.insert(key.clone(), Default::default());
+                        shared.insert(key.into(), Default::default());
                     }
                     if let Some(sets) = shared.get_mut(key) {
                         sets[family.index()].insert(bits);
@@ -566,14 +592,17 @@ impl Allocator {
                 }
             }
         }
+        Ok(())
     }
 
-    fn unhold(&mut self, id: u32, family: Family, bits: u128) {
+    /// Removes `id` from the holders of `bits`; the last one returns it to the free sets.
+    fn unhold(&mut self, id: u32, family: Family, bits: u128, pool: Option<u32>) {
         let Self {
             holders,
             pools,
             shared,
             records,
+            overlapping,
             ..
         } = self;
         let Entry::Occupied(mut o) = holders[family.index()].entry(bits) else {
@@ -583,13 +612,13 @@ impl Allocator {
             return;
         }
         o.remove();
-        for pool in pools.iter_mut() {
-            if let Some(span) = pool.span_of_mut(family, bits) {
+        for p in pools_containing(pools, *overlapping, pool) {
+            if let Some(span) = p.span_of_mut(family, bits) {
                 span.put(bits);
             }
         }
         let rec = records.get(id).expect("live record");
-        if let Some(key) = &rec.svc.sharing_key
+        if let Some(key) = rec.svc.sharing_key()
             && let Some(sets) = shared.get_mut(key)
         {
             sets[family.index()].remove(&bits);
@@ -598,6 +627,21 @@ impl Allocator {
             }
         }
     }
+}
+
+/// The pools whose free sets may contain an address found in `hint`: just that one when no
+/// two pools overlap, else all.
+fn pools_containing(
+    pools: &mut [PoolState],
+    overlapping: bool,
+    hint: Option<u32>,
+) -> impl Iterator<Item = &mut PoolState> {
+    let only = hint.filter(|_| !overlapping).map(|p| p as usize);
+    pools
+        .iter_mut()
+        .enumerate()
+        .filter(move |(i, _)| only.is_none_or(|p| p == *i))
+        .map(|(_, p)| p)
 }
 
 mod plan;

@@ -1,12 +1,11 @@
 //! Pools: the operator's address ranges and who may use them.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use super::error::{ConfigError, Denial};
 use super::range::Span;
 use super::selector::Selector;
-use super::service::{Family, Service, split};
+use super::service::{Family, Spec, split};
 
 /// An `IPPool` as plain data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,14 +58,14 @@ pub struct AllocateTo {
 
 impl AllocateTo {
     /// Why `svc` may not use the pool, if it may not.
-    pub fn denial(&self, svc: &Service) -> Option<Denial> {
+    pub(crate) fn denial(&self, svc: &Spec) -> Option<Denial> {
         if !(self.namespaces.is_empty() && self.namespace_selectors.is_empty()) {
             let ns = svc.key.namespace();
             let admitted = self.namespaces.iter().any(|n| n == ns)
                 || self
                     .namespace_selectors
                     .iter()
-                    .any(|s| s.matches(&svc.namespace_labels));
+                    .any(|s| s.matches(svc.namespace_labels()));
             if !admitted {
                 return Some(Denial::Namespace);
             }
@@ -75,7 +74,7 @@ impl AllocateTo {
             && !self
                 .service_selectors
                 .iter()
-                .any(|s| s.matches(&svc.labels))
+                .any(|s| s.matches(svc.labels()))
         {
             return Some(Denial::ServiceSelector);
         }
@@ -117,7 +116,6 @@ impl PoolCounts {
 #[derive(Debug)]
 pub(crate) struct PoolState {
     pub spec: Pool,
-    pub name: Arc<str>,
     /// Per family, disjoint and ascending.
     pub spans: [Vec<Span>; 2],
 }
@@ -159,7 +157,6 @@ impl PoolState {
         let avoid = spec.avoid_buggy_ips;
         let [v4, v6] = spans;
         Ok(PoolState {
-            name: Arc::from(spec.name.as_str()),
             spans: [
                 v4.into_iter()
                     .map(|(s, e)| Span::new(s, e, avoid))
@@ -173,7 +170,7 @@ impl PoolState {
     }
 
     /// Why `svc` may not use this pool at all, if it may not.
-    pub fn denial(&self, svc: &Service) -> Option<Denial> {
+    pub fn denial(&self, svc: &Spec) -> Option<Denial> {
         if self.spec.disabled {
             return Some(Denial::Disabled);
         }

@@ -65,6 +65,18 @@ impl FreeSet {
 
     /// Marks `i` used; returns whether it was free.
     pub fn take(&mut self, i: u128) -> bool {
+        // Fast path: the lowest free index, which is what allocation hands out.
+        if let Some(mut entry) = self.by_last.first_entry()
+            && *entry.get() == i
+        {
+            self.count -= 1;
+            if *entry.key() == i {
+                entry.remove();
+            } else {
+                *entry.get_mut() = i + 1;
+            }
+            return true;
+        }
         let Some((&last, first)) = self.by_last.range_mut(i..).next() else {
             return false;
         };

@@ -115,15 +115,13 @@ pub enum FamilyPolicy {
 
 /// Identifies a Service: `namespace/name`.
 ///
-/// Cheap to clone (one reference count), to hash (the hash is computed once, at
-/// construction) and to compare (pointer equality first); the allocator keys every map by it.
+/// Cheap to clone (one reference count), to hash and to compare: the hash is computed once,
+/// at construction, and kept inline next to the pointer, so hashing and most comparisons do
+/// not even touch the strings. The allocator keys its index by it.
 #[derive(Clone)]
-pub struct ServiceKey(Arc<KeyInner>);
-
-struct KeyInner {
-    namespace: Box<str>,
-    name: Box<str>,
+pub struct ServiceKey {
     hash: u64,
+    names: Arc<(Box<str>, Box<str>)>,
 }
 
 impl ServiceKey {
@@ -137,31 +135,27 @@ impl ServiceKey {
         for b in namespace.bytes().chain([0]).chain(name.bytes()) {
             h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
         }
-        let hash = crate::ipam::hash::mix64(h);
-        ServiceKey(Arc::new(KeyInner {
-            namespace,
-            name,
-            hash,
-        }))
+        ServiceKey {
+            hash: crate::ipam::hash::mix64(h),
+            names: Arc::new((namespace, name)),
+        }
     }
 
     /// The namespace.
     pub fn namespace(&self) -> &str {
-        &self.0.namespace
+        &self.names.0
     }
 
     /// The name.
     pub fn name(&self) -> &str {
-        &self.0.name
+        &self.names.1
     }
 }
 
 impl PartialEq for ServiceKey {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-            || (self.0.hash == other.0.hash
-                && self.0.namespace == other.0.namespace
-                && self.0.name == other.0.name)
+        self.hash == other.hash
+            && (Arc::ptr_eq(&self.names, &other.names) || self.names == other.names)
     }
 }
 
@@ -169,7 +163,7 @@ impl Eq for ServiceKey {}
 
 impl Hash for ServiceKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.0.hash);
+        state.write_u64(self.hash);
     }
 }
 
@@ -253,12 +247,97 @@ impl Service {
             current: Vec::new(),
         }
     }
+}
+
+/// A Service as the allocator stores it: the same facts as [`Service`] minus `current`,
+/// packed so that a record costs less than half of a `Service`. Fields that are usually
+/// empty (requests, labels) live behind one optional box. Converting moves the heap parts
+/// (no copy when the vectors and strings are exactly sized, as freshly built ones are).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Spec {
+    pub key: ServiceKey,
+    pub ports: Box<[(Protocol, u16)]>,
+    pub backend_key: Box<str>,
+    /// Kept boxed rather than packed: re-using the caller's allocation is cheaper than
+    /// freeing it.
+    pub ip_families: Box<[Family]>,
+    pub traffic_policy: TrafficPolicy,
+    pub family_policy: FamilyPolicy,
+    extra: Option<Box<Extra>>,
+}
+
+/// The usually empty parts of a [`Spec`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Extra {
+    sharing_key: Option<Box<str>>,
+    requested_ips: Vec<IpAddr>,
+    requested_pools: Vec<String>,
+    labels: BTreeMap<String, String>,
+    namespace_labels: BTreeMap<String, String>,
+}
+
+static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
+
+impl From<Service> for Spec {
+    fn from(s: Service) -> Self {
+        let extra = (s.sharing_key.is_some()
+            || !s.requested_ips.is_empty()
+            || !s.requested_pools.is_empty()
+            || !s.labels.is_empty()
+            || !s.namespace_labels.is_empty())
+        .then(|| {
+            Box::new(Extra {
+                sharing_key: s.sharing_key.map(String::into_boxed_str),
+                requested_ips: s.requested_ips,
+                requested_pools: s.requested_pools,
+                labels: s.labels,
+                namespace_labels: s.namespace_labels,
+            })
+        });
+        Spec {
+            key: s.key,
+            ports: s.ports.into_boxed_slice(),
+            backend_key: s.backend_key.into_boxed_str(),
+            ip_families: s.ip_families.into_boxed_slice(),
+            traffic_policy: s.traffic_policy,
+            family_policy: s.family_policy,
+            extra,
+        }
+    }
+}
+
+impl Spec {
+    /// The sharing key.
+    pub fn sharing_key(&self) -> Option<&str> {
+        self.extra.as_ref().and_then(|e| e.sharing_key.as_deref())
+    }
+
+    /// `requested_ips`.
+    pub fn requested_ips(&self) -> &[IpAddr] {
+        self.extra.as_ref().map_or(&[], |e| &e.requested_ips)
+    }
+
+    /// `requested_pools`.
+    pub fn requested_pools(&self) -> &[String] {
+        self.extra.as_ref().map_or(&[], |e| &e.requested_pools)
+    }
+
+    /// The Service's labels.
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        self.extra.as_ref().map_or(&NO_LABELS, |e| &e.labels)
+    }
+
+    /// The Service's namespace's labels.
+    pub fn namespace_labels(&self) -> &BTreeMap<String, String> {
+        self.extra
+            .as_ref()
+            .map_or(&NO_LABELS, |e| &e.namespace_labels)
+    }
 
     /// Whether the request fields are equal.
-    pub(crate) fn same_request(&self, other: &Service) -> bool {
-        self.requested_ips == other.requested_ips
-            && self.requested_pools == other.requested_pools
-            && self.sharing_key == other.sharing_key
+    pub fn same_request(&self, other: &Spec) -> bool {
+        self.requested_ips() == other.requested_ips()
+            && self.requested_pools() == other.requested_pools()
             && self.ports == other.ports
             && self.traffic_policy == other.traffic_policy
             && self.backend_key == other.backend_key
@@ -267,12 +346,12 @@ impl Service {
     }
 
     /// Whether the context fields are equal.
-    pub(crate) fn same_context(&self, other: &Service) -> bool {
-        self.labels == other.labels && self.namespace_labels == other.namespace_labels
+    pub fn same_context(&self, other: &Spec) -> bool {
+        self.labels() == other.labels() && self.namespace_labels() == other.namespace_labels()
     }
 
     /// The families this Service wants an address of, primary first.
-    pub(crate) fn wanted(&self) -> Wanted {
+    pub fn wanted(&self) -> Wanted {
         let primary = self.ip_families.first().copied().unwrap_or(Family::V4);
         let second = match self.family_policy {
             FamilyPolicy::SingleStack => None,

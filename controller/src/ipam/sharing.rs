@@ -6,12 +6,12 @@
 //! pairwise compatible.
 
 use super::error::Clash;
-use super::service::{Service, TrafficPolicy};
+use super::service::{Spec, TrafficPolicy};
 
 /// Why `svc` may not share an address held by `holder`, if it may not.
-pub(crate) fn clash(svc: &Service, holder: &Service) -> Option<Clash> {
+pub(crate) fn clash(svc: &Spec, holder: &Spec) -> Option<Clash> {
     let other = || holder.key.clone();
-    match (&svc.sharing_key, &holder.sharing_key) {
+    match (svc.sharing_key(), holder.sharing_key()) {
         (Some(a), Some(b)) if a == b => {}
         (Some(_), Some(_)) => return Some(Clash::OtherKey { other: other() }),
         _ => return Some(Clash::NotShared { other: other() }),
@@ -34,7 +34,7 @@ pub(crate) fn clash(svc: &Service, holder: &Service) -> Option<Clash> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ipam::{Protocol, ServiceKey};
+    use crate::ipam::{Protocol, Service, ServiceKey};
 
     fn svc(
         name: &str,
@@ -42,13 +42,13 @@ mod tests {
         ports: &[u16],
         policy: TrafficPolicy,
         pods: &str,
-    ) -> Service {
+    ) -> Spec {
         let mut s = Service::new(ServiceKey::new("default", name));
         s.sharing_key = key.map(str::to_owned);
         s.ports = ports.iter().map(|p| (Protocol::Tcp, *p)).collect();
         s.traffic_policy = policy;
         s.backend_key = pods.into();
-        s
+        s.into()
     }
 
     #[test]
@@ -98,7 +98,7 @@ mod tests {
         }
         let udp = {
             let mut s = svc("dns", Some("k"), &[], Cluster, "");
-            s.ports = vec![(Protocol::Udp, 80)];
+            s.ports = vec![(Protocol::Udp, 80)].into_boxed_slice();
             s
         };
         assert_eq!(clash(&udp, &web), None, "same number, other protocol");

@@ -108,3 +108,22 @@ pub fn got(addrs: &[&str]) -> Result<Vec<String>, String> {
 pub fn failed(msg: &str) -> Result<Vec<String>, String> {
     Err(msg.to_string())
 }
+
+/// An assignment's addresses and pools, owned.
+pub type Owned = Vec<(IpAddr, Option<String>)>;
+
+/// Owned copy of an assignment.
+pub fn owned(a: &Assignment<'_>) -> Owned {
+    a.iter()
+        .map(|x| (x.addr, x.pool.map(str::to_owned)))
+        .collect()
+}
+
+/// Owned copy of every non-empty assignment, sorted by Service.
+pub fn owned_all(a: &Allocator) -> Vec<(ServiceKey, Owned)> {
+    a.assignments()
+        .iter()
+        .filter(|(_, x)| !x.is_empty())
+        .map(|(k, x)| (k.clone(), owned(x)))
+        .collect()
+}

@@ -7,7 +7,7 @@
 use super::{Allocator, Slot};
 use crate::ipam::error::{Clash, Denial, Reason};
 use crate::ipam::pool::PoolState;
-use crate::ipam::service::{Family, FamilyPolicy, Service, join, split};
+use crate::ipam::service::{Family, FamilyPolicy, Spec, join, split};
 use crate::ipam::sharing::clash;
 
 impl Allocator {
@@ -15,13 +15,13 @@ impl Allocator {
     /// else a shared or the lowest free address of the first pool that has one.
     pub(super) fn plan(
         &self,
-        svc: &Service,
+        svc: &Spec,
         me: Option<u32>,
         keep: [Option<Slot>; 2],
     ) -> Result<[Option<Slot>; 2], Reason> {
         let wanted = svc.wanted();
         let mut requested: [Option<u128>; 2] = [None; 2];
-        for &addr in &svc.requested_ips {
+        for &addr in svc.requested_ips() {
             let (family, bits) = split(addr);
             if !wanted.contains(family) {
                 return Err(Reason::FamilyNotUsed { addr, family });
@@ -30,7 +30,7 @@ impl Allocator {
                 return Err(Reason::TwoRequested { family });
             }
         }
-        let explicit = !svc.requested_ips.is_empty();
+        let explicit = !svc.requested_ips().is_empty();
         let mut slots = [None; 2];
         let mut first_err = None;
         let mut serious_err = None;
@@ -70,7 +70,7 @@ impl Allocator {
 
     fn plan_family(
         &self,
-        svc: &Service,
+        svc: &Spec,
         me: Option<u32>,
         family: Family,
         keep: Option<Slot>,
@@ -100,28 +100,40 @@ impl Allocator {
     /// it, and its holders (other than `me`) can share it. Returns the granting pool.
     pub(super) fn valid_slot(
         &self,
-        svc: &Service,
+        svc: &Spec,
         family: Family,
         bits: u128,
         me: Option<u32>,
     ) -> Result<u32, Reason> {
+        let pool = self.entitled(svc, family, bits)?;
+        if let Some(clash) = self.clash_at(svc, family, bits, me) {
+            return Err(Reason::InUse {
+                addr: join(family, bits),
+                clash,
+            });
+        }
+        Ok(pool)
+    }
+
+    /// [`Allocator::valid_slot`] without the holders: the requested address (if any) and a
+    /// granting pool.
+    pub(super) fn entitled(&self, svc: &Spec, family: Family, bits: u128) -> Result<u32, Reason> {
         let addr = join(family, bits);
-        if let Some(&requested) = svc.requested_ips.iter().find(|a| Family::of(**a) == family)
+        if let Some(&requested) = svc
+            .requested_ips()
+            .iter()
+            .find(|a| Family::of(**a) == family)
             && requested != addr
         {
             return Err(Reason::NotRequested { addr, requested });
         }
-        let pool = self.granting_pool(svc, family, bits)?;
-        if let Some(clash) = self.clash_at(svc, family, bits, me) {
-            return Err(Reason::InUse { addr, clash });
-        }
-        Ok(pool)
+        self.granting_pool(svc, family, bits)
     }
 
     /// The first pool (requested order, else auto-assignment order) that contains `bits` and
     /// grants it to `svc`. `auto_assign` does not matter here: it only limits automatic
     /// choice.
-    fn granting_pool(&self, svc: &Service, family: Family, bits: u128) -> Result<u32, Reason> {
+    fn granting_pool(&self, svc: &Spec, family: Family, bits: u128) -> Result<u32, Reason> {
         let addr = join(family, bits);
         let mut denied: Option<(u32, Denial)> = None;
         let mut consider = |p: u32| match self.pool_grants(svc, p, family, bits) {
@@ -132,10 +144,10 @@ impl Allocator {
             }
             None => None,
         };
-        let found = if svc.requested_pools.is_empty() {
+        let found = if svc.requested_pools().is_empty() {
             self.order.iter().find_map(|&p| consider(p))
         } else {
-            svc.requested_pools
+            svc.requested_pools()
                 .iter()
                 .filter_map(|name| self.by_name.get(name.as_str()).copied())
                 .find_map(&mut consider)
@@ -143,7 +155,7 @@ impl Allocator {
         if let Some(p) = found {
             return Ok(p);
         }
-        if denied.is_none() && !svc.requested_pools.is_empty() {
+        if denied.is_none() && !svc.requested_pools().is_empty() {
             // In some pool, just not a requested one?
             denied = self
                 .order
@@ -164,7 +176,7 @@ impl Allocator {
     /// Whether pool `p` grants `bits` to `svc`; `None` if the pool does not contain it.
     fn pool_grants(
         &self,
-        svc: &Service,
+        svc: &Spec,
         p: u32,
         family: Family,
         bits: u128,
@@ -183,7 +195,7 @@ impl Allocator {
     /// The first holder of `bits` (other than `me`) that `svc` cannot share it with.
     pub(super) fn clash_at(
         &self,
-        svc: &Service,
+        svc: &Spec,
         family: Family,
         bits: u128,
         me: Option<u32>,
@@ -198,16 +210,16 @@ impl Allocator {
 
     /// Automatic choice for one family: among the pools `svc` may use, in order, first an
     /// address its sharing partners hold and it can share, else the lowest free address.
-    fn auto(&self, svc: &Service, me: Option<u32>, family: Family) -> Result<Slot, Reason> {
-        let by_request = !svc.requested_pools.is_empty();
+    fn auto(&self, svc: &Spec, me: Option<u32>, family: Family) -> Result<Slot, Reason> {
+        let by_request = !svc.requested_pools().is_empty();
         let n = if by_request {
-            svc.requested_pools.len()
+            svc.requested_pools().len()
         } else {
             self.order.len()
         };
         let pool_at = |i: usize| -> Option<u32> {
             if by_request {
-                self.by_name.get(svc.requested_pools[i].as_str()).copied()
+                self.by_name.get(svc.requested_pools()[i].as_str()).copied()
             } else {
                 Some(self.order[i])
             }
@@ -223,7 +235,7 @@ impl Allocator {
             .filter_map(pool_at)
             .filter(|&p| matches!(usable(self.pool(p)), Some(Ok(()))) && self.pool(p).has(family));
 
-        if let Some(key) = &svc.sharing_key
+        if let Some(key) = svc.sharing_key()
             && let Some(sets) = self.shared.get(key)
             && !sets[family.index()].is_empty()
         {
@@ -272,7 +284,7 @@ impl Allocator {
             }
             if !known {
                 return Err(Reason::UnknownPool {
-                    pool: svc.requested_pools[0].clone(),
+                    pool: svc.requested_pools()[0].clone(),
                 });
             }
         }
@@ -282,7 +294,7 @@ impl Allocator {
     /// The slot for `bits`, found in pool `p`. Where pools overlap, the pool reported is the
     /// one [`Allocator::granting_pool`] names, so that it does not depend on how the address
     /// was found (restoring must give the same answer).
-    fn found(&self, svc: &Service, family: Family, bits: u128, p: u32) -> Slot {
+    fn found(&self, svc: &Spec, family: Family, bits: u128, p: u32) -> Slot {
         let pool = if self.overlapping {
             self.granting_pool(svc, family, bits).unwrap_or(p)
         } else {
