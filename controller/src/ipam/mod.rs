@@ -86,7 +86,10 @@
 //! Each pool range keeps its free addresses as disjoint intervals in a `BTreeMap`
 //! (`range.rs`), so allocating, requesting and releasing cost O(log intervals) plus a walk over
 //! the configured pools, independent of the pool's size and of the number of addresses in use.
-//! `set_pools` re-checks every Service (O(services)); pools change rarely.
+//! Holders are a `BTreeMap` per family (ascending allocation appends at its right edge),
+//! Services an index from a pre-hashed key to a record in a chunked slab. `set_pools`
+//! re-checks every Service (O(services)); pools change rarely. `benches/ipam.rs` measures
+//! 100k allocations and restores against a `BTreeSet<u128>` floor.
 //!
 //! # Determinism
 //! The same call sequence gives the same results: hash maps are only looked up, never
@@ -96,7 +99,9 @@
 //! - [`service`]: Services and keys as plain data; [`selector`]: label selectors;
 //! - [`pool`]: pools, `allocateTo`, counts; `range`: free-interval sets;
 //! - `sharing`: the sharing rule; [`error`]: errors;
-//! - [`allocator`]: the state and its operations (planning in `allocator/plan.rs`).
+//! - [`allocator`]: the state and its public operations, with `plan` (choosing addresses,
+//!   read-only), `holding` (holders and free sets), `assignment` (results) and `slab`
+//!   (record storage) beneath it.
 
 pub mod allocator;
 pub mod error;
