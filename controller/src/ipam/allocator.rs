@@ -334,9 +334,6 @@ impl Allocator {
     /// Restores one Service; returns its id and the status addresses it could not keep
     /// because an incompatible Service holds them.
     fn restore_one(&mut self, mut svc: Service) -> (u32, Vec<Error>) {
-        if self.index.contains_key(&svc.key) {
-            self.release(&svc.key);
-        }
         let current = std::mem::take(&mut svc.current);
         let svc = Spec::from(svc);
         let wanted = svc.wanted();
@@ -347,11 +344,24 @@ impl Allocator {
                 claims[family.index()] = Some(bits);
             }
         }
-        let id = self.insert_record(Record {
+        let rec = Record {
             svc,
             slots: [None; 2],
             conflict: None,
-        });
+        };
+        // One index lookup for the usual case, a Service not seen before.
+        let id = match self.index.entry(rec.svc.key.clone()) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let id = self.records.insert(rec);
+                v.insert(id);
+                id
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                let key = rec.svc.key.clone();
+                self.release(&key);
+                self.insert_record(rec)
+            }
+        };
         let mut clashes = Vec::new();
         for family in Family::ALL {
             let Some(bits) = claims[family.index()] else {
