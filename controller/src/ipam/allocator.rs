@@ -5,9 +5,9 @@
 //!   keys to ids). A record holds the Service as last seen, its address per family (`Slot`),
 //!   and its conflict, if any.
 //! - `holders`: per family, address bits -> ids of the Services holding it. Holders of one
-//!   address are pairwise compatible (see `sharing`). A `BTreeMap`, not a hash map: the
-//!   allocator hands addresses out in ascending order, so inserts land on the right edge of
-//!   the tree and stay in cache, where a hash map would miss on every insert at 100k entries.
+//!   address are pairwise compatible (see `sharing`). A hash map whose hash keeps the
+//!   address's low bits as the bucket index (`hash.rs`): the allocator hands addresses out
+//!   in ascending order, so inserts touch consecutive buckets and stay in cache.
 //! - every pool span's free set is exactly its usable addresses minus `holders` keys.
 //! - `shared`: sharing key -> addresses held under that key, per family, so a Service
 //!   with a key finds its partners' addresses without scanning.
@@ -32,7 +32,7 @@ pub struct Allocator {
     overlapping: bool,
     index: FastMap<ServiceKey, u32>,
     records: Slab<Record>,
-    holders: [BTreeMap<u128, Holders>; 2],
+    holders: [FastMap<u128, Holders>; 2],
     shared: BTreeMap<Box<str>, [BTreeSet<u128>; 2]>,
 }
 
@@ -294,9 +294,13 @@ impl Allocator {
 
     fn assignment_of(&self, id: u32) -> Assignment<'_> {
         let rec = self.record(id);
-        let primary = rec.svc.wanted().primary;
+        self.assignment_from(rec.svc.wanted().primary, &rec.slots)
+    }
+
+    /// The assignment of `slots`, `primary` family first.
+    fn assignment_from(&self, primary: Family, slots: &[Option<Slot>; 2]) -> Assignment<'_> {
         let slot = |family: Family| {
-            rec.slots[family.index()].map(|s| Allocated {
+            slots[family.index()].map(|s| Allocated {
                 addr: join(family, s.bits),
                 pool: s.pool.map(|p| self.pools[p as usize].spec.name.as_str()),
             })
@@ -320,19 +324,19 @@ impl Allocator {
                 reason,
             }),
             Ok(slots) => {
+                // Built from the plan rather than read back from the record just written.
+                let primary = svc.wanted().primary;
                 let id = self.insert_record(Record {
                     svc,
                     slots: [None; 2],
                     conflict: None,
                 });
                 self.commit(id, None, slots);
-                Ok(self.assignment_of(id))
+                Ok(self.assignment_from(primary, &slots))
             }
         }
     }
 
-    /// Restores one Service; returns its id and the status addresses it could not keep
-    /// because an incompatible Service holds them.
     fn restore_one(&mut self, mut svc: Service) -> (u32, Vec<Error>) {
         let current = std::mem::take(&mut svc.current);
         let svc = Spec::from(svc);

@@ -5,7 +5,7 @@
 //! holds (the first holder takes it out of them).
 
 use std::collections::BTreeSet;
-use std::collections::btree_map::Entry;
+use std::collections::hash_map::Entry;
 
 use super::{Allocator, Slot};
 use crate::ipam::error::Clash;
