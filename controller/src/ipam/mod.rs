@@ -13,6 +13,14 @@
 //!    [`Allocator::release`] when one is deleted or stops being `type: LoadBalancer`,
 //!    [`Allocator::set_pools`] again when pools change.
 //!
+//! `assign` returns an [`Assignment`] borrowing pool names from the allocator: write it to
+//! status (addresses, primary family first) and `herald.dev/allocated-from` (pools). On an
+//! error other than [`Reason::Conflict`], write [`Allocator::assignment`] (what the Service
+//! still holds); on a conflict leave status alone and raise an Event and a condition.
+//!
+//! The allocator keeps no history beyond its own state: a controller that restarts rebuilds
+//! it with `set_pools` and `restore`, which is a fixed point of what it wrote before.
+//!
 //! # Pools
 //! A pool holds inclusive ranges, IPv4 and IPv6 mixed (overlapping ranges are merged).
 //! - `disabled`: hands out nothing, not even on request.
