@@ -312,7 +312,7 @@ fn check_restore_fixed_point(a: &Allocator, model: &BTreeMap<ServiceKey, Service
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 256,
+        cases: 1000,
         failure_persistence: None,
         ..ProptestConfig::default()
     })]

@@ -140,3 +140,17 @@ fn changing_ports_of_a_requested_shared_address_to_overlap_is_refused_and_releas
     assert_eq!(a.holders(ip("10.0.0.5")), vec![key("a")]);
     assert!(a.assignment(&key("b")).unwrap().is_empty());
 }
+
+#[test]
+fn dropping_the_sharing_key_moves_the_service_off_a_shared_address() {
+    let mut a = allocator(vec![pool("p", &["10.0.0.0/24"])]);
+    a.assign(sharing("a", "k", &[80])).unwrap();
+    assert_eq!(
+        show(&a.assign(sharing("b", "k", &[443]))),
+        got(&["10.0.0.0"])
+    );
+    let mut b = sharing("b", "k", &[443]);
+    b.sharing_key = None;
+    assert_eq!(show(&a.assign(b)), got(&["10.0.0.1"]));
+    assert_eq!(a.holders(ip("10.0.0.0")), vec![key("a")]);
+}

@@ -5,65 +5,20 @@
 //!   keys to ids). A record holds the Service as last seen, its address per family (`Slot`),
 //!   and its conflict, if any.
 //! - `holders`: per family, address bits -> ids of the Services holding it. Holders of one
-//!   address are pairwise compatible (see `sharing`).
+//!   address are pairwise compatible (see `sharing`). A hash map whose hash keeps the
+//!   address's low bits as the bucket index (`hash.rs`): the allocator hands addresses out
+//!   in ascending order, so inserts touch consecutive buckets and stay in cache.
 //! - every pool span's free set is exactly its usable addresses minus `holders` keys.
 //! - `shared`: sharing key -> addresses held under that key, per family, so a Service
 //!   with a key finds its partners' addresses without scanning.
 
-use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use super::error::{Clash, ConfigError, Error, Reason};
+use super::error::{ConfigError, Error, Reason};
 use super::hash::FastMap;
 use super::pool::{Pool, PoolCounts, PoolState};
 use super::service::{Family, FamilyPolicy, Service, ServiceKey, Spec, join, split};
-use super::sharing::clash;
-
-/// One address of an [`Assignment`]. Borrows the pool name from the allocator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Allocated<'a> {
-    /// The address.
-    pub addr: IpAddr,
-    /// The pool it is allocated from (for `herald.dev/allocated-from`); `None` for an
-    /// address kept under a conflict, which no pool currently grants.
-    pub pool: Option<&'a str>,
-}
-
-/// The addresses a Service holds, primary family first (the order of its status).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Assignment<'a> {
-    addrs: [Option<Allocated<'a>>; 2],
-}
-
-impl<'a> Assignment<'a> {
-    /// The addresses with their pools, primary family first.
-    pub fn iter(&self) -> impl Iterator<Item = &Allocated<'a>> {
-        self.addrs.iter().flatten()
-    }
-
-    /// The addresses, primary family first.
-    pub fn addresses(&self) -> Vec<IpAddr> {
-        self.iter().map(|a| a.addr).collect()
-    }
-
-    /// The address of `family`, if any.
-    pub fn get(&self, family: Family) -> Option<IpAddr> {
-        self.iter()
-            .map(|a| a.addr)
-            .find(|a| Family::of(*a) == family)
-    }
-
-    /// Number of addresses.
-    pub fn len(&self) -> usize {
-        self.iter().count()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
 
 /// The address allocator. See the [module docs](super) for the rules.
 #[derive(Debug, Default)]
@@ -95,45 +50,6 @@ struct Slot {
     bits: u128,
     /// The pool granting it; `None` under a conflict.
     pool: Option<u32>,
-}
-
-/// Ids of the Services holding one address; almost always one. Kept to 16 bytes: it is
-/// stored once per address in use, and sharing is rare enough to pay a re-allocation.
-#[derive(Debug)]
-enum Holders {
-    One(u32),
-    Many(Box<[u32]>),
-}
-
-impl Holders {
-    fn ids(&self) -> &[u32] {
-        match self {
-            Holders::One(id) => std::slice::from_ref(id),
-            Holders::Many(ids) => ids,
-        }
-    }
-
-    fn push(&mut self, id: u32) {
-        let mut ids = self.ids().to_vec();
-        ids.push(id);
-        *self = Holders::Many(ids.into_boxed_slice());
-    }
-
-    /// Removes `id`; returns whether no holder is left.
-    fn remove(&mut self, id: u32) -> bool {
-        let ids: Vec<u32> = self.ids().iter().copied().filter(|h| *h != id).collect();
-        match ids[..] {
-            [] => true,
-            [only] => {
-                *self = Holders::One(only);
-                false
-            }
-            _ => {
-                *self = Holders::Many(ids.into_boxed_slice());
-                false
-            }
-        }
-    }
 }
 
 impl Allocator {
@@ -378,9 +294,13 @@ impl Allocator {
 
     fn assignment_of(&self, id: u32) -> Assignment<'_> {
         let rec = self.record(id);
-        let primary = rec.svc.wanted().primary;
+        self.assignment_from(rec.svc.wanted().primary, &rec.slots)
+    }
+
+    /// The assignment of `slots`, `primary` family first.
+    fn assignment_from(&self, primary: Family, slots: &[Option<Slot>; 2]) -> Assignment<'_> {
         let slot = |family: Family| {
-            rec.slots[family.index()].map(|s| Allocated {
+            slots[family.index()].map(|s| Allocated {
                 addr: join(family, s.bits),
                 pool: s.pool.map(|p| self.pools[p as usize].spec.name.as_str()),
             })
@@ -404,23 +324,20 @@ impl Allocator {
                 reason,
             }),
             Ok(slots) => {
+                // Built from the plan rather than read back from the record just written.
+                let primary = svc.wanted().primary;
                 let id = self.insert_record(Record {
                     svc,
                     slots: [None; 2],
                     conflict: None,
                 });
                 self.commit(id, None, slots);
-                Ok(self.assignment_of(id))
+                Ok(self.assignment_from(primary, &slots))
             }
         }
     }
 
-    /// Restores one Service; returns its id and the status addresses it could not keep
-    /// because an incompatible Service holds them.
     fn restore_one(&mut self, mut svc: Service) -> (u32, Vec<Error>) {
-        if self.index.contains_key(&svc.key) {
-            self.release(&svc.key);
-        }
         let current = std::mem::take(&mut svc.current);
         let svc = Spec::from(svc);
         let wanted = svc.wanted();
@@ -431,11 +348,24 @@ impl Allocator {
                 claims[family.index()] = Some(bits);
             }
         }
-        let id = self.insert_record(Record {
+        let rec = Record {
             svc,
             slots: [None; 2],
             conflict: None,
-        });
+        };
+        // One index lookup for the usual case, a Service not seen before.
+        let id = match self.index.entry(rec.svc.key.clone()) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let id = self.records.insert(rec);
+                v.insert(id);
+                id
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                let key = rec.svc.key.clone();
+                self.release(&key);
+                self.insert_record(rec)
+            }
+        };
         let mut clashes = Vec::new();
         for family in Family::ALL {
             let Some(bits) = claims[family.index()] else {
@@ -512,139 +442,13 @@ impl Allocator {
         }
         self.record_mut(id).conflict = conflict.map(Box::new);
     }
-
-    /// Moves a Service from its current slots to `slots`, replacing its Service data if given
-    /// (after releasing under the old sharing key, before holding under the new one).
-    fn commit(&mut self, id: u32, svc: Option<Spec>, slots: [Option<Slot>; 2]) {
-        let old = self.record(id).slots;
-        let held = |s: Option<Slot>| s.map(|s| s.bits);
-        for family in Family::ALL {
-            let (o, n) = (held(old[family.index()]), held(slots[family.index()]));
-            if let Some(bits) = o
-                && o != n
-            {
-                self.unhold(id, family, bits, old[family.index()].and_then(|s| s.pool));
-            }
-        }
-        if let Some(svc) = svc {
-            self.record_mut(id).svc = svc;
-        }
-        for family in Family::ALL {
-            let (o, n) = (held(old[family.index()]), held(slots[family.index()]));
-            if let Some(bits) = n
-                && o != n
-            {
-                let pool = slots[family.index()].and_then(|s| s.pool);
-                // Planned slots were checked against the holders already.
-                let _ = self.hold(id, family, bits, pool, false);
-            }
-        }
-        self.record_mut(id).slots = slots;
-    }
-
-    /// Makes `id` a holder of `bits`; the first holder takes it out of every free set
-    /// (only out of `pool`'s, if given and pools do not overlap). With `check`, refuses (one
-    /// hash lookup in all) if a holder cannot share it.
-    fn hold(
-        &mut self,
-        id: u32,
-        family: Family,
-        bits: u128,
-        pool: Option<u32>,
-        check: bool,
-    ) -> Result<(), Clash> {
-        let Self {
-            holders,
-            pools,
-            shared,
-            records,
-            overlapping,
-            ..
-        } = self;
-        match holders[family.index()].entry(bits) {
-            Entry::Occupied(mut o) => {
-                if check {
-                    let svc = &records.get(id).expect("live record").svc;
-                    for &h in o.get().ids().iter().filter(|&&h| h != id) {
-                        let holder = &records.get(h).expect("live record").svc;
-                        if let Some(c) = clash(svc, holder) {
-                            return Err(c);
-                        }
-                    }
-                }
-                o.get_mut().push(id);
-            }
-            Entry::Vacant(v) => {
-                v.insert(Holders::One(id));
-                for p in pools_containing(pools, *overlapping, pool) {
-                    if let Some(span) = p.span_of_mut(family, bits) {
-                        span.take(bits);
-                    }
-                }
-                let rec = records.get(id).expect("live record");
-                if let Some(key) = rec.svc.sharing_key() {
-                    if !shared.contains_key(key) {
-                        shared.insert(key.into(), Default::default());
-                    }
-                    if let Some(sets) = shared.get_mut(key) {
-                        sets[family.index()].insert(bits);
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Removes `id` from the holders of `bits`; the last one returns it to the free sets.
-    fn unhold(&mut self, id: u32, family: Family, bits: u128, pool: Option<u32>) {
-        let Self {
-            holders,
-            pools,
-            shared,
-            records,
-            overlapping,
-            ..
-        } = self;
-        let Entry::Occupied(mut o) = holders[family.index()].entry(bits) else {
-            return;
-        };
-        if !o.get_mut().remove(id) {
-            return;
-        }
-        o.remove();
-        for p in pools_containing(pools, *overlapping, pool) {
-            if let Some(span) = p.span_of_mut(family, bits) {
-                span.put(bits);
-            }
-        }
-        let rec = records.get(id).expect("live record");
-        if let Some(key) = rec.svc.sharing_key()
-            && let Some(sets) = shared.get_mut(key)
-        {
-            sets[family.index()].remove(&bits);
-            if sets.iter().all(BTreeSet::is_empty) {
-                shared.remove(key);
-            }
-        }
-    }
 }
 
-/// The pools whose free sets may contain an address found in `hint`: just that one when no
-/// two pools overlap, else all.
-fn pools_containing(
-    pools: &mut [PoolState],
-    overlapping: bool,
-    hint: Option<u32>,
-) -> impl Iterator<Item = &mut PoolState> {
-    let only = hint.filter(|_| !overlapping).map(|p| p as usize);
-    pools
-        .iter_mut()
-        .enumerate()
-        .filter(move |(i, _)| only.is_none_or(|p| p == *i))
-        .map(|(_, p)| p)
-}
-
+mod assignment;
+mod holding;
 mod plan;
 mod slab;
 
+pub use assignment::{Allocated, Assignment};
+use holding::Holders;
 use slab::Slab;

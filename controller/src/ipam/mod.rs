@@ -13,6 +13,14 @@
 //!    [`Allocator::release`] when one is deleted or stops being `type: LoadBalancer`,
 //!    [`Allocator::set_pools`] again when pools change.
 //!
+//! `assign` returns an [`Assignment`] borrowing pool names from the allocator: write it to
+//! status (addresses, primary family first) and `herald.dev/allocated-from` (pools). On an
+//! error other than [`Reason::Conflict`], write [`Allocator::assignment`] (what the Service
+//! still holds); on a conflict leave status alone and raise an Event and a condition.
+//!
+//! The allocator keeps no history beyond its own state: a controller that restarts rebuilds
+//! it with `set_pools` and `restore`, which is a fixed point of what it wrote before.
+//!
 //! # Pools
 //! A pool holds inclusive ranges, IPv4 and IPv6 mixed (overlapping ranges are merged).
 //! - `disabled`: hands out nothing, not even on request.
@@ -86,7 +94,10 @@
 //! Each pool range keeps its free addresses as disjoint intervals in a `BTreeMap`
 //! (`range.rs`), so allocating, requesting and releasing cost O(log intervals) plus a walk over
 //! the configured pools, independent of the pool's size and of the number of addresses in use.
-//! `set_pools` re-checks every Service (O(services)); pools change rarely.
+//! Holders are a `BTreeMap` per family (ascending allocation appends at its right edge),
+//! Services an index from a pre-hashed key to a record in a chunked slab. `set_pools`
+//! re-checks every Service (O(services)); pools change rarely. `benches/ipam.rs` measures
+//! 100k allocations and restores against a `BTreeSet<u128>` floor.
 //!
 //! # Determinism
 //! The same call sequence gives the same results: hash maps are only looked up, never
@@ -96,7 +107,9 @@
 //! - [`service`]: Services and keys as plain data; [`selector`]: label selectors;
 //! - [`pool`]: pools, `allocateTo`, counts; `range`: free-interval sets;
 //! - `sharing`: the sharing rule; [`error`]: errors;
-//! - [`allocator`]: the state and its operations (planning in `allocator/plan.rs`).
+//! - [`allocator`]: the state and its public operations, with `plan` (choosing addresses,
+//!   read-only), `holding` (holders and free sets), `assignment` (results) and `slab`
+//!   (record storage) beneath it.
 
 pub mod allocator;
 pub mod error;

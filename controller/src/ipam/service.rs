@@ -338,6 +338,7 @@ impl Spec {
     pub fn same_request(&self, other: &Spec) -> bool {
         self.requested_ips() == other.requested_ips()
             && self.requested_pools() == other.requested_pools()
+            && self.sharing_key() == other.sharing_key()
             && self.ports == other.ports
             && self.traffic_policy == other.traffic_policy
             && self.backend_key == other.backend_key
@@ -378,5 +379,60 @@ impl Wanted {
 
     pub fn contains(self, family: Family) -> bool {
         self.primary == family || self.second == Some(family)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_request_field_counts_as_a_request_change_and_labels_as_context() {
+        let base = || {
+            let mut s = Service::new(ServiceKey::new("ns", "svc"));
+            s.ports = vec![(Protocol::Tcp, 80)];
+            s
+        };
+        type Edit = fn(&mut Service);
+        let request_edits: [(&str, Edit); 8] = [
+            ("requested_ips", |s| {
+                s.requested_ips = vec!["10.0.0.1".parse().unwrap()]
+            }),
+            ("requested_pools", |s| s.requested_pools = vec!["p".into()]),
+            ("sharing_key", |s| s.sharing_key = Some("k".into())),
+            ("ports", |s| s.ports.push((Protocol::Udp, 53))),
+            ("traffic_policy", |s| {
+                s.traffic_policy = TrafficPolicy::Local
+            }),
+            ("backend_key", |s| s.backend_key = "app=x".into()),
+            ("ip_families", |s| s.ip_families = vec![Family::V6]),
+            ("family_policy", |s| {
+                s.family_policy = FamilyPolicy::PreferDualStack
+            }),
+        ];
+        let plain = Spec::from(base());
+        for (name, edit) in request_edits {
+            let mut s = base();
+            edit(&mut s);
+            let s = Spec::from(s);
+            assert!(!plain.same_request(&s), "{name} is part of the request");
+            assert!(plain.same_context(&s), "{name} is not context");
+        }
+        let context_edits: [(&str, Edit); 3] = [
+            ("labels", |s| {
+                s.labels.insert("a".into(), "b".into());
+            }),
+            ("namespace_labels", |s| {
+                s.namespace_labels.insert("a".into(), "b".into());
+            }),
+            ("current", |s| s.current = vec!["10.0.0.1".parse().unwrap()]),
+        ];
+        for (name, edit) in context_edits {
+            let mut s = base();
+            edit(&mut s);
+            let s = Spec::from(s);
+            assert!(plain.same_request(&s), "{name} is not part of the request");
+            assert_eq!(plain.same_context(&s), name == "current", "{name}");
+        }
     }
 }
