@@ -8,6 +8,8 @@ packages=(
   ca-certificates   # cargo fetching crates over HTTPS
   pkg-config        # -sys crates locating system libraries
   iproute2          # `ip netns` / veth for network-namespace tests
+  iputils-ping      # harness self-test (ping across a veth pair)
+  procps            # sysctl inside test namespaces
 )
 
 missing=()

@@ -1,4 +1,22 @@
 //! herald-tests: network-namespace lab harness and real-peer wrappers for end-to-end tests.
 //!
+//! Tests that cross a wire run against real kernels and daemons in network namespaces that the
+//! test creates and removes itself. They need root, `ip` (iproute2) and whatever daemon they
+//! drive; when a prerequisite is missing they fail with a message naming it. Setting
+//! `HERALD_SKIP_PRIVILEGED=1` skips them instead (for a developer's laptop; CI never sets it).
+//!
 //! # Layout
-//! Nothing yet: the harness arrives with the first end-to-end tests.
+//! - [`privileged`]: the skip / fail-loudly gate ([`require_privileged!`], [`require_command`]).
+//! - [`netns`]: [`Netns`], a uniquely named namespace deleted on drop, with veth helpers.
+//! - [`process`]: [`Daemon`], a child process ended by its own pid on drop.
+//! - [`wait`]: [`wait_until`], polling a condition with a deadline instead of sleeping.
+
+pub mod netns;
+pub mod privileged;
+pub mod process;
+pub mod wait;
+
+pub use netns::{Netns, unique_ifname, veth_pair};
+pub use privileged::{require_command, skip_privileged};
+pub use process::Daemon;
+pub use wait::wait_until;

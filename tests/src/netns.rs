@@ -1,0 +1,156 @@
+//! Network namespaces created by a test and removed when it ends.
+
+use std::fs::File;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn next_id() -> u32 {
+    COUNTER.fetch_add(1, Ordering::Relaxed)
+}
+
+/// An interface name unique to this process and call, at most 15 bytes (IFNAMSIZ - 1):
+/// `tag` (up to 4 bytes), the pid in base 36 and a counter.
+pub fn unique_ifname(tag: &str) -> String {
+    let tag: String = tag.chars().take(4).collect();
+    format!("{tag}{}x{}", base36(std::process::id()), base36(next_id()))
+}
+
+fn base36(mut n: u32) -> String {
+    let digits = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(digits[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).expect("ascii")
+}
+
+/// A named network namespace (`ip netns add`), unique per process and call, deleted on drop
+/// together with every interface inside it. Loopback is brought up on creation.
+#[derive(Debug)]
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// Creates `herald-<tag>-<pid>-<n>`.
+    pub fn new(tag: &str) -> Self {
+        let name = format!("herald-{tag}-{}-{}", std::process::id(), next_id());
+        run(Command::new("ip").args(["netns", "add", &name]));
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// The namespace name, as `ip netns` knows it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `ip netns exec <name> <program> <args>`, ready to be extended and run.
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name, program]);
+        cmd
+    }
+
+    /// Runs `program args` inside the namespace and returns stdout; panics with stderr on failure.
+    pub fn exec(&self, program: &str, args: &[&str]) -> String {
+        let out = run(self.command(program).args(args));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `program args` inside the namespace and returns its whole output, success or not.
+    pub fn try_exec(&self, program: &str, args: &[&str]) -> Output {
+        self.command(program)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("running {program} in {}: {e}", self.name))
+    }
+
+    /// `ip <args>` inside the namespace; panics on failure.
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut full = vec!["-n", self.name.as_str()];
+        full.extend_from_slice(args);
+        let out = run(Command::new("ip").args(&full));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Enables IPv4 and IPv6 forwarding inside the namespace (for router namespaces).
+    pub fn enable_forwarding(&self) {
+        self.exec(
+            "sysctl",
+            &[
+                "-qw",
+                "net.ipv4.ip_forward=1",
+                "net.ipv6.conf.all.forwarding=1",
+            ],
+        );
+    }
+
+    /// Moves the calling thread into this namespace (for in-process drivers under test). The
+    /// thread stays there; use a dedicated thread.
+    pub fn enter_current_thread(&self) {
+        let file = File::open(format!("/run/netns/{}", self.name))
+            .unwrap_or_else(|e| panic!("opening /run/netns/{}: {e}", self.name));
+        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
+            .unwrap_or_else(|e| panic!("setns into {}: {e}", self.name));
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// Creates a veth pair with one end in each namespace, both up, with addresses (`a_addrs`,
+/// `b_addrs` in `ip addr add` CIDR form). IPv6 duplicate address detection is switched off on
+/// both ends, so addresses are usable at once. Returns the two interface names.
+pub fn veth_pair(a: &Netns, a_addrs: &[&str], b: &Netns, b_addrs: &[&str]) -> (String, String) {
+    let (a_if, b_if) = (unique_ifname("va"), unique_ifname("vb"));
+    a.ip(&[
+        "link",
+        "add",
+        &a_if,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &b_if,
+        "netns",
+        b.name(),
+    ]);
+    for (ns, ifname, addrs) in [(a, &a_if, a_addrs), (b, &b_if, b_addrs)] {
+        ns.exec(
+            "sysctl",
+            &["-qw", &format!("net.ipv6.conf.{ifname}.accept_dad=0")],
+        );
+        for addr in addrs {
+            ns.ip(&["addr", "add", addr, "dev", ifname]);
+        }
+        ns.ip(&["link", "set", ifname, "up"]);
+    }
+    (a_if, b_if)
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    out
+}
