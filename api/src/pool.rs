@@ -47,7 +47,11 @@ pub struct IPPoolSpec {
 
     /// Never hand out IPv4 addresses ending in `.0` or `.255`, which some old or buggy
     /// client stacks drop as broadcast addresses. Default `false`.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(
+        rename = "avoidBuggyIPs",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
     pub avoid_buggy_ips: bool,
 
     /// Restricts which Services may use the pool and how it ranks against other pools.

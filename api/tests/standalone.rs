@@ -11,6 +11,7 @@ kind: IPPool
 metadata: {name: public}
 spec:
   addresses: [192.0.2.0/28, "2001:db8::/64"]
+  avoidBuggyIPs: true
   allocateTo: {priority: 10, namespaces: [default]}
 ---
 apiVersion: herald.dev/v1alpha1
@@ -66,6 +67,8 @@ fn errors(text: &str) -> Vec<String> {
 fn a_complete_config_loads_every_kind() {
     let c = standalone::load_str(Path::new("lb.yaml"), GOOD).unwrap();
     assert_eq!(c.ip_pools.len(), 1);
+    // DESIGN §3 spells it avoidBuggyIPs (as MetalLB does), not serde's avoidBuggyIps.
+    assert!(c.ip_pools[0].spec.avoid_buggy_ips);
     assert_eq!(
         c.bgp_peers[0]
             .spec
