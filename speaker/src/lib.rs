@@ -1,6 +1,8 @@
 //! herald-speaker: makes allocated addresses reachable (BGP, BFD, ARP/NDP, XDP).
 //!
 //! # Layout
+//! - [`announce`]: pure: from configuration, Services, endpoints and nodes to this node's
+//!   desired routes, layer-2 candidacies and dataplane VIPs.
 //! - [`bfd`]: BFD core (RFC 5880/5881/5883): Control packet codec, sans-IO session state
 //!   machine, port and TTL rules. No sockets; a UDP driver wraps it.
 //! - [`dataplane`]: what user space computes for the XDP fast path (weighted Maglev tables).
@@ -9,6 +11,7 @@
 //!
 //! The BGP module and the drivers (sockets, timers) arrive with their issues.
 
+pub mod announce;
 pub mod bfd;
 pub mod dataplane;
 pub mod error;

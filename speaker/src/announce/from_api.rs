@@ -1,0 +1,218 @@
+//! API objects (herald.dev kinds, core `v1` Services and Nodes, `discovery.k8s.io/v1`
+//! EndpointSlices) as announce's plain inputs. Used by the Kubernetes source and standalone
+//! mode alike. Errors name the object and the field.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use herald_api::bgp::{parse_community, parse_large_community};
+use herald_api::validate::FieldError;
+use herald_api::{BGPAdvertisement, BGPPeer, IPPool, L2Advertisement};
+use herald_controller::convert::{self, ConvertError};
+use k8s_openapi::api::core::v1::{Node as K8sNode, Service as K8sService};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use thiserror::Error;
+
+use super::{
+    BgpAdvertisement, Config, Endpoint, L2Advertisement as L2Adv, Node, Peer, Pool, Scope,
+};
+
+/// An object that announce cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{kind} {name:?}: {error}")]
+pub struct ObjectError {
+    /// The object's kind.
+    pub kind: &'static str,
+    /// Its name (`namespace/name` for namespaced objects).
+    pub name: String,
+    /// The field and what is wrong with it.
+    pub error: FieldError,
+}
+
+fn selectors(
+    list: &[LabelSelector],
+    field: &str,
+) -> Result<Vec<herald_controller::ipam::Selector>, FieldError> {
+    list.iter()
+        .enumerate()
+        .map(|(i, s)| convert::selector(s, &format!("{field}[{i}]")))
+        .collect()
+}
+
+fn name_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
+    meta.name.clone().unwrap_or_default()
+}
+
+/// Builds announce's [`Config`] from the herald.dev objects.
+pub fn config(
+    pools: &[IPPool],
+    peers: &[BGPPeer],
+    bgp_advertisements: &[BGPAdvertisement],
+    l2_advertisements: &[L2Advertisement],
+) -> Result<Config, ObjectError> {
+    let mut out = Config::default();
+    for p in pools {
+        out.pools.push(Pool {
+            name: name_of(&p.metadata),
+            labels: p.metadata.labels.clone().unwrap_or_default(),
+        });
+    }
+    for p in peers {
+        let err = |error| ObjectError {
+            kind: "BGPPeer",
+            name: name_of(&p.metadata),
+            error,
+        };
+        out.peers.push(Peer {
+            name: name_of(&p.metadata),
+            node_selectors: selectors(&p.spec.node_selectors, "spec.nodeSelectors").map_err(err)?,
+        });
+    }
+    for a in bgp_advertisements {
+        let err = |error| ObjectError {
+            kind: "BGPAdvertisement",
+            name: name_of(&a.metadata),
+            error,
+        };
+        let s = &a.spec;
+        let communities = s
+            .communities
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                parse_community(c).map_err(|m| FieldError::new(format!("spec.communities[{i}]"), m))
+            })
+            .collect::<Result<_, _>>()
+            .map_err(err)?;
+        let large_communities = s
+            .large_communities
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                parse_large_community(c)
+                    .map_err(|m| FieldError::new(format!("spec.largeCommunities[{i}]"), m))
+            })
+            .collect::<Result<_, _>>()
+            .map_err(err)?;
+        out.bgp_advertisements.push(BgpAdvertisement {
+            name: name_of(&a.metadata),
+            scope: Scope {
+                ip_pools: s.ip_pools.clone(),
+                ip_pool_selectors: selectors(&s.ip_pool_selectors, "spec.ipPoolSelectors")
+                    .map_err(err)?,
+                node_selectors: selectors(&s.node_selectors, "spec.nodeSelectors").map_err(err)?,
+            },
+            peers: s.peers.clone(),
+            communities,
+            large_communities,
+            local_pref: s.local_pref,
+            aggregation_length: s.aggregation_length,
+            aggregation_length_v6: s.aggregation_length_v6,
+        });
+    }
+    for a in l2_advertisements {
+        let err = |error| ObjectError {
+            kind: "L2Advertisement",
+            name: name_of(&a.metadata),
+            error,
+        };
+        let s = &a.spec;
+        out.l2_advertisements.push(L2Adv {
+            name: name_of(&a.metadata),
+            scope: Scope {
+                ip_pools: s.ip_pools.clone(),
+                ip_pool_selectors: selectors(&s.ip_pool_selectors, "spec.ipPoolSelectors")
+                    .map_err(err)?,
+                node_selectors: selectors(&s.node_selectors, "spec.nodeSelectors").map_err(err)?,
+            },
+            interfaces: s.interfaces.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// A core `v1` Node: labels, `Ready` and `NetworkUnavailable` conditions, InternalIP
+/// addresses (ExternalIP after them).
+pub fn node(n: &K8sNode) -> Node {
+    let conditions = n.status.as_ref().and_then(|s| s.conditions.as_ref());
+    let condition = |t: &str| {
+        conditions
+            .into_iter()
+            .flatten()
+            .find(|c| c.type_ == t)
+            .map(|c| c.status == "True")
+    };
+    let mut addresses: Vec<(u8, IpAddr)> = n
+        .status
+        .as_ref()
+        .and_then(|s| s.addresses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|a| {
+            let rank = match a.type_.as_str() {
+                "InternalIP" => 0,
+                "ExternalIP" => 1,
+                _ => return None,
+            };
+            Some((rank, a.address.parse().ok()?))
+        })
+        .collect();
+    addresses.sort_by_key(|(rank, _)| *rank);
+    Node {
+        name: name_of(&n.metadata),
+        labels: n.metadata.labels.clone().unwrap_or_default(),
+        // A Node object without conditions (standalone configs usually give only labels)
+        // is taken as Ready: the operator listed it on purpose.
+        ready: condition("Ready").unwrap_or(true),
+        network_unavailable: condition("NetworkUnavailable").unwrap_or(false),
+        addresses: addresses.into_iter().map(|(_, a)| a).collect(),
+    }
+}
+
+/// The endpoints of the Service `namespace/name` from all EndpointSlices (label
+/// `kubernetes.io/service-name`). `ready` unset counts as ready, as Kubernetes specifies.
+pub fn endpoints(namespace: &str, name: &str, slices: &[EndpointSlice]) -> Vec<Endpoint> {
+    let mut out = Vec::new();
+    for slice in slices {
+        let ns = slice.metadata.namespace.as_deref().unwrap_or("default");
+        let owner = slice
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("kubernetes.io/service-name"));
+        if ns != namespace || owner.map(String::as_str) != Some(name) {
+            continue;
+        }
+        for e in &slice.endpoints {
+            let ready = e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
+            for a in &e.addresses {
+                if let Ok(address) = a.parse() {
+                    out.push(Endpoint {
+                        address,
+                        node: e.node_name.clone(),
+                        ready,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A managed Service with its assigned addresses (and the pool of each) as announce input.
+pub fn service(
+    svc: &K8sService,
+    addresses: Vec<(IpAddr, String)>,
+    slices: &[EndpointSlice],
+) -> Result<super::Service, ConvertError> {
+    let plain = convert::service(svc, &BTreeMap::new())?;
+    let endpoints = endpoints(plain.key.namespace(), plain.key.name(), slices);
+    Ok(super::Service {
+        key: plain.key.to_string(),
+        addresses,
+        ports: plain.ports,
+        traffic_policy: plain.traffic_policy,
+        endpoints,
+    })
+}
