@@ -7,6 +7,7 @@
 //!   machine, port and TTL rules. No sockets; a UDP driver wraps it.
 //! - [`dataplane`]: what user space computes for the XDP fast path (weighted Maglev tables).
 //! - [`l2`]: layer-2 announcement (ARP and NDP packet parsing and building).
+//! - [`standalone`]: standalone mode: persisted state, the embedded allocator.
 //! - [`error`]: the crate's error types.
 //!
 //! The BGP module and the drivers (sockets, timers) arrive with their issues.
@@ -16,3 +17,4 @@ pub mod bfd;
 pub mod dataplane;
 pub mod error;
 pub mod l2;
+pub mod standalone;

@@ -1,0 +1,8 @@
+//! Standalone mode (DESIGN §4): the whole system on one host, from YAML files.
+//!
+//! # Layout
+//! - [`state`]: assignments persisted crash-safely under `--state-dir`.
+//! - [`allocate`]: the embedded allocator, restoring the persisted state first.
+
+pub mod allocate;
+pub mod state;
