@@ -3,18 +3,24 @@
 //! # Layout
 //! - [`announce`]: pure: from configuration, Services, endpoints and nodes to this node's
 //!   desired routes, layer-2 candidacies and dataplane VIPs.
+//! - [`admin`]: the admin HTTP server (`/metrics`, `/healthz`, `/readyz`, `/status`).
 //! - [`bfd`]: BFD core (RFC 5880/5881/5883): Control packet codec, sans-IO session state
 //!   machine, port and TTL rules. No sockets; a UDP driver wraps it.
 //! - [`dataplane`]: what user space computes for the XDP fast path (weighted Maglev tables).
 //! - [`l2`]: layer-2 announcement (ARP and NDP packet parsing and building).
+//! - [`metrics`]: Prometheus metrics, all named `herald_*`.
+//! - [`status`]: the `/status` document and its table rendering.
 //! - [`standalone`]: standalone mode: persisted state, the embedded allocator.
 //! - [`error`]: the crate's error types.
 //!
 //! The BGP module and the drivers (sockets, timers) arrive with their issues.
 
+pub mod admin;
 pub mod announce;
 pub mod bfd;
 pub mod dataplane;
 pub mod error;
 pub mod l2;
+pub mod metrics;
 pub mod standalone;
+pub mod status;

@@ -1,0 +1,133 @@
+//! `herald-speaker`: the speaker binary. Thin: parses flags, sets up logging, runs a mode.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use herald_speaker::standalone::daemon::{self, Options};
+use herald_speaker::status::StatusReport;
+
+/// Herald's speaker: announces load-balancer addresses over BGP or ARP/NDP and balances
+/// their traffic.
+#[derive(Debug, Parser)]
+#[command(name = "herald-speaker", version, about)]
+struct Cli {
+    /// Log format: `text` for people, `json` for log pipelines.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the whole system on this host from YAML files, without Kubernetes.
+    Standalone {
+        /// A YAML file, or a directory of them, with IPPool, BGPPeer, BGPAdvertisement,
+        /// L2Advertisement, BFDProfile, Service, EndpointSlice and Node objects. Changes
+        /// are picked up without a restart (file events and SIGHUP); an invalid change is
+        /// refused and the previous configuration keeps running.
+        #[arg(long)]
+        config: PathBuf,
+        /// This host's node name (matched by nodeSelectors and EndpointSlice nodeName).
+        #[arg(long)]
+        node_name: String,
+        /// Directory where assignments are persisted, so addresses never move across
+        /// restarts. Created if missing.
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// Address of the admin HTTP server (/metrics, /healthz, /readyz, /status).
+        /// Port 0 picks a free port (logged at start).
+        #[arg(long, default_value = "127.0.0.1:9471")]
+        admin_addr: SocketAddr,
+    },
+    /// Print a running speaker's /status as tables.
+    Status {
+        /// The speaker's admin address.
+        #[arg(long, default_value = "127.0.0.1:9471")]
+        admin_addr: SocketAddr,
+        /// Print the raw JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn status(admin_addr: SocketAddr, json: bool) -> Result<(), String> {
+    let url = format!("http://{admin_addr}/status");
+    let body = ureq::get(&url)
+        .call()
+        .and_then(|mut r| r.body_mut().read_to_string())
+        .map_err(|e| {
+            format!(
+                "cannot read {url}: {e} (is herald-speaker running with --admin-addr {admin_addr}?)"
+            )
+        })?;
+    if json {
+        println!("{body}");
+        return Ok(());
+    }
+    let report: StatusReport = serde_json::from_str(&body)
+        .map_err(|e| format!("{url} returned something that is not a status: {e}"))?;
+    print!("{}", report.render());
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Standalone {
+            config,
+            node_name,
+            state_dir,
+            admin_addr,
+        } => {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("herald-speaker: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            runtime
+                .block_on(daemon::run(Options {
+                    config,
+                    node_name,
+                    state_dir,
+                    admin_addr,
+                }))
+                .map_err(|e| e.to_string())
+        }
+        Command::Status { admin_addr, json } => status(admin_addr, json),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("herald-speaker: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! Prometheus metrics (`/metrics`). Names start with `herald_`; labels are bounded (pool,
+//! family, peer, result), never a client address.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+/// `result` label of reloads.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// `success` or `failure`.
+    pub result: &'static str,
+}
+
+/// Pool address gauge labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabels {
+    /// Pool name.
+    pub pool: String,
+    /// `ipv4` or `ipv6`.
+    pub family: &'static str,
+}
+
+/// Per-peer labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabel {
+    /// Peer name.
+    pub peer: String,
+}
+
+/// Every metric the speaker exports, registered once.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Configuration reloads by result.
+    pub config_reloads: Family<ResultLabel, Counter>,
+    /// Addresses in use per pool and family (f64: IPv6 pools exceed u64 only in available).
+    pub pool_assigned: Family<PoolLabels, Gauge<f64, AtomicU64>>,
+    /// Addresses still available per pool and family.
+    pub pool_available: Family<PoolLabels, Gauge<f64, AtomicU64>>,
+    /// Services without all their addresses.
+    pub services_failed: Gauge,
+    /// Services with addresses.
+    pub services_assigned: Gauge,
+    /// Desired routes per peer.
+    pub desired_routes: Family<PeerLabel, Gauge>,
+    /// Seconds from noticing a configuration change to the new desired state being handed
+    /// to the announcers.
+    pub change_to_announce_seconds: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("herald");
+        let m = Metrics {
+            config_reloads: Family::default(),
+            pool_assigned: Family::default(),
+            pool_available: Family::default(),
+            services_failed: Gauge::default(),
+            services_assigned: Gauge::default(),
+            desired_routes: Family::default(),
+            change_to_announce_seconds: Histogram::new([
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "config_reloads",
+            "Configuration reloads by result",
+            m.config_reloads.clone(),
+        );
+        registry.register(
+            "pool_addresses_assigned",
+            "Addresses in use per pool and family",
+            m.pool_assigned.clone(),
+        );
+        registry.register(
+            "pool_addresses_available",
+            "Addresses available per pool and family",
+            m.pool_available.clone(),
+        );
+        registry.register(
+            "services_assigned",
+            "Services holding addresses",
+            m.services_assigned.clone(),
+        );
+        registry.register(
+            "services_failed",
+            "Services missing addresses",
+            m.services_failed.clone(),
+        );
+        registry.register(
+            "desired_routes",
+            "Routes this node wants announced per peer",
+            m.desired_routes.clone(),
+        );
+        registry.register(
+            "change_to_announce_seconds",
+            "Time from a configuration change to the new desired state",
+            m.change_to_announce_seconds.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String");
+        out
+    }
+}

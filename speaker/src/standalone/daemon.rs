@@ -1,0 +1,452 @@
+//! `herald-speaker standalone`: the long-running loop.
+//!
+//! ```text
+//!   config file/dir ──inotify──┐
+//!   SIGHUP ────────────────────┼─> changes (mpsc) ─> reload: load -> convert -> allocate
+//!                              │                      -> persist -> announce -> publish
+//!   SIGTERM / SIGINT ──────────┴─> shutdown                    │
+//!                                                   Shared (status, metrics) <─ admin HTTP
+//! ```
+//!
+//! A configuration is applied whole or not at all: a file that does not load, or objects
+//! that do not convert, leave the previous configuration running; the refusal is logged
+//! with file, document, object and field, counted, and shown in `/status`.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use herald_api::standalone::{self, StandaloneConfig};
+use herald_controller::convert::{self, DEFAULT_LB_CLASS};
+use notify::{RecursiveMode, Watcher};
+use thiserror::Error;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use super::allocate::{Embedded, Outcome};
+use super::state;
+use crate::admin::{self, Shared};
+use crate::announce::{self, BackendMode, Desired, Inputs, Interface, from_api};
+use crate::metrics::{PeerLabel, PoolLabels, ResultLabel};
+use crate::status::{
+    ConfigStatus, DesiredStatus, L2Status, PoolStatus, RouteStatus, ServiceStatus, StatusReport,
+    VipStatus,
+};
+
+/// How long to wait for more file events before reloading: editors write a file in
+/// several steps (truncate, write, rename); one reload after the burst is enough.
+const SETTLE: Duration = Duration::from_millis(15);
+
+/// What `herald-speaker standalone` was asked to do.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `--config`: a YAML file or a directory of them.
+    pub config: PathBuf,
+    /// `--node-name`.
+    pub node_name: String,
+    /// `--state-dir`.
+    pub state_dir: PathBuf,
+    /// `--admin-addr`.
+    pub admin_addr: SocketAddr,
+}
+
+/// Why the daemon could not start or had to stop.
+#[derive(Debug, Error)]
+pub enum DaemonError {
+    /// The configuration at start-up is invalid (there is no previous one to keep).
+    #[error("configuration refused:\n{0}")]
+    Config(String),
+    /// The state directory cannot be used.
+    #[error(transparent)]
+    State(#[from] state::StateError),
+    /// Binding the admin address, watching files, installing signal handlers.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// A configuration that loaded and converted, ready to apply.
+struct Candidate {
+    config: StandaloneConfig,
+    announce: announce::Config,
+}
+
+fn load(path: &Path) -> Result<Candidate, String> {
+    let config = standalone::load(path).map_err(|e| e.to_string())?;
+    let announce = from_api::config(
+        &config.ip_pools,
+        &config.bgp_peers,
+        &config.bgp_advertisements,
+        &config.l2_advertisements,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(Candidate { config, announce })
+}
+
+/// This host's interfaces: up means administratively up with carrier (`IFF_RUNNING`).
+fn interfaces() -> Vec<Interface> {
+    use nix::net::if_::InterfaceFlags as F;
+    let mut out: BTreeMap<String, Interface> = BTreeMap::new();
+    if let Ok(addrs) = nix::ifaddrs::getifaddrs() {
+        for a in addrs {
+            out.entry(a.interface_name.clone()).or_insert(Interface {
+                name: a.interface_name,
+                up: a.flags.contains(F::IFF_UP) && a.flags.contains(F::IFF_RUNNING),
+                loopback: a.flags.contains(F::IFF_LOOPBACK),
+            });
+        }
+    }
+    out.into_values().collect()
+}
+
+/// Announce's inputs from a config and the allocation outcome.
+fn desired(candidate: &Candidate, outcome: &Outcome, node_name: &str) -> Desired {
+    let config = &candidate.config;
+    let mut services = Vec::new();
+    for svc in config
+        .services
+        .iter()
+        .filter(|s| convert::is_managed(s, DEFAULT_LB_CLASS))
+    {
+        let key = format!(
+            "{}/{}",
+            svc.metadata.namespace.as_deref().unwrap_or("default"),
+            svc.metadata.name.as_deref().unwrap_or_default()
+        );
+        // Addresses kept under a conflict (no granting pool) are not announced.
+        let addrs: Vec<(IpAddr, String)> = outcome
+            .assigned
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .filter_map(|(a, p)| Some((*a, p.clone()?)))
+            .collect();
+        if let Ok(s) = from_api::service(svc, addrs, &config.endpoint_slices) {
+            services.push(s);
+        }
+    }
+    let mut nodes: Vec<announce::Node> = config.nodes.iter().map(from_api::node).collect();
+    if !nodes.iter().any(|n| n.name == node_name) {
+        // Standalone hosts need not list themselves: an unlisted node is Ready, unlabelled.
+        nodes.push(announce::Node {
+            name: node_name.to_owned(),
+            ready: true,
+            ..Default::default()
+        });
+    }
+    announce::compute(Inputs {
+        config: &candidate.announce,
+        services: &services,
+        nodes: &nodes,
+        node_name,
+        interfaces: &interfaces(),
+        backend_mode: BackendMode::EndpointHosts,
+    })
+}
+
+fn community(c: u32) -> String {
+    format!("{}:{}", c >> 16, c & 0xffff)
+}
+
+fn publish(shared: &Shared, outcome: &Outcome, desired: &Desired) {
+    let m = &shared.metrics;
+    let errors: BTreeMap<String, String> = outcome
+        .errors
+        .iter()
+        .map(|e| (e.service.to_string(), e.reason.to_string()))
+        .collect();
+    let mut services: Vec<ServiceStatus> = outcome
+        .assigned
+        .iter()
+        .map(|(k, addrs)| ServiceStatus {
+            service: k.clone(),
+            addresses: addrs.iter().map(|(a, _)| a.to_string()).collect(),
+            pools: addrs
+                .iter()
+                .map(|(_, p)| p.clone().unwrap_or_else(|| "-".into()))
+                .collect(),
+            error: errors.get(k).cloned(),
+        })
+        .collect();
+    for (k, e) in &errors {
+        if !outcome.assigned.contains_key(k) {
+            services.push(ServiceStatus {
+                service: k.clone(),
+                error: Some(e.clone()),
+                ..Default::default()
+            });
+        }
+    }
+    services.sort_by(|a, b| a.service.cmp(&b.service));
+    m.services_assigned
+        .set(outcome.assigned.values().filter(|a| !a.is_empty()).count() as i64);
+    m.services_failed.set(errors.len() as i64);
+    m.pool_assigned.clear();
+    m.pool_available.clear();
+    let mut pools = Vec::new();
+    for (name, c) in &outcome.counts {
+        for (family, f) in [("ipv4", c.v4), ("ipv6", c.v6)] {
+            let labels = PoolLabels {
+                pool: name.clone(),
+                family,
+            };
+            m.pool_assigned
+                .get_or_create(&labels)
+                .set(f.assigned as f64);
+            m.pool_available
+                .get_or_create(&labels)
+                .set(f.available as f64);
+        }
+        pools.push(PoolStatus {
+            pool: name.clone(),
+            assigned_ipv4: c.v4.assigned.to_string(),
+            available_ipv4: c.v4.available.to_string(),
+            assigned_ipv6: c.v6.assigned.to_string(),
+            available_ipv6: c.v6.available.to_string(),
+        });
+    }
+    m.desired_routes.clear();
+    let mut routes = Vec::new();
+    for (peer, prefixes) in &desired.bgp {
+        m.desired_routes
+            .get_or_create(&PeerLabel { peer: peer.clone() })
+            .set(prefixes.len() as i64);
+        for (prefix, attrs) in prefixes {
+            let mut communities: Vec<String> =
+                attrs.communities.iter().map(|c| community(*c)).collect();
+            communities.extend(
+                attrs
+                    .large_communities
+                    .iter()
+                    .map(|[a, b, c]| format!("{a}:{b}:{c}")),
+            );
+            routes.push(RouteStatus {
+                peer: peer.clone(),
+                prefix: prefix.to_string(),
+                communities,
+                local_pref: attrs.local_pref,
+            });
+        }
+    }
+    let desired_status = DesiredStatus {
+        excluded: desired.excluded.map(|e| format!("{e:?}")),
+        routes,
+        l2: desired
+            .l2
+            .iter()
+            .map(|l| L2Status {
+                address: l.address.to_string(),
+                interfaces: l.interfaces.iter().cloned().collect(),
+                eligible_nodes: l.eligible_nodes.iter().cloned().collect(),
+            })
+            .collect(),
+        vips: desired
+            .dataplane
+            .iter()
+            .map(|v| VipStatus {
+                vip: match v.address {
+                    IpAddr::V4(a) => format!("{a}:{}/{}", v.port, v.protocol),
+                    IpAddr::V6(a) => format!("[{a}]:{}/{}", v.port, v.protocol),
+                },
+                backends: v.backends.iter().map(|(b, w)| format!("{b}*{w}")).collect(),
+            })
+            .collect(),
+    };
+    shared.update_status(|s| {
+        s.services = services;
+        s.pools = pools;
+        s.desired = desired_status;
+    });
+}
+
+/// The reload half of the loop: owns the allocator and applies candidates.
+struct Engine {
+    opts: Options,
+    embedded: Embedded,
+    shared: Arc<Shared>,
+    generation: u64,
+}
+
+impl Engine {
+    /// Applies `candidate`; `Err` leaves everything as it was.
+    fn apply(&mut self, candidate: &Candidate) -> Result<Desired, String> {
+        let outcome = self.embedded.apply(&candidate.config).map_err(|errs| {
+            errs.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })?;
+        if let Err(e) = state::save(&self.opts.state_dir, &outcome.state) {
+            // The allocation stands (it is deterministic from the config and the previous
+            // state), but a restart now could lose new addresses: say so loudly.
+            error!(error = %e, "could not persist assignments");
+        }
+        for e in &outcome.errors {
+            warn!(service = %e.service, reason = %e.reason, "service not fully assigned");
+        }
+        let desired = desired(candidate, &outcome, &self.opts.node_name);
+        publish(&self.shared, &outcome, &desired);
+        self.generation += 1;
+        let generation = self.generation;
+        self.shared.update_status(|s| {
+            s.config.generation = generation;
+            s.config.last_error = None;
+        });
+        Ok(desired)
+    }
+
+    fn reload(&mut self, noticed: Instant) {
+        let result = load(&self.opts.config).and_then(|c| self.apply(&c));
+        let m = &self.shared.metrics;
+        match result {
+            Ok(desired) => {
+                m.config_reloads
+                    .get_or_create(&ResultLabel { result: "success" })
+                    .inc();
+                m.change_to_announce_seconds
+                    .observe(noticed.elapsed().as_secs_f64());
+                info!(
+                    generation = self.generation,
+                    routes = desired.bgp.values().map(|r| r.len()).sum::<usize>(),
+                    "configuration applied"
+                );
+            }
+            Err(message) => {
+                m.config_reloads
+                    .get_or_create(&ResultLabel { result: "failure" })
+                    .inc();
+                error!("configuration refused, the previous one keeps running:\n{message}");
+                self.shared
+                    .update_status(|s| s.config.last_error = Some(message));
+            }
+        }
+    }
+}
+
+/// Watches the config path; each relevant event sends `()` (coalesced: capacity 1).
+fn watch(path: &Path, tx: mpsc::Sender<()>) -> Result<notify::RecommendedWatcher, DaemonError> {
+    let io = |what: &str, e: notify::Error| DaemonError::Io {
+        what: format!("{what} {}", path.display()),
+        source: std::io::Error::other(e.to_string()),
+    };
+    let target = path.canonicalize().unwrap_or_else(|_| path.to_owned());
+    let (dir, file) = if target.is_dir() {
+        (target.clone(), None)
+    } else {
+        // Watch the directory: editors replace files by rename, which a watch on the file
+        // itself would miss.
+        (
+            target
+                .parent()
+                .map_or_else(|| PathBuf::from("."), Path::to_owned),
+            Some(target.clone()),
+        )
+    };
+    let mode = if file.is_some() {
+        RecursiveMode::NonRecursive
+    } else {
+        RecursiveMode::Recursive
+    };
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        if event.kind.is_access() {
+            return;
+        }
+        let relevant = match &file {
+            Some(f) => event.paths.iter().any(|p| p == f),
+            None => true,
+        };
+        if relevant {
+            let _ = tx.try_send(());
+        }
+    })
+    .map_err(|e| io("watching", e))?;
+    watcher.watch(&dir, mode).map_err(|e| io("watching", e))?;
+    Ok(watcher)
+}
+
+/// Runs standalone mode until SIGTERM or SIGINT.
+pub async fn run(opts: Options) -> Result<(), DaemonError> {
+    let io = |what: &str| {
+        let what = what.to_owned();
+        move |source| DaemonError::Io { what, source }
+    };
+    // Handlers first: SIGHUP's default action would end the process.
+    let mut hup = signal(SignalKind::hangup()).map_err(io("installing the SIGHUP handler"))?;
+    let mut term = signal(SignalKind::terminate()).map_err(io("installing the SIGTERM handler"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(io("installing the SIGINT handler"))?;
+    let (persisted, report) = state::load(&opts.state_dir)?;
+    let mut warnings = Vec::new();
+    if let Some((aside, err)) = &report.moved_aside {
+        warnings.push(format!("{err}; moved aside to {}", aside.display()));
+    }
+    if report.used_previous {
+        warnings.push("restored from the previous generation (assignments.json.prev)".into());
+    }
+    for w in &warnings {
+        error!("state: {w}");
+    }
+    let shared = Arc::new(Shared::default());
+    shared.set_status(StatusReport {
+        node: opts.node_name.clone(),
+        config: ConfigStatus {
+            path: opts.config.display().to_string(),
+            state_warnings: warnings,
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let (admin_addr, serve) = admin::bind(opts.admin_addr, shared.clone())
+        .await
+        .map_err(io(&format!(
+            "binding the admin address {}",
+            opts.admin_addr
+        )))?;
+    let server = tokio::spawn(serve);
+    info!(%admin_addr, "admin HTTP listening");
+
+    let mut engine = Engine {
+        opts: opts.clone(),
+        embedded: Embedded::new(persisted),
+        shared: shared.clone(),
+        generation: 0,
+    };
+    // Watch before the first load, so an edit made meanwhile is not missed.
+    let (tx, mut changes) = mpsc::channel(1);
+    let _watcher = watch(&opts.config, tx.clone())?;
+    let first = load(&opts.config).map_err(DaemonError::Config)?;
+    engine.apply(&first).map_err(DaemonError::Config)?;
+    shared.ready.store(true, Ordering::Release);
+    shared
+        .metrics
+        .config_reloads
+        .get_or_create(&ResultLabel { result: "success" })
+        .inc();
+    info!(config = %opts.config.display(), node = %opts.node_name, "standalone speaker running");
+
+    loop {
+        tokio::select! {
+            Some(()) = changes.recv() => {
+                let noticed = Instant::now();
+                while tokio::time::timeout(SETTLE, changes.recv()).await.is_ok_and(|m| m.is_some()) {}
+                engine.reload(noticed);
+            }
+            _ = hup.recv() => {
+                info!("SIGHUP: reloading the configuration");
+                engine.reload(Instant::now());
+            }
+            _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
+            _ = int.recv() => { info!("SIGINT: shutting down"); break; }
+        }
+    }
+    server.abort();
+    Ok(())
+}

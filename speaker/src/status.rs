@@ -1,0 +1,257 @@
+//! The `/status` document and its rendering as tables (`herald-speaker status`).
+//!
+//! One serde type serves both sides: the daemon serialises it, the `status` command parses
+//! it back, so the two never disagree about field names.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything `/status` reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusReport {
+    /// This node's name.
+    pub node: String,
+    /// The configuration in force and the last reload.
+    pub config: ConfigStatus,
+    /// Services and their addresses.
+    pub services: Vec<ServiceStatus>,
+    /// Address counts per pool.
+    pub pools: Vec<PoolStatus>,
+    /// What this node wants announced (before the sessions carry it out).
+    pub desired: DesiredStatus,
+}
+
+/// The configuration in force.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigStatus {
+    /// `--config` as given.
+    pub path: String,
+    /// Number of configurations applied since start (1 after start-up).
+    pub generation: u64,
+    /// Why the last reload was refused, if it was (the previous config kept running).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Problems found with the persisted state at start-up.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub state_warnings: Vec<String>,
+}
+
+/// One Service.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceStatus {
+    /// `namespace/name`.
+    pub service: String,
+    /// Its addresses, primary family first.
+    pub addresses: Vec<String>,
+    /// The pool of each address (`-` under a conflict).
+    pub pools: Vec<String>,
+    /// Why it has no (or not all) addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Address counts of one pool (decimal strings: IPv6 counts exceed JSON's safe integers).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolStatus {
+    /// Pool name.
+    pub pool: String,
+    /// Assigned IPv4 addresses.
+    pub assigned_ipv4: String,
+    /// Available IPv4 addresses.
+    pub available_ipv4: String,
+    /// Assigned IPv6 addresses.
+    pub assigned_ipv6: String,
+    /// Available IPv6 addresses.
+    pub available_ipv6: String,
+}
+
+/// The announce output for this node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DesiredStatus {
+    /// Why this node announces nothing, if so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excluded: Option<String>,
+    /// Routes per peer.
+    pub routes: Vec<RouteStatus>,
+    /// Layer-2 candidacies.
+    pub l2: Vec<L2Status>,
+    /// Dataplane VIPs.
+    pub vips: Vec<VipStatus>,
+}
+
+/// One desired route.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteStatus {
+    /// Peer name.
+    pub peer: String,
+    /// Prefix.
+    pub prefix: String,
+    /// Communities (`a:b`) and large communities (`a:b:c`).
+    pub communities: Vec<String>,
+    /// LOCAL_PREF.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_pref: Option<u32>,
+}
+
+/// One layer-2 candidacy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct L2Status {
+    /// Address.
+    pub address: String,
+    /// Interfaces of this node.
+    pub interfaces: Vec<String>,
+    /// Nodes eligible by configuration.
+    pub eligible_nodes: Vec<String>,
+}
+
+/// One dataplane VIP.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VipStatus {
+    /// `address:port/protocol`.
+    pub vip: String,
+    /// `backend*weight`.
+    pub backends: Vec<String>,
+}
+
+/// Renders rows as a left-aligned table with a header.
+fn table(out: &mut String, title: &str, header: &[&str], rows: &[Vec<String>]) {
+    let _ = writeln!(out, "{title}");
+    if rows.is_empty() {
+        let _ = writeln!(out, "  (none)\n");
+        return;
+    }
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::from(" ");
+        for (cell, w) in cells.iter().zip(&widths) {
+            let _ = write!(s, " {cell:<w$}");
+        }
+        s.trim_end().to_owned()
+    };
+    let _ = writeln!(out, "{}", line(header.to_vec()));
+    for row in rows {
+        let _ = writeln!(out, "{}", line(row.iter().map(String::as_str).collect()));
+    }
+    out.push('\n');
+}
+
+impl StatusReport {
+    /// The report as readable tables.
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "node {}   config {} (generation {})\n",
+            self.node, self.config.path, self.config.generation
+        );
+        if let Some(e) = &self.config.last_error {
+            let _ = writeln!(
+                out,
+                "last reload REFUSED, previous config still running: {e}"
+            );
+        }
+        for w in &self.config.state_warnings {
+            let _ = writeln!(out, "state: {w}");
+        }
+        if let Some(e) = &self.desired.excluded {
+            let _ = writeln!(out, "this node announces nothing: {e}");
+        }
+        out.push('\n');
+        let rows: Vec<Vec<String>> = self
+            .services
+            .iter()
+            .map(|s| {
+                vec![
+                    s.service.clone(),
+                    s.addresses.join(","),
+                    s.pools.join(","),
+                    s.error.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        table(
+            &mut out,
+            "SERVICES",
+            &["SERVICE", "ADDRESSES", "POOLS", "ERROR"],
+            &rows,
+        );
+        let rows: Vec<Vec<String>> = self
+            .pools
+            .iter()
+            .map(|p| {
+                vec![
+                    p.pool.clone(),
+                    p.assigned_ipv4.clone(),
+                    p.available_ipv4.clone(),
+                    p.assigned_ipv6.clone(),
+                    p.available_ipv6.clone(),
+                ]
+            })
+            .collect();
+        let header = [
+            "POOL",
+            "ASSIGNED V4",
+            "AVAILABLE V4",
+            "ASSIGNED V6",
+            "AVAILABLE V6",
+        ];
+        table(&mut out, "POOLS", &header, &rows);
+        let rows: Vec<Vec<String>> = self
+            .desired
+            .routes
+            .iter()
+            .map(|r| {
+                vec![
+                    r.peer.clone(),
+                    r.prefix.clone(),
+                    r.communities.join(" "),
+                    r.local_pref.map(|l| l.to_string()).unwrap_or_default(),
+                ]
+            })
+            .collect();
+        table(
+            &mut out,
+            "DESIRED ROUTES",
+            &["PEER", "PREFIX", "COMMUNITIES", "LOCAL PREF"],
+            &rows,
+        );
+        let rows: Vec<Vec<String>> = self
+            .desired
+            .l2
+            .iter()
+            .map(|l| {
+                vec![
+                    l.address.clone(),
+                    l.interfaces.join(","),
+                    l.eligible_nodes.join(","),
+                ]
+            })
+            .collect();
+        table(
+            &mut out,
+            "LAYER 2",
+            &["ADDRESS", "INTERFACES", "ELIGIBLE NODES"],
+            &rows,
+        );
+        let rows: Vec<Vec<String>> = self
+            .desired
+            .vips
+            .iter()
+            .map(|v| vec![v.vip.clone(), v.backends.join(" ")])
+            .collect();
+        table(&mut out, "DATAPLANE VIPS", &["VIP", "BACKENDS"], &rows);
+        out
+    }
+}
