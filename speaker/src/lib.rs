@@ -1,6 +1,8 @@
 //! herald-speaker: makes allocated addresses reachable (BGP, BFD, ARP/NDP, XDP).
 //!
 //! # Layout
+//! - [`bgp`]: BGP-4 speaker: codec glue over netgauze, sans-IO session FSM, Adj-RIB-Out
+//!   with UPDATE packing, tokio session driver.
 //! - [`bfd`]: BFD core (RFC 5880/5881/5883): Control packet codec, sans-IO session state
 //!   machine, port and TTL rules. No sockets; a UDP driver wraps it.
 //! - [`dataplane`]: what user space computes for the XDP fast path (weighted Maglev tables).
@@ -10,6 +12,7 @@
 //! The BGP module and the drivers (sockets, timers) arrive with their issues.
 
 pub mod bfd;
+pub mod bgp;
 pub mod dataplane;
 pub mod error;
 pub mod l2;

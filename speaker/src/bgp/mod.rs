@@ -1,0 +1,17 @@
+//! BGP-4 (RFC 4271): message codec glue over `netgauze-bgp-pkt`, the sans-IO session state
+//! machine, the Adj-RIB-Out with UPDATE packing, and the tokio driver that connects it all to
+//! TCP.
+//!
+//! - [`codec`]: framing, encode/decode, RFC 7606 classification, NOTIFICATION helpers.
+//! - [`route`]: the caller's desired routes and their attributes.
+//! - [`rib_out`]: Adj-RIB-Out and the diff to a desired set.
+//! - [`pack`]: UPDATE building (packing, attributes, End-of-RIB).
+//! - [`fsm`]: the session state machine (RFC 4271 §8).
+//! - [`error`]: errors of this module.
+
+pub mod codec;
+pub mod error;
+pub mod fsm;
+pub mod pack;
+pub mod rib_out;
+pub mod route;
