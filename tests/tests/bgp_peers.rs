@@ -79,7 +79,7 @@ fn gobgp_paths(g: &GoBgp, family: &str, prefix: &str) -> Result<Vec<Value>, Stri
         .ok_or_else(|| v.to_string())
 }
 
-fn attr<'a>(path: &'a Value, code: u64) -> Option<&'a Value> {
+fn attr(path: &Value, code: u64) -> Option<&Value> {
     path.get("attrs")?
         .as_array()?
         .iter()
