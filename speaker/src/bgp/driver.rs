@@ -130,6 +130,19 @@ enum Command {
     Bfd { up: bool },
 }
 
+/// Tells one peer task the state of its BFD session.
+#[derive(Debug, Clone)]
+pub struct BfdLink {
+    commands: mpsc::Sender<Command>,
+}
+
+impl BfdLink {
+    /// BFD is Up (`true`) or not: not-Up tears the BGP session down at once and keeps it down.
+    pub async fn set(&self, up: bool) {
+        let _ = self.commands.send(Command::Bfd { up }).await;
+    }
+}
+
 /// Owner of one peer task; dropping it aborts the task (and with it the TCP connection).
 #[derive(Debug)]
 pub struct PeerHandle {
@@ -229,6 +242,14 @@ impl PeerHandle {
     /// down until Up.
     pub async fn set_bfd(&self, up: bool) {
         let _ = self.commands.send(Command::Bfd { up }).await;
+    }
+
+    /// A cloneable link for the BFD session watching this peer (see
+    /// [`crate::bfd::driver::couple`]).
+    pub fn bfd_link(&self) -> BfdLink {
+        BfdLink {
+            commands: self.commands.clone(),
+        }
     }
 
     /// Closes the session with a Cease carrying `reason` (RFC 8203) and ends the task; waits

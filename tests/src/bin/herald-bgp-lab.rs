@@ -16,6 +16,8 @@
 //! source 10.0.0.1
 //! next-hop-v4 10.0.0.1
 //! next-hop-v6 fd00::1
+//! bfd 100 3                     # BFD (needs `source`): interval ms, multiplier
+//! bfd-multihop 100 3 254        # multihop BFD: interval, multiplier, minimum TTL
 //! listen 0.0.0.0:179            # listener for passive peers
 //! status /path/file             # status lines rewritten on every change
 //! route 198.51.100.1/32 community 64512:100 large 64512:1:2 local-pref 200
@@ -31,6 +33,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use herald_speaker::bfd::driver::{BfdConfig, BfdHandle, couple};
+use herald_speaker::bfd::profile::Profile;
+use herald_speaker::bfd::transport::Hop;
 use herald_speaker::bgp::driver::{Listener, PeerConfig, PeerHandle};
 use herald_speaker::bgp::fsm::SessionConfig;
 use herald_speaker::bgp::route::{DesiredRoutes, RouteAttrs};
@@ -38,6 +43,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 struct Lab {
     peers: Vec<PeerConfig>,
+    bfd: Vec<Option<BfdConfig>>,
     listen: Option<SocketAddr>,
     status: Option<PathBuf>,
     routes: DesiredRoutes,
@@ -60,6 +66,7 @@ fn parse(path: &Path) -> Result<Lab> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {path:?}"))?;
     let mut lab = Lab {
         peers: Vec::new(),
+        bfd: Vec::new(),
         listen: None,
         status: None,
         routes: HashMap::new(),
@@ -77,6 +84,34 @@ fn parse(path: &Path) -> Result<Lab> {
                 let mut s = SessionConfig::new(local_as, asn.parse()?, router_id);
                 s.connect_retry = Duration::from_millis(500);
                 lab.peers.push(PeerConfig::new(s, addr.parse()?));
+                lab.bfd.push(None);
+            }
+            ([kind @ ("bfd" | "bfd-multihop"), interval, mult, rest @ ..], Some(p)) => {
+                let local = p.source_addr.context("bfd needs `source` first")?;
+                let interval: u32 = interval.parse()?;
+                let hop = match (*kind, rest) {
+                    ("bfd", []) => Hop::Single,
+                    ("bfd-multihop", [min]) => Hop::Multi {
+                        minimum_ttl: min.parse()?,
+                    },
+                    _ => bail!("bfd INTERVAL MULT | bfd-multihop INTERVAL MULT MINTTL"),
+                };
+                p.session.bfd = true;
+                let profile = Profile {
+                    receive_interval: interval,
+                    transmit_interval: interval,
+                    detect_multiplier: mult.parse()?,
+                    ..Profile::default()
+                };
+                let peer = p.peer_addr;
+                if let Some(slot) = lab.bfd.last_mut() {
+                    *slot = Some(BfdConfig {
+                        peer,
+                        local,
+                        hop,
+                        profile,
+                    });
+                }
             }
             (["password", pw], Some(p)) => p.password = Some((*pw).to_owned()),
             (["ttl", n], Some(p)) => p.ttl = Some(n.parse()?),
@@ -154,9 +189,15 @@ async fn main() -> Result<()> {
     );
     let lab = parse(&path)?;
     let mut handles = Vec::new();
-    for p in lab.peers {
+    let mut bfds = Vec::new();
+    for (p, bfd) in lab.peers.into_iter().zip(lab.bfd) {
         let h = PeerHandle::spawn(p)?;
         h.set_routes(lab.routes.clone());
+        if let Some(cfg) = bfd {
+            let b = BfdHandle::spawn(cfg)?;
+            tokio::spawn(couple(b.watch_status(), h.bfd_link()));
+            bfds.push(b);
+        }
         handles.push(h);
     }
     let _listener = match lab.listen {
