@@ -10,6 +10,9 @@ packages=(
   iproute2          # `ip netns` / veth for network-namespace tests
   iputils-ping      # harness self-test (ping across a veth pair)
   procps            # sysctl inside test namespaces
+  bird2             # BGP peer for tests/tests/bgp_bird.rs (bird, birdc)
+  gobgpd            # BGP peer for tests/tests/bgp_peers.rs (gobgpd, gobgp)
+  frr               # BGP/BFD peer for tests/tests/bgp_peers.rs (zebra, bgpd, bfdd, vtysh)
 )
 
 missing=()
@@ -25,6 +28,14 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The BGP peers run only inside test namespaces. Their packages' system services would hold
+# port 179 (gobgpd) or run daemons in the root namespace: stop and disable them.
+if [[ $(id -u) -eq 0 ]] && command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
+  for svc in bird gobgpd frr; do
+    systemctl disable --now "$svc" >/dev/null 2>&1 || true
+  done
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

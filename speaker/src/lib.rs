@@ -4,6 +4,8 @@
 //! - [`announce`]: pure: from configuration, Services, endpoints and nodes to this node's
 //!   desired routes, layer-2 candidacies and dataplane VIPs.
 //! - [`admin`]: the admin HTTP server (`/metrics`, `/healthz`, `/readyz`, `/status`).
+//! - [`bgp`]: BGP-4 speaker: codec glue over netgauze, sans-IO session FSM, Adj-RIB-Out
+//!   with UPDATE packing, tokio session driver.
 //! - [`bfd`]: BFD core (RFC 5880/5881/5883): Control packet codec, sans-IO session state
 //!   machine, port and TTL rules. No sockets; a UDP driver wraps it.
 //! - [`dataplane`]: what user space computes for the XDP fast path (weighted Maglev tables).
@@ -12,12 +14,11 @@
 //! - [`status`]: the `/status` document and its table rendering.
 //! - [`standalone`]: standalone mode: persisted state, the embedded allocator.
 //! - [`error`]: the crate's error types.
-//!
-//! The BGP module and the drivers (sockets, timers) arrive with their issues.
 
 pub mod admin;
 pub mod announce;
 pub mod bfd;
+pub mod bgp;
 pub mod dataplane;
 pub mod error;
 pub mod l2;

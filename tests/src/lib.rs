@@ -9,8 +9,16 @@
 //! - [`privileged`]: the skip / fail-loudly gate ([`require_privileged!`], [`require_command`]).
 //! - [`netns`]: [`Netns`], a uniquely named namespace deleted on drop, with veth helpers.
 //! - [`process`]: [`Daemon`], a child process ended by its own pid on drop.
+//! - [`bird`]: [`bird::Bird`], BIRD 2 as a BGP peer read back through `birdc`.
+//! - [`frr`]: [`frr::Frr`], FRR 8 (zebra, bgpd, bfdd) read back through `vtysh ... json`.
+//! - [`gobgp`]: [`gobgp::GoBgp`], GoBGP 3 read back through `gobgp ... -j`.
+//! - [`lab`]: [`lab::HeraldLab`], the `herald-bgp-lab` process (Herald's BGP library).
 //! - [`wait`]: [`wait_until`], polling a condition with a deadline instead of sleeping.
 
+pub mod bird;
+pub mod frr;
+pub mod gobgp;
+pub mod lab;
 pub mod netns;
 pub mod privileged;
 pub mod process;

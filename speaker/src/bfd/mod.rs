@@ -9,12 +9,13 @@
 //!   deadlines. Also the demultiplexing rule.
 //! - [`transport`]: UDP ports and the TTL rules.
 //!
-//! The UDP driver (sockets, clock, discriminator table, telling BGP about Up → Down) is separate
-//! and owns all I/O.
+//! I/O, in [`driver`]: the UDP task per session (sockets, clock, TTL checks) and the coupling
+//! that tears the BGP session down when BFD leaves Up.
 //!
 //! Not supported: authentication (packets with the A bit are rejected), Demand mode, the Echo
 //! function.
 
+pub mod driver;
 pub mod packet;
 pub mod profile;
 pub mod session;

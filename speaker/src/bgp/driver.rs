@@ -1,0 +1,676 @@
+//! The session driver: one tokio task per peer that moves bytes and keeps clocks for a
+//! sans-IO [`Session`].
+//!
+//! ```text
+//!   PeerHandle ──set_routes──> watch<Arc<DesiredRoutes>> ─┐
+//!              ──Command────> mpsc ────────────────────────┤
+//!   Listener ──accepted TcpStream──> mpsc ─────────────────┼──> peer task ──> TCP ──> peer
+//!                                                           │    (Session FSM, timers)
+//!   PeerHandle <──status─── watch<PeerStatus> <─────────────┘
+//! ```
+//!
+//! The task owns the connection: it connects out (unless passive), or takes connections the
+//! [`Listener`] accepted for its peer address. It feeds the FSM events (connection up/down,
+//! decoded frames, timer expiries, route changes, BFD state) and carries out its actions.
+//! Route changes are coalesced: after a change the task waits [`PeerConfig::coalesce`] and
+//! then converges to the latest set, so a burst of `set_routes` calls costs one diff.
+//! Dropping the [`PeerHandle`] aborts the task; [`PeerHandle::shutdown`] closes gracefully
+//! with a Cease and the given shutdown communication (RFC 8203).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use netgauze_bgp_pkt::BgpMessage;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::codec::{self, Decoder};
+use super::error::SessionError;
+use super::fsm::{Action, Event, Session, SessionConfig, State, Timer};
+use super::route::DesiredRoutes;
+use super::sockopt;
+
+/// TCP port of BGP (RFC 4271 §8.2.1).
+pub const BGP_PORT: u16 = 179;
+
+/// Transport and session configuration of one peer (runtime config, built from the
+/// `BGPPeer` resource or standalone YAML by the caller).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConfig {
+    /// The session's protocol settings.
+    pub session: SessionConfig,
+    /// Peer address.
+    pub peer_addr: IpAddr,
+    /// Peer TCP port.
+    pub peer_port: u16,
+    /// Local address to connect from.
+    pub source_addr: Option<IpAddr>,
+    /// TCP MD5 password (RFC 2385), at most 80 bytes.
+    pub password: Option<String>,
+    /// eBGP multihop: TTL of our packets (eBGP default 1, iBGP 64).
+    pub ttl: Option<u8>,
+    /// GTSM (RFC 5082): send with TTL 255 and drop packets below `256 - hops`, where hops is
+    /// `ttl` (default 1).
+    pub gtsm: bool,
+    /// Wait after a route change before converging, to coalesce bursts.
+    pub coalesce: Duration,
+}
+
+impl PeerConfig {
+    /// A configuration with defaults: port 179, no password, 5 ms coalescing.
+    pub fn new(session: SessionConfig, peer_addr: IpAddr) -> Self {
+        Self {
+            session,
+            peer_addr,
+            peer_port: BGP_PORT,
+            source_addr: None,
+            password: None,
+            ttl: None,
+            gtsm: false,
+            coalesce: Duration::from_millis(5),
+        }
+    }
+
+    fn send_ttl(&self) -> u8 {
+        if self.gtsm {
+            255
+        } else if let Some(ttl) = self.ttl {
+            ttl
+        } else if self.session.ibgp() {
+            64
+        } else {
+            1
+        }
+    }
+
+    fn min_ttl(&self) -> Option<u8> {
+        self.gtsm
+            .then(|| 255u8.saturating_sub(self.ttl.unwrap_or(1).saturating_sub(1)))
+    }
+}
+
+/// What the task reports about its session, for metrics and status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// Peer address.
+    pub peer: IpAddr,
+    /// FSM state.
+    pub state: State,
+    /// When the session became Established (wall clock), if it is.
+    pub established_at: Option<SystemTime>,
+    /// Prefixes in the Adj-RIB-Out.
+    pub prefixes_sent: usize,
+    /// Prefixes the peer announces (counted, not installed).
+    pub prefixes_received: usize,
+    /// Times the session reached Established.
+    pub established_count: u64,
+    /// UPDATE messages sent since the task started.
+    pub updates_sent: u64,
+    /// Why the last session ended, or why connecting fails.
+    pub last_error: Option<String>,
+}
+
+impl PeerStatus {
+    /// Time since Established, if it is.
+    pub fn uptime(&self) -> Option<Duration> {
+        self.established_at
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+    }
+}
+
+/// Commands to a peer task.
+#[derive(Debug)]
+enum Command {
+    Stop { reason: String },
+    Bfd { up: bool },
+}
+
+/// Tells one peer task the state of its BFD session.
+#[derive(Debug, Clone)]
+pub struct BfdLink {
+    commands: mpsc::Sender<Command>,
+}
+
+impl BfdLink {
+    /// BFD is Up (`true`) or not: not-Up tears the BGP session down at once and keeps it down.
+    pub async fn set(&self, up: bool) {
+        let _ = self.commands.send(Command::Bfd { up }).await;
+    }
+}
+
+/// Owner of one peer task; dropping it aborts the task (and with it the TCP connection).
+#[derive(Debug)]
+pub struct PeerHandle {
+    peer: IpAddr,
+    routes: watch::Sender<Option<Arc<DesiredRoutes>>>,
+    status: watch::Receiver<PeerStatus>,
+    commands: mpsc::Sender<Command>,
+    inbound: mpsc::Sender<TcpStream>,
+    password: Option<String>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Drop for PeerHandle {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+impl PeerHandle {
+    /// Starts the task for `config` on the current tokio runtime. The session sends no routes
+    /// and no End-of-RIB until the first [`set_routes`](Self::set_routes).
+    pub fn spawn(config: PeerConfig) -> Result<Self, SessionError> {
+        if config
+            .password
+            .as_ref()
+            .is_some_and(|p| p.len() > sockopt::MD5_MAX_KEY_LEN)
+        {
+            return Err(SessionError::Config {
+                peer: config.peer_addr,
+                reason: "tcp md5 password longer than 80 bytes".into(),
+            });
+        }
+        let (routes, routes_rx) = watch::channel(None);
+        let initial = PeerStatus {
+            peer: config.peer_addr,
+            state: State::Idle,
+            established_at: None,
+            prefixes_sent: 0,
+            prefixes_received: 0,
+            established_count: 0,
+            updates_sent: 0,
+            last_error: None,
+        };
+        let (status_tx, status) = watch::channel(initial);
+        let (commands, commands_rx) = mpsc::channel(8);
+        let (inbound, inbound_rx) = mpsc::channel(2);
+        let peer = config.peer_addr;
+        let password = config.password.clone();
+        let task = Driver {
+            session: Session::new(config.session.clone()),
+            config,
+            conn: None,
+            connecting: None,
+            timers: HashMap::new(),
+            status: status_tx,
+            established_at: None,
+            updates_sent: 0,
+            connect_error: None,
+        };
+        let task = tokio::spawn(task.run(routes_rx, commands_rx, inbound_rx));
+        Ok(Self {
+            peer,
+            routes,
+            status,
+            commands,
+            inbound,
+            password,
+            task: Some(task),
+        })
+    }
+
+    /// The peer's address.
+    pub fn peer(&self) -> IpAddr {
+        self.peer
+    }
+
+    /// Sets the whole desired route set for this peer (level-triggered). Prefixes are
+    /// truncated to their network address.
+    pub fn set_routes(&self, desired: DesiredRoutes) {
+        let desired: DesiredRoutes = desired.into_iter().map(|(p, a)| (p.trunc(), a)).collect();
+        self.routes.send_replace(Some(Arc::new(desired)));
+    }
+
+    /// The latest status.
+    pub fn status(&self) -> PeerStatus {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver that sees every status change.
+    pub fn watch_status(&self) -> watch::Receiver<PeerStatus> {
+        self.status.clone()
+    }
+
+    /// Reports the BFD session state: Down tears the BGP session down at once and keeps it
+    /// down until Up.
+    pub async fn set_bfd(&self, up: bool) {
+        let _ = self.commands.send(Command::Bfd { up }).await;
+    }
+
+    /// A cloneable link for the BFD session watching this peer (see
+    /// [`crate::bfd::driver::couple`]).
+    pub fn bfd_link(&self) -> BfdLink {
+        BfdLink {
+            commands: self.commands.clone(),
+        }
+    }
+
+    /// Closes the session with a Cease carrying `reason` (RFC 8203) and ends the task; waits
+    /// at most two seconds for the NOTIFICATION to be written.
+    pub async fn shutdown(mut self, reason: &str) {
+        let _ = self
+            .commands
+            .send(Command::Stop {
+                reason: reason.to_owned(),
+            })
+            .await;
+        if let Some(task) = self.task.take() {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(2), task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
+}
+
+struct Conn {
+    reader: OwnedReadHalf,
+    writer: OwnedWriteHalf,
+    rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+    decoder: Decoder,
+}
+
+type Connecting =
+    std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<TcpStream>> + Send>>;
+
+struct Driver {
+    config: PeerConfig,
+    session: Session,
+    conn: Option<Conn>,
+    connecting: Option<Connecting>,
+    timers: HashMap<Timer, tokio::time::Instant>,
+    status: watch::Sender<PeerStatus>,
+    established_at: Option<SystemTime>,
+    updates_sent: u64,
+    connect_error: Option<String>,
+}
+
+/// Reads into `conn.rbuf` (at most one read of 64 KiB).
+async fn read_some(conn: &mut Option<Conn>) -> std::io::Result<usize> {
+    match conn {
+        Some(c) => {
+            let mut chunk = [0u8; 65536];
+            let n = c.reader.read(&mut chunk).await?;
+            c.rbuf.extend_from_slice(&chunk[..n]);
+            Ok(n)
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn connecting(fut: &mut Option<Connecting>) -> std::io::Result<TcpStream> {
+    match fut {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
+fn connect_future(config: &PeerConfig) -> Connecting {
+    let config = config.clone();
+    Box::pin(async move {
+        let peer = SocketAddr::new(config.peer_addr, config.peer_port);
+        let socket = if peer.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        prepare_socket(&socket, &config, peer.is_ipv6())?;
+        if let Some(src) = config.source_addr {
+            socket.bind(SocketAddr::new(src, 0))?;
+        }
+        let timeout = config.session.connect_retry.max(Duration::from_secs(1));
+        match tokio::time::timeout(timeout, socket.connect(peer)).await {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::from(std::io::ErrorKind::TimedOut)),
+        }
+    })
+}
+
+fn prepare_socket(socket: &TcpSocket, config: &PeerConfig, ipv6: bool) -> std::io::Result<()> {
+    let sock = socket2::SockRef::from(socket);
+    if let Some(pw) = &config.password {
+        sockopt::set_md5_key(socket, config.peer_addr, pw.as_bytes())?;
+    }
+    let ttl = u32::from(config.send_ttl());
+    if ipv6 {
+        sock.set_unicast_hops_v6(ttl)?;
+    } else {
+        sock.set_ttl_v4(ttl)?;
+    }
+    if let Some(min) = config.min_ttl() {
+        sockopt::set_min_ttl(socket, ipv6, min)?;
+    }
+    Ok(())
+}
+
+impl Driver {
+    async fn run(
+        mut self,
+        mut routes: watch::Receiver<Option<Arc<DesiredRoutes>>>,
+        mut commands: mpsc::Receiver<Command>,
+        mut inbound: mpsc::Receiver<TcpStream>,
+    ) {
+        let initial = routes.borrow_and_update().clone();
+        if let Some(d) = initial {
+            self.handle(Event::RoutesChanged(d)).await;
+        }
+        self.handle(Event::ManualStart).await;
+        let mut routes_open = true;
+        loop {
+            let next_timer = self
+                .timers
+                .iter()
+                .min_by_key(|(_, at)| **at)
+                .map(|(t, at)| (*t, *at));
+            tokio::select! {
+                changed = routes.changed(), if routes_open => {
+                    if changed.is_err() {
+                        routes_open = false;
+                        continue;
+                    }
+                    if !self.config.coalesce.is_zero() {
+                        tokio::time::sleep(self.config.coalesce).await;
+                    }
+                    let latest = routes.borrow_and_update().clone();
+                    if let Some(d) = latest {
+                        self.handle(Event::RoutesChanged(d)).await;
+                    }
+                }
+                cmd = commands.recv() => match cmd {
+                    Some(Command::Stop { reason }) => {
+                        self.handle(Event::ManualStop { reason }).await;
+                        return;
+                    }
+                    Some(Command::Bfd { up: true }) => self.handle(Event::BfdUp).await,
+                    Some(Command::Bfd { up: false }) => self.handle(Event::BfdDown).await,
+                    None => return,
+                },
+                result = connecting(&mut self.connecting) => {
+                    self.connecting = None;
+                    match result {
+                        Ok(stream) => self.attach(stream).await,
+                        Err(e) => {
+                            self.connect_error = Some(format!("connect: {e}"));
+                            self.handle(Event::TcpFailed).await;
+                        }
+                    }
+                }
+                Some(stream) = inbound.recv() => {
+                    if self.conn.is_none() && matches!(self.session.state(), State::Connect | State::Active) {
+                        self.connecting = None;
+                        self.attach(stream).await;
+                    }
+                    // Otherwise a session is already past Active on another connection: the
+                    // newer one is closed (dropped) without an OPEN (RFC 4271 §6.8 lets the
+                    // established connection win).
+                }
+                read = read_some(&mut self.conn) => match read {
+                    Ok(0) | Err(_) => {
+                        self.conn = None;
+                        self.handle(Event::TcpFailed).await;
+                    }
+                    Ok(_) => self.process_frames().await,
+                },
+                _ = async {
+                    match next_timer {
+                        Some((_, at)) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if let Some((timer, _)) = next_timer {
+                        self.timers.remove(&timer);
+                        self.handle(Event::TimerExpired(timer)).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn attach(&mut self, stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let local = match stream.local_addr() {
+            Ok(a) => a.ip(),
+            Err(_) => {
+                self.handle(Event::TcpFailed).await;
+                return;
+            }
+        };
+        let (reader, writer) = stream.into_split();
+        self.conn = Some(Conn {
+            reader,
+            writer,
+            rbuf: Vec::with_capacity(4096),
+            wbuf: Vec::with_capacity(4096),
+            decoder: Decoder::new(),
+        });
+        self.connect_error = None;
+        self.handle(Event::TcpEstablished { local }).await;
+    }
+
+    async fn process_frames(&mut self) {
+        loop {
+            let Some(conn) = self.conn.as_mut() else {
+                return;
+            };
+            match codec::frame_len(&conn.rbuf) {
+                Ok(Some(len)) => {
+                    let decoded = conn.decoder.decode(&conn.rbuf[..len]);
+                    conn.rbuf.drain(..len);
+                    self.handle(Event::Received(decoded)).await;
+                }
+                Ok(None) => return,
+                Err(notification) => {
+                    conn.rbuf.clear();
+                    self.handle(Event::Received(codec::Decoded::Error(notification)))
+                        .await;
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, event: Event) {
+        let actions = self.session.handle(event);
+        for action in actions {
+            match action {
+                Action::Connect => {
+                    self.conn = None;
+                    self.connecting = Some(connect_future(&self.config));
+                }
+                Action::Send(msg) => {
+                    if let BgpMessage::Update(_) = msg {
+                        self.updates_sent += 1;
+                    }
+                    if let Some(conn) = self.conn.as_mut() {
+                        if let Err(e) = codec::encode(&msg, &mut conn.wbuf) {
+                            tracing::warn!(peer = %self.config.peer_addr, error = %e, "dropping message that cannot be encoded");
+                        }
+                        if conn.wbuf.len() >= 64 * 1024 {
+                            self.flush().await;
+                        }
+                    }
+                }
+                Action::Close => {
+                    self.flush().await;
+                    if let Some(mut conn) = self.conn.take() {
+                        let _ = conn.writer.shutdown().await;
+                    }
+                    self.connecting = None;
+                }
+                Action::Arm(timer, after) => {
+                    self.timers
+                        .insert(timer, tokio::time::Instant::now() + after);
+                }
+                Action::Disarm(timer) => {
+                    self.timers.remove(&timer);
+                }
+            }
+        }
+        if let (Some(conn), Some(n)) = (self.conn.as_mut(), self.session.negotiated()) {
+            conn.decoder.set_asn4(n.asn4);
+        }
+        self.flush().await;
+        self.publish();
+    }
+
+    async fn flush(&mut self) {
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        if conn.wbuf.is_empty() {
+            return;
+        }
+        let result = conn.writer.write_all(&conn.wbuf).await;
+        conn.wbuf.clear();
+        if conn.wbuf.capacity() > 256 * 1024 {
+            conn.wbuf.shrink_to(4096);
+        }
+        if let Err(e) = result {
+            tracing::debug!(peer = %self.config.peer_addr, error = %e, "write failed");
+            self.conn = None;
+            // The read side sees the failure too; make sure the FSM learns it now.
+            let actions = self.session.handle(Event::TcpFailed);
+            for a in actions {
+                match a {
+                    Action::Arm(t, after) => {
+                        self.timers.insert(t, tokio::time::Instant::now() + after);
+                    }
+                    Action::Disarm(t) => {
+                        self.timers.remove(&t);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn publish(&mut self) {
+        let state = self.session.state();
+        if state == State::Established {
+            self.established_at.get_or_insert_with(SystemTime::now);
+        } else {
+            self.established_at = None;
+        }
+        let c = self.session.counters();
+        let status = PeerStatus {
+            peer: self.config.peer_addr,
+            state,
+            established_at: self.established_at,
+            prefixes_sent: c.prefixes_sent,
+            prefixes_received: c.prefixes_received,
+            established_count: c.established_count,
+            updates_sent: self.updates_sent,
+            last_error: c.last_error.or_else(|| self.connect_error.clone()),
+        };
+        self.status.send_if_modified(|old| {
+            if *old == status {
+                false
+            } else {
+                *old = status;
+                true
+            }
+        });
+    }
+}
+
+/// Accepts BGP connections and hands each to the task of the peer it comes from; connections
+/// from unknown addresses are closed. Only started when a peer is passive or listening is
+/// enabled: by default Herald does not bind port 179, so it can run beside a CNI's BGP daemon.
+#[derive(Debug)]
+pub struct Listener {
+    local: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Listener {
+    /// Binds `addr` and serves `peers`; TCP MD5 keys of the peers are set on the listening
+    /// socket (RFC 2385 §3 requires the key before the SYN arrives).
+    pub fn bind(addr: SocketAddr, peers: &[&PeerHandle]) -> Result<Self, SessionError> {
+        let io = |what: &'static str| {
+            move |source: std::io::Error| SessionError::Io {
+                peer: addr.ip(),
+                what,
+                source,
+            }
+        };
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .map_err(io("listen socket"))?;
+        socket.set_reuseaddr(true).map_err(io("listen socket"))?;
+        for p in peers {
+            if let Some(pw) = &p.password {
+                sockopt::set_md5_key(&socket, p.peer, pw.as_bytes()).map_err(io("tcp md5 key"))?;
+            }
+        }
+        socket.bind(addr).map_err(io("bind"))?;
+        let listener: TcpListener = socket.listen(64).map_err(io("listen"))?;
+        let local = listener.local_addr().map_err(io("listen"))?;
+        let routes: HashMap<IpAddr, mpsc::Sender<TcpStream>> =
+            peers.iter().map(|p| (p.peer, p.inbound.clone())).collect();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, from)) = listener.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
+                let from = match from.ip() {
+                    IpAddr::V6(a) => a.to_ipv4_mapped().map_or(IpAddr::V6(a), IpAddr::V4),
+                    v4 => v4,
+                };
+                match routes.get(&from) {
+                    Some(tx) => {
+                        let _ = tx.try_send(stream);
+                    }
+                    None => tracing::info!(%from, "closing bgp connection from unknown peer"),
+                }
+            }
+        });
+        Ok(Self { local, task })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+}
+
+/// Polls `status` until `pred` holds or `timeout` passes; for callers and tests.
+pub async fn wait_for_status(
+    status: &mut watch::Receiver<PeerStatus>,
+    timeout: Duration,
+    pred: impl Fn(&PeerStatus) -> bool,
+) -> Option<PeerStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        {
+            let s = status.borrow_and_update();
+            if pred(&s) {
+                return Some(s.clone());
+            }
+        }
+        let left = deadline.checked_duration_since(Instant::now())?;
+        if tokio::time::timeout(left, status.changed()).await.is_err() {
+            return None;
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! BGP-4 (RFC 4271): message codec glue over `netgauze-bgp-pkt`, the sans-IO session state
+//! machine, the Adj-RIB-Out with UPDATE packing, and the tokio driver that connects it all to
+//! TCP.
+//!
+//! - [`codec`]: framing, encode/decode, RFC 7606 classification, NOTIFICATION helpers.
+//! - [`route`]: the caller's desired routes and their attributes.
+//! - [`rib_out`]: Adj-RIB-Out and the diff to a desired set.
+//! - [`pack`]: UPDATE building (packing, attributes, End-of-RIB).
+//! - [`fsm`]: the session state machine (RFC 4271 §8).
+//! - [`driver`]: the tokio task per peer (TCP, timers, coalescing) and the listener.
+//! - [`sockopt`]: TCP MD5 and GTSM socket options (the module's only unsafe code).
+//! - [`error`]: errors of this module.
+
+pub mod codec;
+pub mod driver;
+pub mod error;
+pub mod fsm;
+pub mod pack;
+pub mod rib_out;
+pub mod route;
+pub mod sockopt;
