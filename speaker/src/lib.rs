@@ -11,6 +11,7 @@
 //! - [`dataplane`]: what user space computes for the XDP fast path (weighted Maglev tables).
 //! - [`l2`]: layer-2 announcement (ARP and NDP packet parsing and building).
 //! - [`metrics`]: Prometheus metrics, all named `herald_*`.
+//! - [`peers`]: the BGP sessions of this node, reconciled with the configuration.
 //! - [`status`]: the `/status` document and its table rendering.
 //! - [`standalone`]: standalone mode: persisted state, the embedded allocator.
 //! - [`error`]: the crate's error types.
@@ -23,5 +24,6 @@ pub mod dataplane;
 pub mod error;
 pub mod l2;
 pub mod metrics;
+pub mod peers;
 pub mod standalone;
 pub mod status;

@@ -47,6 +47,10 @@ enum Command {
         /// Port 0 picks a free port (logged at start).
         #[arg(long, default_value = "127.0.0.1:9471")]
         admin_addr: SocketAddr,
+        /// Where to accept BGP connections from peers marked `passive`. Nothing is bound
+        /// unless such a peer exists, so Herald can run beside a CNI's BGP daemon.
+        #[arg(long, default_value = "[::]:179")]
+        bgp_listen_addr: SocketAddr,
     },
     /// Print a running speaker's /status as tables.
     Status {
@@ -101,6 +105,7 @@ fn main() -> ExitCode {
             node_name,
             state_dir,
             admin_addr,
+            bgp_listen_addr,
         } => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -118,6 +123,7 @@ fn main() -> ExitCode {
                     node_name,
                     state_dir,
                     admin_addr,
+                    bgp_listen_addr,
                 }))
                 .map_err(|e| e.to_string())
         }

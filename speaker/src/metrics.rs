@@ -48,6 +48,12 @@ pub struct Metrics {
     pub services_assigned: Gauge,
     /// Desired routes per peer.
     pub desired_routes: Family<PeerLabel, Gauge>,
+    /// 1 while the session with the peer is Established.
+    pub bgp_session_up: Family<PeerLabel, Gauge>,
+    /// Prefixes announced to the peer.
+    pub bgp_prefixes_sent: Family<PeerLabel, Gauge>,
+    /// Prefixes the peer announces (counted, not installed).
+    pub bgp_prefixes_received: Family<PeerLabel, Gauge>,
     /// Seconds from noticing a configuration change to the new desired state being handed
     /// to the announcers.
     pub change_to_announce_seconds: Histogram,
@@ -70,6 +76,9 @@ impl Metrics {
             services_failed: Gauge::default(),
             services_assigned: Gauge::default(),
             desired_routes: Family::default(),
+            bgp_session_up: Family::default(),
+            bgp_prefixes_sent: Family::default(),
+            bgp_prefixes_received: Family::default(),
             change_to_announce_seconds: Histogram::new([
                 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
             ]),
@@ -106,8 +115,23 @@ impl Metrics {
             m.desired_routes.clone(),
         );
         registry.register(
+            "bgp_session_up",
+            "1 while the BGP session is Established",
+            m.bgp_session_up.clone(),
+        );
+        registry.register(
+            "bgp_prefixes_sent",
+            "Prefixes announced to the peer",
+            m.bgp_prefixes_sent.clone(),
+        );
+        registry.register(
+            "bgp_prefixes_received",
+            "Prefixes the peer announces (counted, not installed)",
+            m.bgp_prefixes_received.clone(),
+        );
+        registry.register(
             "change_to_announce_seconds",
-            "Time from a configuration change to the new desired state",
+            "Time from a configuration change to the new desired state handed to the sessions",
             m.change_to_announce_seconds.clone(),
         );
         Metrics { registry, ..m }

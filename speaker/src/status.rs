@@ -21,6 +21,31 @@ pub struct StatusReport {
     pub pools: Vec<PoolStatus>,
     /// What this node wants announced (before the sessions carry it out).
     pub desired: DesiredStatus,
+    /// BGP sessions.
+    #[serde(default)]
+    pub bgp: Vec<BgpStatus>,
+}
+
+/// One BGP session.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BgpStatus {
+    /// Peer object name.
+    pub peer: String,
+    /// Peer address.
+    pub address: String,
+    /// FSM state (`Idle`, `Connect`, `Active`, `OpenSent`, `OpenConfirm`, `Established`).
+    pub state: String,
+    /// Seconds since Established.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uptime_seconds: Option<u64>,
+    /// Prefixes announced to the peer.
+    pub prefixes_sent: u64,
+    /// Prefixes the peer announces (counted, not installed).
+    pub prefixes_received: u64,
+    /// Why the last session ended or connecting fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// The configuration in force.
@@ -208,6 +233,33 @@ impl StatusReport {
             "AVAILABLE V6",
         ];
         table(&mut out, "POOLS", &header, &rows);
+        let rows: Vec<Vec<String>> = self
+            .bgp
+            .iter()
+            .map(|b| {
+                vec![
+                    b.peer.clone(),
+                    b.address.clone(),
+                    b.state.clone(),
+                    b.uptime_seconds
+                        .map(|s| format!("{s}s"))
+                        .unwrap_or_default(),
+                    b.prefixes_sent.to_string(),
+                    b.prefixes_received.to_string(),
+                    b.last_error.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        let header = [
+            "PEER",
+            "ADDRESS",
+            "STATE",
+            "UPTIME",
+            "SENT",
+            "RECEIVED",
+            "LAST ERROR",
+        ];
+        table(&mut out, "BGP SESSIONS", &header, &rows);
         let rows: Vec<Vec<String>> = self
             .desired
             .routes

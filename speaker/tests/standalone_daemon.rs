@@ -142,7 +142,7 @@ spec: {addresses: [192.0.2.0/29]}
 apiVersion: herald.dev/v1alpha1
 kind: BGPPeer
 metadata: {name: tor}
-spec: {peerAddress: 10.0.0.1, peerASN: 65001, myASN: 65000}
+spec: {peerAddress: 127.0.0.1, peerPort: 9, peerASN: 65001, myASN: 65000}
 ---
 apiVersion: herald.dev/v1alpha1
 kind: BGPAdvertisement

@@ -28,3 +28,21 @@ pub use netns::{Netns, unique_ifname, veth_pair};
 pub use privileged::{require_command, skip_privileged};
 pub use process::Daemon;
 pub use wait::wait_until;
+
+/// The path of a binary of this workspace (`herald-speaker`, ...), next to the test
+/// executable's directory. `cargo test --workspace` (what `make test` runs) builds them.
+pub fn workspace_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not found: build the workspace first (`cargo build --workspace`, as `make test` does)",
+        path.display()
+    );
+    path
+}

@@ -31,10 +31,12 @@ use super::allocate::{Embedded, Outcome};
 use super::state;
 use crate::admin::{self, Shared};
 use crate::announce::{self, BackendMode, Desired, Inputs, Interface, from_api};
+use crate::bgp::driver::PeerConfig;
 use crate::metrics::{PeerLabel, PoolLabels, ResultLabel};
+use crate::peers::{self, HostFacts, Peers};
 use crate::status::{
-    ConfigStatus, DesiredStatus, L2Status, PoolStatus, RouteStatus, ServiceStatus, StatusReport,
-    VipStatus,
+    BgpStatus, ConfigStatus, DesiredStatus, L2Status, PoolStatus, RouteStatus, ServiceStatus,
+    StatusReport, VipStatus,
 };
 
 /// How long to wait for more file events before reloading: editors write a file in
@@ -52,6 +54,8 @@ pub struct Options {
     pub state_dir: PathBuf,
     /// `--admin-addr`.
     pub admin_addr: SocketAddr,
+    /// `--bgp-listen-addr`: where passive peers are accepted (bound only if one exists).
+    pub bgp_listen_addr: SocketAddr,
 }
 
 /// Why the daemon could not start or had to stop.
@@ -77,9 +81,10 @@ pub enum DaemonError {
 struct Candidate {
     config: StandaloneConfig,
     announce: announce::Config,
+    peers: BTreeMap<String, PeerConfig>,
 }
 
-fn load(path: &Path) -> Result<Candidate, String> {
+fn load(path: &Path, node_name: &str) -> Result<Candidate, String> {
     let config = standalone::load(path).map_err(|e| e.to_string())?;
     let announce = from_api::config(
         &config.ip_pools,
@@ -88,7 +93,19 @@ fn load(path: &Path) -> Result<Candidate, String> {
         &config.l2_advertisements,
     )
     .map_err(|e| e.to_string())?;
-    Ok(Candidate { config, announce })
+    let labels = config
+        .nodes
+        .iter()
+        .find(|n| n.metadata.name.as_deref() == Some(node_name))
+        .and_then(|n| n.metadata.labels.clone())
+        .unwrap_or_default();
+    let peers = peers::wanted(&config.bgp_peers, &labels, &HostFacts::read())
+        .map_err(|(peer, e)| format!("BGPPeer {peer:?}: {e}"))?;
+    Ok(Candidate {
+        config,
+        announce,
+        peers,
+    })
 }
 
 /// This host's interfaces: up means administratively up with carrier (`IFF_RUNNING`).
@@ -273,11 +290,12 @@ struct Engine {
     embedded: Embedded,
     shared: Arc<Shared>,
     generation: u64,
+    peers: Peers,
 }
 
 impl Engine {
     /// Applies `candidate`; `Err` leaves everything as it was.
-    fn apply(&mut self, candidate: &Candidate) -> Result<Desired, String> {
+    async fn apply(&mut self, candidate: Candidate) -> Result<Desired, String> {
         let outcome = self.embedded.apply(&candidate.config).map_err(|errs| {
             errs.iter()
                 .map(ToString::to_string)
@@ -292,8 +310,13 @@ impl Engine {
         for e in &outcome.errors {
             warn!(service = %e.service, reason = %e.reason, "service not fully assigned");
         }
-        let desired = desired(candidate, &outcome, &self.opts.node_name);
+        let desired = desired(&candidate, &outcome, &self.opts.node_name);
         publish(&self.shared, &outcome, &desired);
+        for (peer, e) in self.peers.reconcile(candidate.peers).await {
+            error!(%peer, error = %e, "bgp session not started");
+        }
+        self.peers.set_routes(&desired.bgp);
+        self.refresh_sessions();
         self.generation += 1;
         let generation = self.generation;
         self.shared.update_status(|s| {
@@ -303,8 +326,42 @@ impl Engine {
         Ok(desired)
     }
 
-    fn reload(&mut self, noticed: Instant) {
-        let result = load(&self.opts.config).and_then(|c| self.apply(&c));
+    /// Copies the sessions' state into `/status` and the metrics.
+    fn refresh_sessions(&self) {
+        let statuses = self.peers.statuses();
+        let m = &self.shared.metrics;
+        m.bgp_session_up.clear();
+        m.bgp_prefixes_sent.clear();
+        m.bgp_prefixes_received.clear();
+        let mut rows = Vec::new();
+        for (name, s) in &statuses {
+            let label = PeerLabel { peer: name.clone() };
+            let up = s.state == crate::bgp::fsm::State::Established;
+            m.bgp_session_up.get_or_create(&label).set(i64::from(up));
+            m.bgp_prefixes_sent
+                .get_or_create(&label)
+                .set(s.prefixes_sent as i64);
+            m.bgp_prefixes_received
+                .get_or_create(&label)
+                .set(s.prefixes_received as i64);
+            rows.push(BgpStatus {
+                peer: name.clone(),
+                address: s.peer.to_string(),
+                state: s.state.as_str().to_owned(),
+                uptime_seconds: s.uptime().map(|d| d.as_secs()),
+                prefixes_sent: s.prefixes_sent as u64,
+                prefixes_received: s.prefixes_received as u64,
+                last_error: s.last_error.clone(),
+            });
+        }
+        self.shared.update_status(|st| st.bgp = rows);
+    }
+
+    async fn reload(&mut self, noticed: Instant) {
+        let result = match load(&self.opts.config, &self.opts.node_name) {
+            Ok(c) => self.apply(c).await,
+            Err(e) => Err(e),
+        };
         let m = &self.shared.metrics;
         match result {
             Ok(desired) => {
@@ -418,12 +475,13 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         embedded: Embedded::new(persisted),
         shared: shared.clone(),
         generation: 0,
+        peers: Peers::new(opts.bgp_listen_addr),
     };
     // Watch before the first load, so an edit made meanwhile is not missed.
     let (tx, mut changes) = mpsc::channel(1);
     let _watcher = watch(&opts.config, tx.clone())?;
-    let first = load(&opts.config).map_err(DaemonError::Config)?;
-    engine.apply(&first).map_err(DaemonError::Config)?;
+    let first = load(&opts.config, &opts.node_name).map_err(DaemonError::Config)?;
+    engine.apply(first).await.map_err(DaemonError::Config)?;
     shared.ready.store(true, Ordering::Release);
     shared
         .metrics
@@ -432,21 +490,27 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         .inc();
     info!(config = %opts.config.display(), node = %opts.node_name, "standalone speaker running");
 
+    let mut refresh = tokio::time::interval(Duration::from_millis(500));
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             Some(()) = changes.recv() => {
                 let noticed = Instant::now();
                 while tokio::time::timeout(SETTLE, changes.recv()).await.is_ok_and(|m| m.is_some()) {}
-                engine.reload(noticed);
+                engine.reload(noticed).await;
             }
             _ = hup.recv() => {
                 info!("SIGHUP: reloading the configuration");
-                engine.reload(Instant::now());
+                engine.reload(Instant::now()).await;
             }
+            _ = refresh.tick() => engine.refresh_sessions(),
             _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
             _ = int.recv() => { info!("SIGINT: shutting down"); break; }
         }
     }
+    // Cease to every peer (RFC 8203 text), so routers withdraw at once rather than after
+    // the hold time.
+    engine.peers.shutdown("herald-speaker shutting down").await;
     server.abort();
     Ok(())
 }

@@ -1,0 +1,182 @@
+//! `herald-speaker standalone` end to end against a BIRD router: the YAML configuration turns
+//! into routes with the right attributes, edits add and remove them, a crash and restart keeps
+//! them (graceful restart), SIGTERM withdraws them with a Cease.
+//!
+//! Topology: node namespace (10.0.0.1) -- veth -- router namespace (10.0.0.2, BIRD, AS 64513).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use herald_tests::bird::Bird;
+use herald_tests::{Daemon, Netns, require_privileged, veth_pair, wait_until, workspace_binary};
+use nix::sys::signal::Signal;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+const BIRD: &str = "
+router id 10.0.0.2;
+protocol device { }
+protocol bgp node1 {
+  local 10.0.0.2 as 64513;
+  neighbor 10.0.0.1 as 64512;
+  passive on;
+  graceful restart on;
+  error wait time 1, 5;
+  ipv4 { import all; export none; };
+  ipv6 { import all; export none; };
+}
+";
+
+const BASE: &str = r#"
+apiVersion: herald.dev/v1alpha1
+kind: IPPool
+metadata: {name: public}
+spec: {addresses: [198.51.100.0/29]}
+---
+apiVersion: herald.dev/v1alpha1
+kind: BGPPeer
+metadata: {name: router}
+spec: {peerAddress: 10.0.0.2, peerASN: 64513, myASN: 64512, gracefulRestart: true}
+---
+apiVersion: herald.dev/v1alpha1
+kind: BGPAdvertisement
+metadata: {name: all}
+spec: {communities: ["64512:7"], largeCommunities: ["64512:1:2"]}
+"#;
+
+fn svc(name: &str) -> String {
+    format!(
+        "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: demo}}\n\
+         spec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n"
+    )
+}
+
+fn write_config(path: &Path, services: &[&str]) {
+    let text = format!(
+        "{BASE}{}",
+        services.iter().map(|s| svc(s)).collect::<String>()
+    );
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+struct Lab {
+    node: Netns,
+    bird: Bird,
+    _router: Netns,
+    dir: tempfile::TempDir,
+}
+
+impl Lab {
+    fn new(tag: &str) -> Self {
+        let node = Netns::new(&format!("{tag}-n"));
+        let router = Netns::new(&format!("{tag}-r"));
+        veth_pair(&node, &["10.0.0.1/24"], &router, &["10.0.0.2/24"]);
+        let bird = Bird::start(&router, BIRD);
+        Lab {
+            node,
+            bird,
+            _router: router,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("lb.yaml")
+    }
+
+    fn speaker(&self) -> Daemon {
+        let bin = workspace_binary("herald-speaker");
+        let mut cmd = self.node.command(bin.to_str().unwrap());
+        cmd.args([
+            "standalone",
+            "--node-name",
+            "node1",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--config")
+        .arg(self.config())
+        .arg("--state-dir")
+        .arg(self.dir.path().join("state"));
+        Daemon::spawn("herald-speaker", &mut cmd)
+    }
+
+    fn routes(&self) -> String {
+        self.bird.routes("node1")
+    }
+
+    fn wait_routes(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        wait_until(what, DEADLINE, || {
+            let r = self.routes();
+            if ok(&r) { Ok(r) } else { Err(r) }
+        })
+    }
+}
+
+#[test]
+fn config_becomes_routes_edits_follow_restart_keeps_them_and_sigterm_withdraws() {
+    require_privileged!();
+    let lab = Lab::new("sabird");
+    write_config(&lab.config(), &["web"]);
+    let mut speaker = lab.speaker();
+
+    // The first address of the pool, with the advertisement's attributes.
+    let routes = lab.wait_routes("198.51.100.0/32 at the router", |r| {
+        r.contains("198.51.100.0/32")
+    });
+    for want in [
+        "BGP.origin: IGP",
+        "BGP.as_path: 64512",
+        "BGP.next_hop: 10.0.0.1",
+        "BGP.community: (64512,7)",
+        "BGP.large_community: (64512, 1, 2)",
+    ] {
+        assert!(routes.contains(want), "missing {want:?} in\n{routes}");
+    }
+
+    // Edits: add api (next address), then remove web.
+    write_config(&lab.config(), &["web", "api"]);
+    lab.wait_routes("198.51.100.1/32 for api", |r| r.contains("198.51.100.1/32"));
+    write_config(&lab.config(), &["api"]);
+    lab.wait_routes("web's route withdrawn", |r| {
+        !r.contains("198.51.100.0/32") && r.contains("198.51.100.1/32")
+    });
+
+    // Crash and restart with the same state dir: the router keeps the route all along
+    // (graceful restart), and it is the same address.
+    speaker.kill();
+    let mut restarted = lab.speaker();
+    wait_until("the session to be re-established", DEADLINE, || {
+        let r = lab.routes();
+        assert!(
+            r.contains("198.51.100.1/32"),
+            "route lost during restart:\n{r}"
+        );
+        if lab.bird.established("node1") && !restarted.has_exited() {
+            Ok(())
+        } else {
+            Err(lab.bird.protocol("node1"))
+        }
+    });
+    let r = lab.routes();
+    assert!(
+        r.contains("198.51.100.1/32") && !r.contains("198.51.100.0/32"),
+        "{r}"
+    );
+
+    // SIGTERM: Cease with the shutdown text, routes gone at once.
+    restarted.signal(Signal::SIGTERM);
+    wait_until("the Cease at the router", DEADLINE, || {
+        let p = lab.bird.protocol("node1");
+        if p.contains("Administrative shutdown") && p.contains("herald-speaker shutting down") {
+            Ok(())
+        } else {
+            Err(p)
+        }
+    });
+    lab.wait_routes("routes withdrawn after SIGTERM", |r| {
+        !r.contains("198.51.100.")
+    });
+}
