@@ -1,10 +1,15 @@
 # Herald's entry points. `make test` is what CI runs (.ci/run) and what README gives.
 CARGO ?= cargo
 
-.PHONY: test deps build lint unit crds bench-ipam
+.PHONY: test demo deps build lint unit crds bench-ipam
 
 ## test: install what is missing, build once, check formatting and lints, run every test
 test: deps lint unit
+
+## demo: as root: build, then run the network-namespace demo lab (scripts/demo.sh)
+demo: deps
+	$(CARGO) build --workspace --locked
+	./scripts/demo.sh
 
 deps:
 	./scripts/install-deps.sh

@@ -12,6 +12,7 @@ packages=(
   procps            # sysctl inside test namespaces
   bird2             # BGP peer for tests/tests/bgp_bird.rs (bird, birdc)
   gobgpd            # BGP peer for tests/tests/bgp_peers.rs (gobgpd, gobgp)
+  python3           # scripts/demo.sh reads `herald-speaker status --json`
   frr               # BGP/BFD peer for tests/tests/bgp_peers.rs (zebra, bgpd, bfdd, vtysh)
 )
 

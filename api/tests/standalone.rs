@@ -225,3 +225,17 @@ fn a_missing_path_is_an_io_error() {
     let e = standalone::load(Path::new("/nonexistent/herald.yaml")).unwrap_err();
     assert!(matches!(e.0[0], ConfigError::Io { .. }));
 }
+
+#[test]
+fn shipped_examples_load() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            standalone::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            seen += 1;
+        }
+    }
+    assert!(seen > 0, "no example directories under {}", dir.display());
+}

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# `make demo`: Herald standalone end to end in network namespaces on this machine.
+#
+#   client 10.10.0.100 ─┐                 ┌─ be1 10.20.0.11
+#   node1  10.10.0.11  ─┼─ LAN ─ router ─ ┼─ be2 10.20.0.12     (backend net)
+#   node2  10.10.0.12  ─┘   10.10.0.1     └─ be3 10.20.0.13
+#                        (BIRD, AS 64513)  10.20.0.1
+#
+# node1 and node2 run `herald-speaker standalone` with examples/demo/lb.yaml and announce the
+# Services' addresses to the router over BGP; the router installs them as ECMP routes.
+# Everything this script creates is removed at the end, on Ctrl-C and on failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+[[ $(id -u) -eq 0 ]] || { echo "demo: run as root (network namespaces)" >&2; exit 1; }
+for cmd in ip bird birdc; do
+  command -v "$cmd" >/dev/null || { echo "demo: $cmd missing; run 'make demo' (it installs it)" >&2; exit 1; }
+done
+
+BIN=${HERALD_BIN:-${CARGO_TARGET_DIR:-target}/debug/herald-speaker}
+[[ -x $BIN ]] || { echo "demo: $BIN not built; run 'make demo'" >&2; exit 1; }
+CONFIG=$PWD/examples/demo/lb.yaml
+P=hd$$                       # prefix: unique per run, so two demos never collide
+WORK=$(mktemp -d /tmp/herald-demo.XXXXXX)
+NSS=(lan bnet router node1 node2 client be1 be2 be3)
+PIDS=()
+
+ns() { echo "$P-$1"; }
+nx() { local n=$1; shift; ip netns exec "$(ns "$n")" "$@"; }
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+cleanup() {
+  local rc=$?
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  for n in "${NSS[@]}"; do ip netns del "$(ns "$n")" 2>/dev/null || true; done
+  rm -rf "$WORK"
+  if ((rc != 0)); then echo "demo: failed (exit $rc); everything it created is removed" >&2; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# wait_for DESCRIPTION SECONDS COMMAND...: polls COMMAND every 0.2 s until it succeeds.
+wait_for() {
+  local what=$1 secs=$2; shift 2
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then echo "demo: timed out waiting for $what" >&2; return 1; fi
+    sleep 0.2
+  done
+}
+
+# link BRIDGE_NS HOST_NS IFNAME ADDR: a veth from HOST_NS (named IFNAME) into BRIDGE_NS's bridge.
+link() {
+  local br=$1 host=$2 ifname=$3 addr=$4 peer="${2}${3}"
+  ip -n "$(ns "$br")" link add "${peer:0:15}" type veth peer name "$ifname" netns "$(ns "$host")"
+  ip -n "$(ns "$br")" link set "${peer:0:15}" master br0 up
+  nx "$host" sysctl -qw "net.ipv6.conf.$ifname.accept_dad=0"
+  ip -n "$(ns "$host")" addr add "$addr" dev "$ifname"
+  ip -n "$(ns "$host")" link set "$ifname" up
+}
+
+say "building the lab ($P)"
+for n in "${NSS[@]}"; do
+  ip netns add "$(ns "$n")"
+  ip -n "$(ns "$n")" link set lo up
+done
+for br in lan bnet; do
+  ip -n "$(ns "$br")" link add br0 type bridge
+  ip -n "$(ns "$br")" link set br0 up
+done
+link lan router lan0 10.10.0.1/24
+link lan node1 eth0 10.10.0.11/24
+link lan node2 eth0 10.10.0.12/24
+link lan client eth0 10.10.0.100/24
+link bnet router be0 10.20.0.1/24
+for i in 1 2 3; do link bnet "be$i" eth0 "10.20.0.1$i/24"; done
+nx router sysctl -qw net.ipv4.ip_forward=1 net.ipv4.fib_multipath_hash_policy=1
+for n in node1 node2 client; do ip -n "$(ns "$n")" route add default via 10.10.0.1; done
+for i in 1 2 3; do ip -n "$(ns "be$i")" route add default via 10.20.0.1; done
+
+cat >"$WORK/bird.conf" <<BIRD
+router id 10.10.0.1;
+protocol device { }
+protocol kernel { ipv4 { export all; }; merge paths on; }
+template bgp node {
+  local 10.10.0.1 as 64513;
+  passive on;
+  graceful restart on;
+  ipv4 { import all; export none; };
+}
+protocol bgp node1 from node { neighbor 10.10.0.11 as 64512; }
+protocol bgp node2 from node { neighbor 10.10.0.12 as 64512; }
+BIRD
+# Started with `ip netns exec` directly (not through a shell function), so $! is the
+# daemon's own pid and cleanup ends exactly it.
+ip netns exec "$(ns router)" bird -f -c "$WORK/bird.conf" -s "$WORK/bird.ctl" -P "$WORK/bird.pid" \
+  >"$WORK/bird.log" 2>&1 &
+PIDS+=($!)
+wait_for "BIRD" 10 birdc -s "$WORK/bird.ctl" show status
+
+say "starting herald-speaker standalone on node1 and node2"
+for n in node1 node2; do
+  ip netns exec "$(ns "$n")" "$BIN" standalone --config "$CONFIG" --node-name "$n" \
+    --state-dir "$WORK/$n-state" --admin-addr 127.0.0.1:9471 >"$WORK/$n.log" 2>&1 &
+  PIDS+=($!)
+done
+wait_for "both BGP sessions" 30 bash -c \
+  "birdc -s '$WORK/bird.ctl' show protocols | grep -E '^node[12] .*Established' | wc -l | grep -qx 2"
+
+VIP=$(nx node1 "$BIN" status --json | python3 -c \
+  'import json,sys; s=json.load(sys.stdin); print([x["addresses"][0] for x in s["services"] if x["service"]=="demo/web"][0])')
+say "the router's routes for the web VIP $VIP (one per node: ECMP)"
+wait_for "two next hops for $VIP" 30 bash -c \
+  "ip -n $(ns router) route show $VIP | grep -c nexthop | grep -qx 2"
+birdc -s "$WORK/bird.ctl" show route "$VIP/32" all
+echo
+ip -n "$(ns router)" route show "$VIP"
+
+say "herald-speaker status on node1"
+nx node1 "$BIN" status
+
+say "done: removing the lab"
