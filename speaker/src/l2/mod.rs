@@ -4,5 +4,7 @@
 //! # Layout
 //! - [`packet`]: parses ARP requests and neighbour solicitations, builds ARP replies,
 //!   gratuitous ARP and neighbour advertisements. Pure: no sockets.
+//! - [`election`]: pure owner election (rendezvous hash over live, eligible nodes).
 
+pub mod election;
 pub mod packet;
