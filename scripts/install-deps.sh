@@ -10,6 +10,8 @@ packages=(
   iproute2          # `ip netns` / veth for network-namespace tests
   iputils-ping      # harness self-test (ping across a veth pair)
   procps            # sysctl inside test namespaces
+  iputils-arping    # layer-2 tests: ARP requests from the client namespace
+  ndisc6            # layer-2 tests: neighbour solicitations from the client namespace
 )
 
 missing=()

@@ -9,11 +9,14 @@
 //! - [`privileged`]: the skip / fail-loudly gate ([`require_privileged!`], [`require_command`]).
 //! - [`netns`]: [`Netns`], a uniquely named namespace deleted on drop, with veth helpers.
 //! - [`process`]: [`Daemon`], a child process ended by its own pid on drop.
+//! - [`segment`]: a bridge namespace with node and client namespaces (layer-2 tests) and
+//!   `arping` / `ndisc6` wrappers.
 //! - [`wait`]: [`wait_until`], polling a condition with a deadline instead of sleeping.
 
 pub mod netns;
 pub mod privileged;
 pub mod process;
+pub mod segment;
 pub mod wait;
 
 pub use netns::{Netns, unique_ifname, veth_pair};

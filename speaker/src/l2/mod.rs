@@ -5,6 +5,12 @@
 //! - [`packet`]: parses ARP requests and neighbour solicitations, builds ARP replies,
 //!   gratuitous ARP and neighbour advertisements. Pure: no sockets.
 //! - [`election`]: pure owner election (rendezvous hash over live, eligible nodes).
+//! - [`responder`]: the driver answering ARP/NDP on raw sockets, level-triggered `set`.
+//! - [`error`]: errors of the drivers.
+//! - [`raw`]: `AF_PACKET` sockets (the only `unsafe`: `sockaddr_ll`, reactor registration).
 
 pub mod election;
+pub mod error;
 pub mod packet;
+pub mod raw;
+pub mod responder;

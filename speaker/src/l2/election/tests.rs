@@ -201,16 +201,12 @@ fn dead_nodes_are_not_elected() {
 
 #[test]
 fn owner_answers_on_the_policy_interfaces_that_have_carrier() {
-    let n = node("a", &["eth0", "eth1", "eth2"]);
-    let owners = elect(
-        &[policy("192.0.2.1", &["eth1", "eth3"])],
-        &[n.clone()],
-        &names(&[n.clone()]),
-    );
+    let n = [node("a", &["eth0", "eth1", "eth2"])];
+    let owners = elect(&[policy("192.0.2.1", &["eth1", "eth3"])], &n, &names(&n));
     let expected: BTreeSet<String> = ["eth1".to_string()].into();
     assert_eq!(owners.values().next().unwrap().interfaces, expected);
     // No interfaces named: all up interfaces.
-    let owners = elect(&[policy("192.0.2.1", &[])], &[n.clone()], &names(&[n]));
+    let owners = elect(&[policy("192.0.2.1", &[])], &n, &names(&n));
     assert_eq!(owners.values().next().unwrap().interfaces.len(), 3);
 }
 
@@ -235,11 +231,11 @@ fn link_down_on_the_owner_moves_the_address() {
 
 #[test]
 fn policies_for_one_address_combine() {
-    let n = node("a", &["eth0", "eth1"]);
+    let n = [node("a", &["eth0", "eth1"])];
     let mut restricted = policy("192.0.2.1", &["eth0"]);
     restricted.local_endpoint_nodes = Some(BTreeSet::new());
     let open = policy("192.0.2.1", &["eth1"]);
-    let owners = elect(&[restricted, open], &[n.clone()], &names(&[n]));
+    let owners = elect(&[restricted, open], &n, &names(&n));
     let expected: BTreeSet<String> = ["eth1".to_string()].into();
     assert_eq!(owners.values().next().unwrap().interfaces, expected);
 }
