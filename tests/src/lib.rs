@@ -9,10 +9,12 @@
 //! - [`privileged`]: the skip / fail-loudly gate ([`require_privileged!`], [`require_command`]).
 //! - [`netns`]: [`Netns`], a uniquely named namespace deleted on drop, with veth helpers.
 //! - [`process`]: [`Daemon`], a child process ended by its own pid on drop.
+//! - [`l2lab`]: `herald-l2-lab` node processes and a client-side wire capture.
 //! - [`segment`]: a bridge namespace with node and client namespaces (layer-2 tests) and
 //!   `arping` / `ndisc6` wrappers.
 //! - [`wait`]: [`wait_until`], polling a condition with a deadline instead of sleeping.
 
+pub mod l2lab;
 pub mod netns;
 pub mod privileged;
 pub mod process;

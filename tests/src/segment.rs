@@ -18,12 +18,27 @@ pub struct Port {
     pub ipv4: String,
 }
 
-/// A bridge namespace with `nodes` node namespaces and one client namespace on it. Everything
-/// is removed on drop (the namespaces take their interfaces with them).
+/// A node's second interface, on the separate gossip bridge.
+#[derive(Debug)]
+pub struct GossipPort {
+    /// Interface name inside the node namespace.
+    pub ifname: String,
+    /// The veth end in the bridge namespace (set it down to cut the node off the gossip).
+    pub bridge_port: String,
+    /// IPv4 address of the interface (no prefix), `10.78.0.i`.
+    pub ipv4: String,
+}
+
+/// A bridge namespace with `nodes` node namespaces and one client namespace on it. Each node
+/// also has a second interface on a separate gossip bridge (`br1`, `10.78.0.0/24`), so the
+/// segment's links can go down without cutting the gossip. Everything is removed on drop (the
+/// namespaces take their interfaces with them).
 #[derive(Debug)]
 pub struct Segment {
     /// Speaker nodes, `10.77.0.1`..`10.77.0.N`, `fd00:77::1`..
     pub nodes: Vec<Port>,
+    /// Their gossip interfaces, in the same order.
+    pub gossip: Vec<GossipPort>,
     /// The client, `10.77.0.100` / `fd00:77::100`.
     pub client: Port,
     /// The namespace holding bridge `br0`; declared last so it is deleted after the ports.
@@ -32,6 +47,8 @@ pub struct Segment {
 
 /// Name of the bridge inside the bridge namespace.
 pub const BRIDGE: &str = "br0";
+/// Name of the gossip bridge inside the bridge namespace.
+pub const GOSSIP_BRIDGE: &str = "br1";
 
 impl Segment {
     /// Builds the segment with `nodes` node namespaces named after `tag`.
@@ -58,12 +75,30 @@ impl Segment {
                 ipv4: v4,
             }
         };
-        let nodes = (1..=nodes)
+        let nodes: Vec<Port> = (1..=nodes)
             .map(|i| attach(format!("{tag}-n{i}"), u32::try_from(i).expect("few nodes")))
             .collect();
         let client = attach(format!("{tag}-cl"), 100);
+        bridge.ip(&["link", "add", GOSSIP_BRIDGE, "type", "bridge"]);
+        bridge.ip(&["link", "set", GOSSIP_BRIDGE, "up"]);
+        let gossip = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node): (usize, &Port)| {
+                let ipv4 = format!("10.78.0.{}", i + 1);
+                let (bridge_port, ifname) =
+                    veth_pair(&bridge, &[], &node.ns, &[&format!("{ipv4}/24")]);
+                bridge.ip(&["link", "set", &bridge_port, "master", GOSSIP_BRIDGE]);
+                GossipPort {
+                    ifname,
+                    bridge_port,
+                    ipv4,
+                }
+            })
+            .collect();
         Segment {
             nodes,
+            gossip,
             client,
             bridge,
         }
@@ -86,14 +121,17 @@ pub fn link_mac(ns: &Netns, ifname: &str) -> String {
         .to_ascii_lowercase()
 }
 
-/// Runs `arping` once from the client for `target` and returns the MACs that replied (one
-/// entry per reply). Waits at most `wait_secs`.
+/// Sends one ARP request with `arping` from the client for `target` and returns the MACs that
+/// replied (one entry per reply), collected for `wait_secs`: with `-w`, `-c` counts replies,
+/// and the 10 s interval keeps it to one request, so two answers mean two responders.
 pub fn arping(client: &Port, target: &str, wait_secs: u32) -> Vec<String> {
     let out = client.ns.try_exec(
         "arping",
         &[
+            "-i",
+            "10",
             "-c",
-            "1",
+            "3",
             "-w",
             &wait_secs.to_string(),
             "-I",

@@ -271,7 +271,11 @@ fn malformed_frames_and_foreign_requests_are_ignored_without_harm() {
     require_privileged!();
     require_command("arping", "iputils-arping");
     let seg = Segment::new("l2bad", 1);
-    let (responders, _) = start_elected(&seg, &[VIP4, VIP6], AnnounceConfig::default());
+    let quiet = AnnounceConfig {
+        repeats: 0,
+        ..AnnounceConfig::default()
+    };
+    let (responders, _) = start_elected(&seg, &[VIP4, VIP6], quiet);
     let node_mac = mac_bytes(&seg.nodes[0].mac);
     let client_mac = mac_bytes(&seg.client.mac);
     wait_until("the owner to answer", Duration::from_secs(10), || {
@@ -335,28 +339,12 @@ fn malformed_frames_and_foreign_requests_are_ignored_without_harm() {
         f.extend((0..200u8).map(|i| i.wrapping_mul(37)));
         bad.push((sock, f));
     }
-    let sent = bad.len() as u64;
     for (sock, frame) in &bad {
+        // The kernel may refuse the shortest ones; whatever goes out must be ignored.
         let _ = sock.send(frame);
     }
-    wait_until(
-        "the responder to read the bad frames",
-        Duration::from_secs(5),
-        || {
-            let s = responders[0].stats();
-            if s.ignored >= before.ignored + sent {
-                Ok(())
-            } else {
-                Err(format!("{s:?}"))
-            }
-        },
-    );
-    assert_eq!(
-        responders[0].stats().replies,
-        before.replies,
-        "no answer to any malformed or foreign request"
-    );
-    // Still alive and answering valid requests.
+    // Then valid requests: sockets deliver in order, so once these are answered every bad
+    // frame before them has been read.
     arp.send(&good_arp).expect("send");
     ip6.send(&good_ns).expect("send");
     let mut buf = [0u8; 2048];
@@ -369,16 +357,42 @@ fn malformed_frames_and_foreign_requests_are_ignored_without_harm() {
         },
     );
     wait_until(
-        "an advertisement for the valid solicitation",
+        "a solicited advertisement for the valid solicitation",
         Duration::from_secs(5),
         || match ip6.recv_timeout(&mut buf, Duration::from_millis(200)) {
+            // ICMPv6 type 136 with the solicited flag.
             Ok(Some(n))
-                if buf[..n].get(6..12) == Some(&node_mac[..]) && buf.get(54) == Some(&136) =>
+                if buf[..n].get(6..12) == Some(&node_mac[..])
+                    && buf.get(54) == Some(&136)
+                    && buf[58] & 0x40 != 0 =>
             {
                 Ok(())
             }
             other => Err(format!("{other:?}")),
         },
+    );
+    let after = wait_until(
+        "the two replies to be counted",
+        Duration::from_secs(5),
+        || {
+            let s = responders[0].stats();
+            if s.replies >= before.replies + 2 {
+                Ok(s)
+            } else {
+                Err(format!("{s:?}"))
+            }
+        },
+    );
+    assert_eq!(
+        after.replies,
+        before.replies + 2,
+        "answers only to the two valid requests, none to the {} bad ones",
+        bad.len()
+    );
+    assert!(
+        // Not all: the bridge drops some (runts, solicited-node groups nobody joined).
+        after.ignored >= before.ignored + 8,
+        "the bad frames reached the responder and were ignored: {before:?} -> {after:?}"
     );
 }
 

@@ -1,0 +1,170 @@
+//! The layer-2 agent: wires link watcher, gossip, election and responder together.
+//!
+//! ```text
+//!  LinkWatcher ──usable links──┐                       ┌──> Gossip::set_links (own facts)
+//!                              ├──> agent task: elect ─┤
+//!  Gossip ──Membership─────────┘    (pure election)    └──> Responder::set (owned pairs)
+//!  set_policies(..) ──watch────┘
+//! ```
+//!
+//! Every input change re-runs the whole election (level-triggered), so a lost event cannot
+//! leave stale state. Liveness comes only from gossip. This node's own links are taken from
+//! the watcher directly, so losing carrier withdraws its announcements at once, before the
+//! others have even heard of it. Node conditions and labels (Ready, NetworkUnavailable,
+//! exclusion, selectors) and `externalTrafficPolicy: Local` endpoints are expressed in the
+//! [`AddressPolicy`] values and [`NodeFacts`] labels by the caller; without a Kubernetes
+//! source every live node counts as ready.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::election::{AddressPolicy, NodeFacts, announcements, elect};
+use super::error::L2Error;
+use super::gossip::{Gossip, GossipConfig, Membership};
+use super::link::LinkWatcher;
+use super::responder::{AnnounceConfig, Desired, Responder};
+
+/// Agent configuration.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// This node's name (its gossip identity).
+    pub node: String,
+    /// Interfaces this node may answer on; empty: every usable interface.
+    pub interfaces: Vec<String>,
+    /// Gossip settings.
+    pub gossip: GossipConfig,
+    /// Takeover announcements.
+    pub announce: AnnounceConfig,
+}
+
+/// Handle of the agent; dropping it stops every task (responder, gossip, link watcher).
+#[derive(Debug)]
+pub struct Agent {
+    policies: watch::Sender<Vec<AddressPolicy>>,
+    owned: watch::Receiver<Desired>,
+    gossip: std::sync::Arc<Gossip>,
+    task: JoinHandle<()>,
+}
+
+impl Agent {
+    /// Starts link watcher, gossip and responder on the current tokio runtime.
+    pub async fn spawn(config: AgentConfig) -> Result<Self, L2Error> {
+        let watcher = LinkWatcher::spawn().await?;
+        let gossip = std::sync::Arc::new(Gossip::spawn(config.gossip.clone()).await?);
+        let responder = Responder::spawn(config.announce);
+        let (policies, policies_rx) = watch::channel(Vec::new());
+        let (owned_tx, owned) = watch::channel(Desired::new());
+        let task = tokio::spawn(run(
+            config,
+            watcher,
+            gossip.clone(),
+            responder,
+            policies_rx,
+            owned_tx,
+        ));
+        Ok(Agent {
+            policies,
+            owned,
+            gossip,
+            task,
+        })
+    }
+
+    /// Replaces the whole set of addresses and where they may be announced.
+    pub fn set_policies(&self, policies: Vec<AddressPolicy>) {
+        self.policies.send_replace(policies);
+    }
+
+    /// The (address, interface) pairs this node announces, updated on every change.
+    pub fn owned(&self) -> watch::Receiver<Desired> {
+        self.owned.clone()
+    }
+
+    /// Leaves the gossip gracefully, so the others take over without waiting for failure
+    /// detection; stops answering first.
+    pub fn leave(&self) {
+        self.task.abort();
+        self.gossip.leave();
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn run(
+    config: AgentConfig,
+    watcher: LinkWatcher,
+    gossip: std::sync::Arc<Gossip>,
+    responder: Responder,
+    mut policies: watch::Receiver<Vec<AddressPolicy>>,
+    owned: watch::Sender<Desired>,
+) {
+    let mut links = watcher.links();
+    let mut membership = gossip.membership();
+    loop {
+        let mine: BTreeSet<String> = links
+            .borrow_and_update()
+            .iter()
+            .filter(|l| config.interfaces.is_empty() || config.interfaces.contains(l))
+            .cloned()
+            .collect();
+        gossip.set_links(mine.clone());
+        let members = membership.borrow_and_update().clone();
+        let desired = decide(&config.node, &mine, &members, &policies.borrow_and_update());
+        responder.set(desired.clone());
+        owned.send_if_modified(|current| {
+            let changed = *current != desired;
+            *current = desired;
+            changed
+        });
+        tokio::select! {
+            r = links.changed() => if r.is_err() { return },
+            r = membership.changed() => if r.is_err() { return },
+            r = policies.changed() => if r.is_err() { return },
+        }
+    }
+}
+
+/// The election as this node sees it: live members with their gossiped links, this node with
+/// its own current links.
+pub fn decide(
+    node: &str,
+    my_links: &BTreeSet<String>,
+    members: &Membership,
+    policies: &[AddressPolicy],
+) -> Desired {
+    let mut live: BTreeMap<String, BTreeSet<String>> = members.live.clone();
+    live.insert(node.to_owned(), my_links.clone());
+    let nodes: Vec<NodeFacts> = live
+        .iter()
+        .map(|(name, links)| NodeFacts {
+            name: name.clone(),
+            ready: true,
+            links_up: links.clone(),
+            ..NodeFacts::default()
+        })
+        .collect();
+    let names: BTreeSet<String> = live.into_keys().collect();
+    let owners = elect(policies, &nodes, &names);
+    announcements(&owners, node)
+}
+
+/// Policies for `addresses` on `interfaces` (empty: any usable one), no node selectors, no
+/// `externalTrafficPolicy: Local`: the standalone case.
+pub fn simple_policies(addresses: &[IpAddr], interfaces: &[String]) -> Vec<AddressPolicy> {
+    addresses
+        .iter()
+        .map(|addr| AddressPolicy {
+            addr: *addr,
+            interfaces: interfaces.to_vec(),
+            node_selectors: Vec::new(),
+            local_endpoint_nodes: None,
+        })
+        .collect()
+}
