@@ -227,7 +227,7 @@ fn after_a_gossip_partition_heals_every_address_has_one_owner() {
 /// Failover benchmark (run explicitly, release build recommended):
 /// `cargo test -p herald-tests --release --test l2_failover -- --ignored --nocapture`.
 /// From SIGKILL of the owner to the first gratuitous ARP and to the first ARP reply from the
-/// new owner, seen in the client namespace, which asks every 5 ms. Anchor in the same run: the
+/// new owner, seen in the client namespace, which asks every 5 ms from its own thread. Anchor in the same run: the
 /// same lab with memberlist's default LAN timing (what MetalLB's layer-2 mode uses).
 #[test]
 #[ignore = "benchmark; run explicitly"]
@@ -275,6 +275,16 @@ fn measure_failover(timing: &str, trials: usize) -> (Vec<Duration>, Vec<Duration
         .run_in(|| herald_speaker::l2::raw::PacketSocket::open(&seg.client.ifname, 0x0806))
         .expect("prober socket");
     let request = herald_tests::l2lab::arp_request(&seg.client, v4);
+    // The client asks every 5 ms for the whole run, from its own thread.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let asking = {
+        let stop = stop.clone();
+        std::thread::spawn(
+            move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {}
+            },
+        )
+    };
     let (mut to_garp, mut to_reply) = (Vec::new(), Vec::new());
     for trial in 0..trials {
         let old = converged(&nodes, &[0, 1, 2], &addrs)[0];
@@ -290,8 +300,6 @@ fn measure_failover(timing: &str, trials: usize) -> (Vec<Duration>, Vec<Duration
         let new_mac = mac_bytes(&seg.nodes[new].mac);
         let (garp, reply) =
             wait_until("the new owner on the wire", Duration::from_secs(30), || {
-                let _ = prober.send(&request);
-                std::thread::sleep(Duration::from_millis(5));
                 let garp = capture.first_after(killed_at, |f| is_gratuitous_arp(f, new_mac, v4));
                 let reply = capture.first_after(killed_at, |f| is_arp_reply(f, new_mac, v4));
                 match (garp, reply) {
@@ -304,5 +312,7 @@ fn measure_failover(timing: &str, trials: usize) -> (Vec<Duration>, Vec<Duration
         to_reply.push(reply);
         nodes[old] = LabNode::spawn(BIN, &seg, old, &addrs, &key, &extra);
     }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    asking.join().expect("prober thread");
     (to_garp, to_reply)
 }

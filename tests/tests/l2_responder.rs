@@ -371,12 +371,37 @@ fn malformed_frames_and_foreign_requests_are_ignored_without_harm() {
             other => Err(format!("{other:?}")),
         },
     );
+    // A unicast solicitation (neighbour unreachability detection, RFC 4861 §7.3.3): to the
+    // address itself and the owner's MAC.
+    let mut nud = good_ns.clone();
+    nud[0..6].copy_from_slice(&node_mac);
+    let vip6: std::net::Ipv6Addr = VIP6.parse().expect("v6");
+    nud[38..54].copy_from_slice(&vip6.octets());
+    let source: std::net::Ipv6Addr = "fd00:77::100".parse().expect("v6");
+    nud[56..58].copy_from_slice(&[0, 0]);
+    let checksum = icmpv6_checksum(source, vip6, &nud[54..]);
+    nud[56..58].copy_from_slice(&checksum.to_be_bytes());
+    ip6.send(&nud).expect("send");
+    wait_until(
+        "a solicited advertisement for the unicast solicitation",
+        Duration::from_secs(5),
+        || match ip6.recv_timeout(&mut buf, Duration::from_millis(200)) {
+            Ok(Some(n))
+                if buf[..n].get(6..12) == Some(&node_mac[..])
+                    && buf.get(54) == Some(&136)
+                    && buf[58] & 0x40 != 0 =>
+            {
+                Ok(())
+            }
+            other => Err(format!("{other:?}")),
+        },
+    );
     let after = wait_until(
-        "the two replies to be counted",
+        "the three replies to be counted",
         Duration::from_secs(5),
         || {
             let s = responders[0].stats();
-            if s.replies >= before.replies + 2 {
+            if s.replies >= before.replies + 3 {
                 Ok(s)
             } else {
                 Err(format!("{s:?}"))
@@ -385,8 +410,8 @@ fn malformed_frames_and_foreign_requests_are_ignored_without_harm() {
     );
     assert_eq!(
         after.replies,
-        before.replies + 2,
-        "answers only to the two valid requests, none to the {} bad ones",
+        before.replies + 3,
+        "answers only to the three valid requests, none to the {} bad ones",
         bad.len()
     );
     assert!(

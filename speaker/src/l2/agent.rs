@@ -168,3 +168,55 @@ pub fn simple_policies(addresses: &[IpAddr], interfaces: &[String]) -> Vec<Addre
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn membership(nodes: &[(&str, &[&str])]) -> Membership {
+        Membership {
+            live: nodes
+                .iter()
+                .map(|(n, links)| (n.to_string(), links.iter().map(|l| l.to_string()).collect()))
+                .collect(),
+        }
+    }
+
+    fn links(l: &[&str]) -> BTreeSet<String> {
+        l.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn own_links_override_what_gossip_last_said_about_this_node() {
+        let addrs: Vec<IpAddr> = (1..=16)
+            .map(|i| format!("192.0.2.{i}").parse().unwrap())
+            .collect();
+        let policies = simple_policies(&addrs, &[]);
+        let members = membership(&[("a", &["eth0"]), ("b", &["eth1"])]);
+        let with_link = decide("a", &links(&["eth0"]), &members, &policies);
+        assert!(
+            !with_link.is_empty(),
+            "16 addresses over 2 nodes: a owns some"
+        );
+        // Carrier lost: a withdraws everything at once, before gossip catches up.
+        assert!(decide("a", &links(&[]), &members, &policies).is_empty());
+        // b, seeing a's gossiped facts without links, takes everything.
+        let members_without_a_links = membership(&[("a", &[]), ("b", &["eth1"])]);
+        let b = decide("b", &links(&["eth1"]), &members_without_a_links, &policies);
+        assert_eq!(b.len(), 16);
+        assert!(b.iter().all(|(_, i)| i == "eth1"));
+    }
+
+    #[test]
+    fn members_whose_facts_have_not_arrived_are_not_eligible() {
+        let addrs: Vec<IpAddr> = (1..=16)
+            .map(|i| format!("192.0.2.{i}").parse().unwrap())
+            .collect();
+        let policies = simple_policies(&addrs, &[]);
+        let members = membership(&[("a", &["eth0"]), ("b", &[])]);
+        assert_eq!(
+            decide("a", &links(&["eth0"]), &members, &policies).len(),
+            16
+        );
+    }
+}
