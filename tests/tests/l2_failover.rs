@@ -279,11 +279,12 @@ fn measure_failover(timing: &str, trials: usize) -> (Vec<Duration>, Vec<Duration
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let asking = {
         let stop = stop.clone();
-        std::thread::spawn(
-            move || {
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {}
-            },
-        )
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = prober.send(&request);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
     };
     let (mut to_garp, mut to_reply) = (Vec::new(), Vec::new());
     for trial in 0..trials {
