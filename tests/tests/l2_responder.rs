@@ -199,6 +199,17 @@ fn exactly_the_elected_owner_answers_arp_and_ndp_with_its_own_mac() {
         "one advertisement, from the owner"
     );
 
+    // Only the owner joined the solicited-node group of the IPv6 address.
+    for (i, node) in seg.nodes.iter().enumerate() {
+        let groups = node.ns.ip(&["-6", "maddr", "show", "dev", &node.ifname]);
+        assert_eq!(
+            groups.contains("ff02::1:ff00:200"),
+            i == owners[1],
+            "node{} groups: {groups}",
+            i + 1
+        );
+    }
+
     // Addresses nobody owns get no answer.
     assert!(arping(&seg.client, "10.77.0.201", 1).is_empty());
     assert!(ndisc6(&seg.client, "fd00:77::201", 500).is_empty());
