@@ -164,6 +164,7 @@ struct Facts {
 pub struct Gossip {
     links: mpsc::UnboundedSender<Input>,
     membership: watch::Receiver<Membership>,
+    local: SocketAddr,
     task: JoinHandle<()>,
 }
 
@@ -174,15 +175,16 @@ enum Input {
 }
 
 impl Gossip {
-    /// Binds the socket and starts the gossip task on the current tokio runtime.
-    pub async fn spawn(config: GossipConfig) -> Result<Self, L2Error> {
-        let socket =
-            UdpSocket::bind(config.bind)
-                .await
-                .map_err(|source| L2Error::GossipSocket {
-                    addr: config.bind,
-                    source,
-                })?;
+    /// Binds the socket and starts the gossip task on the current tokio runtime. An
+    /// `advertise` address with port 0 is replaced by the bound address.
+    pub async fn spawn(mut config: GossipConfig) -> Result<Self, L2Error> {
+        let bind = config.bind;
+        let err = |source| L2Error::GossipSocket { addr: bind, source };
+        let socket = UdpSocket::bind(bind).await.map_err(err)?;
+        let local = socket.local_addr().map_err(err)?;
+        if config.advertise.port() == 0 {
+            config.advertise = local;
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         let mut initial = Membership::default();
         initial.live.insert(config.name.clone(), BTreeSet::new());
@@ -191,8 +193,14 @@ impl Gossip {
         Ok(Gossip {
             links: tx,
             membership,
+            local,
             task,
         })
+    }
+
+    /// The address the gossip socket is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
     }
 
     /// Sets this node's interfaces with carrier (level-triggered: the whole set).
@@ -439,3 +447,6 @@ fn swim_config(timing: &SwimTiming) -> Config {
     });
     config
 }
+
+#[cfg(test)]
+mod tests;
