@@ -111,6 +111,8 @@ impl LabNode {
                     *sink.lock().expect("lock") = Some(set);
                 }
             }
+            // The process ended: it announces nothing any more.
+            *sink.lock().expect("lock") = None;
         });
         LabNode {
             daemon,
@@ -120,9 +122,15 @@ impl LabNode {
         }
     }
 
-    /// The addresses the node last said it announces (`None` before its first report).
+    /// The addresses the node last said it announces (`None` before its first report and
+    /// after it exited).
     pub fn owned(&self) -> Option<BTreeSet<String>> {
         self.owned.lock().expect("lock").clone()
+    }
+
+    /// Sends SIGTERM: the node leaves the gossip gracefully and exits.
+    pub fn terminate(&self) {
+        self.daemon.signal(nix::sys::signal::Signal::SIGTERM);
     }
 
     /// SIGKILLs the node and waits for it.

@@ -120,6 +120,48 @@ fn killing_the_owner_moves_its_addresses_and_the_new_owner_announces_them() {
 }
 
 #[test]
+fn a_graceful_stop_hands_the_addresses_over_without_waiting_for_failure_detection() {
+    require_privileged!();
+    let seg = Segment::new("l2stop", 3);
+    let key = KeyFile::new("stop");
+    let addrs = [VIP4];
+    // memberlist timing: failure detection alone would take about 6 s.
+    let extra = ["--swim-timing", "memberlist-lan"];
+    let mut nodes = start(&seg, &addrs, &key, &extra);
+    let old = converged(&nodes, &[0, 1, 2], &addrs)[0];
+    let capture = Capture::start(&seg.client);
+    let stopped_at = Instant::now();
+    nodes[old].terminate();
+    wait_until("the old owner to exit", Duration::from_secs(5), || {
+        if nodes[old].daemon.has_exited() {
+            Ok(())
+        } else {
+            Err("running".into())
+        }
+    });
+    let running: Vec<usize> = (0..3).filter(|i| *i != old).collect();
+    let new = converged(&nodes, &running, &addrs)[0];
+    let new_mac = mac_bytes(&seg.nodes[new].mac);
+    let garp = wait_until(
+        "a gratuitous ARP from the new owner",
+        Duration::from_secs(5),
+        || {
+            capture
+                .first_after(stopped_at, |f| {
+                    is_gratuitous_arp(f, new_mac, VIP4.parse().expect("v4"))
+                })
+                .ok_or_else(|| "none yet".to_string())
+        },
+    );
+    let took = garp.at - stopped_at;
+    eprintln!("graceful stop: gratuitous ARP after {took:?}");
+    assert!(
+        took < Duration::from_secs(3),
+        "handed over by the leave message, not by failure detection: {took:?}"
+    );
+}
+
+#[test]
 fn losing_carrier_on_the_owners_interface_moves_ownership_while_it_stays_alive() {
     require_privileged!();
     require_command("arping", "iputils-arping");
