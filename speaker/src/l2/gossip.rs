@@ -236,6 +236,8 @@ struct Task {
     next_timer: u64,
     my_facts: Facts,
     facts: BTreeMap<String, Facts>,
+    /// Set by [`Gossip::leave`]: stop joining and sending facts.
+    left: bool,
     out: watch::Sender<Membership>,
 }
 
@@ -268,6 +270,7 @@ impl Task {
             timer_events: BTreeMap::new(),
             next_timer: 0,
             facts: BTreeMap::new(),
+            left: false,
             out,
         }
     }
@@ -296,12 +299,16 @@ impl Task {
                         }
                     }
                     Some(Input::Leave) => {
+                        // Identities renew themselves when declared down by others, so the
+                        // only way to be left down (foca's `Defunct`) is this leave; from now
+                        // on nothing is sent but what foca queued for the leave itself.
+                        self.left = true;
                         let _ = self.foca.leave_cluster(&mut self.runtime);
                     }
                     None => return,
                 },
-                _ = facts_tick.tick() => self.send_facts().await,
-                _ = join_tick.tick() => {
+                _ = facts_tick.tick(), if !self.left => self.send_facts().await,
+                _ = join_tick.tick(), if !self.left => {
                     if self.foca.num_members() == 0 {
                         for seed in self.config.seeds.clone() {
                             if seed == self.config.advertise {
@@ -364,6 +371,9 @@ impl Task {
     }
 
     async fn send_facts(&mut self) {
+        if self.left {
+            return;
+        }
         let Ok(plain) = postcard::to_allocvec(&self.my_facts) else {
             return;
         };
@@ -392,13 +402,10 @@ impl Task {
         while let Some(n) = self.runtime.to_notify() {
             match n {
                 OwnedNotification::MemberUp(_) | OwnedNotification::Rename(..) => new_member = true,
-                OwnedNotification::Defunct => {
-                    let _ = self.foca.reuse_down_identity();
-                }
                 _ => {}
             }
         }
-        if new_member {
+        if new_member && !self.left {
             // A new member needs our facts before it can count us as eligible.
             self.send_facts().await;
         }

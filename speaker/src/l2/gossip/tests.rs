@@ -126,4 +126,11 @@ async fn leaving_gracefully_removes_the_member_at_once() {
     wait_for(&a, "b", |m| m.live.contains_key("b")).await;
     b.leave();
     wait_for(&a, "b to leave", |m| !m.live.contains_key("b")).await;
+    // b stays out: it does not rejoin through its seed (join attempts run every second).
+    let until = Instant::now() + Duration::from_millis(2100);
+    let mut rx = a.membership();
+    while Instant::now() < until {
+        assert!(!rx.borrow_and_update().live.contains_key("b"), "b rejoined");
+        let _ = timeout(until - Instant::now(), rx.changed()).await;
+    }
 }
