@@ -14,6 +14,8 @@ packages=(
   gobgpd            # BGP peer for tests/tests/bgp_peers.rs (gobgpd, gobgp)
   python3           # scripts/demo.sh reads `herald-speaker status --json`
   frr               # BGP/BFD peer for tests/tests/bgp_peers.rs (zebra, bgpd, bfdd, vtysh)
+  iputils-arping    # layer-2 tests: ARP requests from the client namespace
+  ndisc6            # layer-2 tests: neighbour solicitations from the client namespace
 )
 
 missing=()

@@ -9,11 +9,12 @@
 //! - [`bfd`]: BFD core (RFC 5880/5881/5883): Control packet codec, sans-IO session state
 //!   machine, port and TTL rules. No sockets; a UDP driver wraps it.
 //! - [`dataplane`]: what user space computes for the XDP fast path (weighted Maglev tables).
-//! - [`l2`]: layer-2 announcement (ARP and NDP packet parsing and building).
 //! - [`metrics`]: Prometheus metrics, all named `herald_*`.
 //! - [`peers`]: the BGP sessions of this node, reconciled with the configuration.
 //! - [`status`]: the `/status` document and its table rendering.
 //! - [`standalone`]: standalone mode: persisted state, the embedded allocator.
+//! - [`l2`]: layer-2 announcement: ARP/NDP responders on raw sockets, owner election, SWIM
+//!   gossip (foca), link-state gating; wired per node by `l2::agent`.
 //! - [`error`]: the crate's error types.
 
 pub mod admin;

@@ -13,15 +13,20 @@
 //! - [`frr`]: [`frr::Frr`], FRR 8 (zebra, bgpd, bfdd) read back through `vtysh ... json`.
 //! - [`gobgp`]: [`gobgp::GoBgp`], GoBGP 3 read back through `gobgp ... -j`.
 //! - [`lab`]: [`lab::HeraldLab`], the `herald-bgp-lab` process (Herald's BGP library).
+//! - [`l2lab`]: `herald-l2-lab` node processes and a client-side wire capture.
+//! - [`segment`]: a bridge namespace with node and client namespaces (layer-2 tests) and
+//!   `arping` / `ndisc6` wrappers.
 //! - [`wait`]: [`wait_until`], polling a condition with a deadline instead of sleeping.
 
 pub mod bird;
 pub mod frr;
 pub mod gobgp;
+pub mod l2lab;
 pub mod lab;
 pub mod netns;
 pub mod privileged;
 pub mod process;
+pub mod segment;
 pub mod wait;
 
 pub use netns::{Netns, unique_ifname, veth_pair};

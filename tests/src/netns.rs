@@ -104,6 +104,22 @@ impl Netns {
     }
 }
 
+impl Netns {
+    /// Runs `f` on a fresh thread inside this namespace and returns its result: for opening
+    /// sockets that belong to the namespace (they stay bound to it after the thread ends).
+    pub fn run_in<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    self.enter_current_thread();
+                    f()
+                })
+                .join()
+                .unwrap_or_else(|e| std::panic::resume_unwind(e))
+        })
+    }
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip")

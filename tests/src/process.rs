@@ -55,6 +55,11 @@ impl Daemon {
         }
     }
 
+    /// Takes the child's stdout, if it was started with `Stdio::piped()`.
+    pub fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
+        self.child.as_mut().and_then(|c| c.stdout.take())
+    }
+
     /// The name given at start.
     pub fn name(&self) -> &str {
         &self.name

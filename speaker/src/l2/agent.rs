@@ -1,0 +1,318 @@
+//! The layer-2 agent: wires link watcher, gossip, election and responder together.
+//!
+//! ```text
+//!  LinkWatcher ──usable links──┐                       ┌──> Gossip::set_links (own facts)
+//!                              ├──> agent task: elect ─┤
+//!  Gossip ──Membership─────────┘    (pure election)    └──> Responder::set (owned pairs)
+//!  set_policies(..), set_node_status(..) ──watch──┘
+//! ```
+//!
+//! Every input change re-runs the whole election (level-triggered), so a lost event cannot
+//! leave stale state. Liveness comes only from gossip. This node's own links are taken from
+//! the watcher directly, so losing carrier withdraws its announcements at once, before the
+//! others have even heard of it. `externalTrafficPolicy: Local` endpoints and node selectors
+//! are in the [`AddressPolicy`] values; Node conditions and labels (Ready, NetworkUnavailable,
+//! the exclusion label) come with [`Agent::set_node_status`]. Without a Kubernetes source
+//! (standalone) every live node counts as ready.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::election::{AddressPolicy, NodeFacts, announcements, elect};
+use super::error::L2Error;
+use super::gossip::{Gossip, GossipConfig, Membership};
+use super::link::LinkWatcher;
+use super::responder::{AnnounceConfig, Desired, Responder};
+
+/// Agent configuration.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// This node's name (its gossip identity).
+    pub node: String,
+    /// Interfaces this node may answer on; empty: every usable interface.
+    pub interfaces: Vec<String>,
+    /// Gossip settings.
+    pub gossip: GossipConfig,
+    /// Takeover announcements.
+    pub announce: AnnounceConfig,
+}
+
+/// What the API server says about a node (its `Node` object): system facts the election needs
+/// besides liveness and links.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NodeStatus {
+    /// Node labels.
+    pub labels: BTreeMap<String, String>,
+    /// The `Ready` condition is `True`.
+    pub ready: bool,
+    /// The `NetworkUnavailable` condition is `True`.
+    pub network_unavailable: bool,
+}
+
+/// The caller's inputs: what to announce and, in a cluster, the nodes' status.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Intent {
+    policies: Vec<AddressPolicy>,
+    /// `None` standalone (every live node ready, no labels); `Some` in a cluster, where a live
+    /// node without an entry is not eligible.
+    node_status: Option<BTreeMap<String, NodeStatus>>,
+}
+
+/// Handle of the agent; dropping it stops every task (responder, gossip, link watcher).
+#[derive(Debug)]
+pub struct Agent {
+    intent: watch::Sender<Intent>,
+    owned: watch::Receiver<Desired>,
+    gossip: std::sync::Arc<Gossip>,
+    task: JoinHandle<()>,
+}
+
+impl Agent {
+    /// Starts link watcher, gossip and responder on the current tokio runtime.
+    pub async fn spawn(config: AgentConfig) -> Result<Self, L2Error> {
+        let watcher = LinkWatcher::spawn().await?;
+        let gossip = std::sync::Arc::new(Gossip::spawn(config.gossip.clone()).await?);
+        let responder = Responder::spawn(config.announce);
+        let (intent, intent_rx) = watch::channel(Intent::default());
+        let (owned_tx, owned) = watch::channel(Desired::new());
+        let task = tokio::spawn(run(
+            config,
+            watcher,
+            gossip.clone(),
+            responder,
+            intent_rx,
+            owned_tx,
+        ));
+        Ok(Agent {
+            intent,
+            owned,
+            gossip,
+            task,
+        })
+    }
+
+    /// Replaces the whole set of addresses and where they may be announced.
+    pub fn set_policies(&self, policies: Vec<AddressPolicy>) {
+        self.intent.send_modify(|i| i.policies = policies);
+    }
+
+    /// Replaces the status of every node as the API server reports it (`None`: standalone,
+    /// every live node counts as ready).
+    pub fn set_node_status(&self, status: Option<BTreeMap<String, NodeStatus>>) {
+        self.intent.send_modify(|i| i.node_status = status);
+    }
+
+    /// The (address, interface) pairs this node announces, updated on every change.
+    pub fn owned(&self) -> watch::Receiver<Desired> {
+        self.owned.clone()
+    }
+
+    /// Leaves the gossip gracefully, so the others take over without waiting for failure
+    /// detection; stops answering first.
+    pub fn leave(&self) {
+        self.task.abort();
+        self.gossip.leave();
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn run(
+    config: AgentConfig,
+    watcher: LinkWatcher,
+    gossip: std::sync::Arc<Gossip>,
+    responder: Responder,
+    mut intent: watch::Receiver<Intent>,
+    owned: watch::Sender<Desired>,
+) {
+    let mut links = watcher.links();
+    let mut membership = gossip.membership();
+    loop {
+        let mine: BTreeSet<String> = links
+            .borrow_and_update()
+            .iter()
+            .filter(|l| config.interfaces.is_empty() || config.interfaces.contains(l))
+            .cloned()
+            .collect();
+        gossip.set_links(mine.clone());
+        let members = membership.borrow_and_update().clone();
+        let desired = {
+            let intent = intent.borrow_and_update();
+            decide(
+                &config.node,
+                &mine,
+                &members,
+                &intent.policies,
+                intent.node_status.as_ref(),
+            )
+        };
+        responder.set(desired.clone());
+        owned.send_if_modified(|current| {
+            let changed = *current != desired;
+            *current = desired;
+            changed
+        });
+        tokio::select! {
+            r = links.changed() => if r.is_err() { return },
+            r = membership.changed() => if r.is_err() { return },
+            r = intent.changed() => if r.is_err() { return },
+        }
+    }
+}
+
+/// The election as this node sees it: live members with their gossiped links, this node with
+/// its own current links, and the nodes' status from the API server (`None`: standalone,
+/// every live node ready; `Some`: a node without an entry is not eligible).
+pub fn decide(
+    node: &str,
+    my_links: &BTreeSet<String>,
+    members: &Membership,
+    policies: &[AddressPolicy],
+    node_status: Option<&BTreeMap<String, NodeStatus>>,
+) -> Desired {
+    let mut live: BTreeMap<String, BTreeSet<String>> = members.live.clone();
+    live.insert(node.to_owned(), my_links.clone());
+    let standalone = NodeStatus {
+        ready: true,
+        ..NodeStatus::default()
+    };
+    let nodes: Vec<NodeFacts> = live
+        .iter()
+        .filter_map(|(name, links)| {
+            let status = match node_status {
+                None => &standalone,
+                Some(map) => map.get(name)?,
+            };
+            Some(NodeFacts {
+                name: name.clone(),
+                labels: status.labels.clone(),
+                ready: status.ready,
+                network_unavailable: status.network_unavailable,
+                links_up: links.clone(),
+            })
+        })
+        .collect();
+    let names: BTreeSet<String> = live.into_keys().collect();
+    let owners = elect(policies, &nodes, &names);
+    announcements(&owners, node)
+}
+
+/// Policies for `addresses` on `interfaces` (empty: any usable one), no node selectors, no
+/// `externalTrafficPolicy: Local`: the standalone case.
+pub fn simple_policies(addresses: &[IpAddr], interfaces: &[String]) -> Vec<AddressPolicy> {
+    addresses
+        .iter()
+        .map(|addr| AddressPolicy {
+            addr: *addr,
+            interfaces: interfaces.to_vec(),
+            node_selectors: Vec::new(),
+            local_endpoint_nodes: None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::l2::election::EXCLUDE_LABEL;
+
+    fn membership(nodes: &[(&str, &[&str])]) -> Membership {
+        Membership {
+            live: nodes
+                .iter()
+                .map(|(n, links)| (n.to_string(), links.iter().map(|l| l.to_string()).collect()))
+                .collect(),
+        }
+    }
+
+    fn links(l: &[&str]) -> BTreeSet<String> {
+        l.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn own_links_override_what_gossip_last_said_about_this_node() {
+        let addrs: Vec<IpAddr> = (1..=16)
+            .map(|i| format!("192.0.2.{i}").parse().unwrap())
+            .collect();
+        let policies = simple_policies(&addrs, &[]);
+        let members = membership(&[("a", &["eth0"]), ("b", &["eth1"])]);
+        let with_link = decide("a", &links(&["eth0"]), &members, &policies, None);
+        assert!(
+            !with_link.is_empty(),
+            "16 addresses over 2 nodes: a owns some"
+        );
+        // Carrier lost: a withdraws everything at once, before gossip catches up.
+        assert!(decide("a", &links(&[]), &members, &policies, None).is_empty());
+        // b, seeing a's gossiped facts without links, takes everything.
+        let members_without_a_links = membership(&[("a", &[]), ("b", &["eth1"])]);
+        let b = decide(
+            "b",
+            &links(&["eth1"]),
+            &members_without_a_links,
+            &policies,
+            None,
+        );
+        assert_eq!(b.len(), 16);
+        assert!(b.iter().all(|(_, i)| i == "eth1"));
+    }
+
+    #[test]
+    fn members_whose_facts_have_not_arrived_are_not_eligible() {
+        let addrs: Vec<IpAddr> = (1..=16)
+            .map(|i| format!("192.0.2.{i}").parse().unwrap())
+            .collect();
+        let policies = simple_policies(&addrs, &[]);
+        let members = membership(&[("a", &["eth0"]), ("b", &[])]);
+        assert_eq!(
+            decide("a", &links(&["eth0"]), &members, &policies, None).len(),
+            16
+        );
+    }
+
+    #[test]
+    fn node_status_from_the_api_server_gates_eligibility() {
+        let addrs: Vec<IpAddr> = (1..=16)
+            .map(|i| format!("192.0.2.{i}").parse().unwrap())
+            .collect();
+        let policies = simple_policies(&addrs, &[]);
+        let members = membership(&[("a", &["eth0"]), ("b", &["eth1"])]);
+        let ready = NodeStatus {
+            ready: true,
+            ..NodeStatus::default()
+        };
+        let b_takes_all = |status: BTreeMap<String, NodeStatus>| {
+            decide("b", &links(&["eth1"]), &members, &policies, Some(&status)).len() == 16
+        };
+        let unavailable = NodeStatus {
+            network_unavailable: true,
+            ..ready.clone()
+        };
+        let excluded = NodeStatus {
+            labels: [(EXCLUDE_LABEL.to_string(), "true".to_string())].into(),
+            ..ready.clone()
+        };
+        for (what, a_status) in [
+            ("not ready", Some(NodeStatus::default())),
+            ("network unavailable", Some(unavailable)),
+            ("excluded", Some(excluded)),
+            ("unknown to the API server", None),
+        ] {
+            let mut status: BTreeMap<String, NodeStatus> =
+                [("b".to_string(), ready.clone())].into();
+            if let Some(s) = a_status {
+                status.insert("a".into(), s);
+            }
+            assert!(b_takes_all(status), "a {what}: b owns everything");
+        }
+        let both: BTreeMap<String, NodeStatus> =
+            [("a".to_string(), ready.clone()), ("b".to_string(), ready)].into();
+        assert!(!b_takes_all(both), "both ready: a owns some");
+    }
+}

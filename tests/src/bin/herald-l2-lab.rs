@@ -1,0 +1,135 @@
+//! herald-l2-lab: one layer-2 speaker node for the network-namespace tests, driving the real
+//! `herald_speaker::l2` agent (link watcher, gossip, election, responder) from arguments.
+//!
+//! ```text
+//! herald-l2-lab --name N --interface IF [--interface IF2] --address A [--address B]
+//!               --gossip-bind IP:PORT [--seed IP:PORT]... --key-file PATH
+//!               [--announce-repeats 5] [--announce-interval-ms 1000]
+//!               [--swim-timing fast|memberlist-lan]
+//! ```
+//!
+//! Prints one line per change of what this node announces (`owned <addr>@<if> ...`) on
+//! stdout. SIGTERM and SIGINT leave the gossip gracefully; SIGKILL is the crash the tests want.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use herald_speaker::l2::agent::{Agent, AgentConfig, simple_policies};
+use herald_speaker::l2::gossip::{GossipConfig, SwimTiming, seal::GossipKey};
+use herald_speaker::l2::responder::AnnounceConfig;
+
+struct Args {
+    name: String,
+    interfaces: Vec<String>,
+    addresses: Vec<IpAddr>,
+    bind: SocketAddr,
+    seeds: Vec<SocketAddr>,
+    key_file: PathBuf,
+    announce: AnnounceConfig,
+    timing: SwimTiming,
+}
+
+fn parse() -> anyhow::Result<Args> {
+    let mut name = None;
+    let mut interfaces = Vec::new();
+    let mut addresses = Vec::new();
+    let mut bind = None;
+    let mut seeds = Vec::new();
+    let mut key_file = None;
+    let mut announce = AnnounceConfig::default();
+    let mut timing = SwimTiming::default();
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args
+            .next()
+            .with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--name" => name = Some(value),
+            "--interface" => interfaces.push(value),
+            "--address" => addresses.push(value.parse().context("--address")?),
+            "--gossip-bind" => bind = Some(value.parse().context("--gossip-bind")?),
+            "--seed" => seeds.push(value.parse().context("--seed")?),
+            "--key-file" => key_file = Some(PathBuf::from(value)),
+            "--announce-repeats" => {
+                announce.repeats = value.parse().context("--announce-repeats")?
+            }
+            "--announce-interval-ms" => {
+                announce.interval =
+                    Duration::from_millis(value.parse().context("--announce-interval-ms")?)
+            }
+            "--swim-timing" => {
+                timing = match value.as_str() {
+                    "fast" => SwimTiming::default(),
+                    "memberlist-lan" => SwimTiming::memberlist_lan(),
+                    other => bail!("--swim-timing: fast or memberlist-lan, not {other}"),
+                }
+            }
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    Ok(Args {
+        name: name.context("--name is required")?,
+        interfaces,
+        addresses,
+        bind: bind.context("--gossip-bind is required")?,
+        seeds,
+        key_file: key_file.context("--key-file is required")?,
+        announce,
+        timing,
+    })
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let args = parse()?;
+    let key = GossipKey::from_file(&args.key_file)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let agent = Agent::spawn(AgentConfig {
+            node: args.name.clone(),
+            interfaces: args.interfaces.clone(),
+            gossip: GossipConfig {
+                name: args.name.clone(),
+                bind: args.bind,
+                advertise: args.bind,
+                seeds: args.seeds,
+                key,
+                timing: args.timing,
+                facts_interval: Duration::from_millis(500),
+            },
+            announce: args.announce,
+        })
+        .await?;
+        // Interface names differ between nodes here, so the policy names none: each node offers
+        // the interfaces given to it with --interface (the agent reports only those).
+        agent.set_policies(simple_policies(&args.addresses, &[]));
+        let mut owned = agent.owned();
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        loop {
+            let line: Vec<String> = owned
+                .borrow_and_update()
+                .iter()
+                .map(|(a, i)| format!("{a}@{i}"))
+                .collect();
+            println!("owned {}", line.join(" "));
+            tokio::select! {
+                r = owned.changed() => r?,
+                _ = term.recv() => break,
+                r = tokio::signal::ctrl_c() => { r?; break }
+            }
+        }
+        agent.leave();
+        // Give the leave message a moment to go out.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        anyhow::Ok(())
+    })
+}
