@@ -380,7 +380,8 @@ static __always_inline int encap_and_send(struct xdp_md *ctx, struct packet *pkt
 		iph->protocol = IPPROTO_IPIP;
 		iph->check = 0;
 		iph->saddr = fib.ipv4_src;
-		iph->daddr = fib.ipv4_dst;
+		/* fib.ipv4_dst now holds the next hop; the tunnel goes to the backend. */
+		__builtin_memcpy(&iph->daddr, be->addr, 4);
 		iph->check = ipv4_csum(iph);
 	} else {
 		struct ipv6hdr *ip6h = (void *)(eth + 1);
@@ -394,7 +395,7 @@ static __always_inline int encap_and_send(struct xdp_md *ctx, struct packet *pkt
 		ip6h->nexthdr = IPPROTO_IPV6;
 		ip6h->hop_limit = HERALD_TTL;
 		__builtin_memcpy(&ip6h->saddr, fib.ipv6_src, 16);
-		__builtin_memcpy(&ip6h->daddr, fib.ipv6_dst, 16);
+		__builtin_memcpy(&ip6h->daddr, be->addr, 16);
 	}
 
 	rc = fib.ifindex == ctx->ingress_ifindex ? XDP_TX : bpf_redirect(fib.ifindex, 0);
