@@ -29,7 +29,7 @@ const BPF_F_INNER_MAP: u32 = 1 << 12;
 /// The forwarding program's name in the object.
 pub const PROGRAM: &str = "herald_xdp";
 /// The benchmark anchor's name in the bench object.
-pub const EMPTY_PROGRAM: &str = "herald_xdp_empty";
+pub const EMPTY_PROGRAM: &str = "herald_xdp_nop";
 
 static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/herald_xdp.bpf.o"));
 static BENCH_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/herald_xdp_bench.bpf.o"));
@@ -127,6 +127,11 @@ impl Balancer {
     /// The empty benchmark anchor ([`Variant::Bench`] only).
     pub fn empty_program(&self) -> Option<&Xdp> {
         program(&self.ebpf, EMPTY_PROGRAM).ok()
+    }
+
+    /// The empty benchmark anchor, mutable (to attach it as a stand-in foreign program).
+    pub fn empty_program_mut(&mut self) -> Option<&mut Xdp> {
+        program_mut(&mut self.ebpf, EMPTY_PROGRAM).ok()
     }
 
     fn map_mut(&mut self, name: &'static str) -> Result<&mut Map, Error> {

@@ -45,7 +45,7 @@ static __always_inline void count(__u32 idx, __u64 bytes)
 	}
 }
 
-SEC("tc")
+SEC("classifier")
 int herald_decap(struct __sk_buff *skb)
 {
 	void *data = (void *)(long)skb->data;

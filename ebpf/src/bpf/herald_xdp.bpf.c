@@ -454,7 +454,7 @@ int herald_xdp(struct xdp_md *ctx)
 #ifdef HERALD_BENCH
 /* The benchmark anchor: the cheapest possible XDP program. */
 SEC("xdp")
-int herald_xdp_empty(struct xdp_md *ctx)
+int herald_xdp_nop(struct xdp_md *ctx)
 {
 	return XDP_PASS;
 }
