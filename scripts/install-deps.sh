@@ -10,6 +10,9 @@ packages=(
   iproute2          # `ip netns` / veth for network-namespace tests
   iputils-ping      # harness self-test (ping across a veth pair)
   procps            # sysctl inside test namespaces
+  clang             # herald-ebpf build.rs: compiles the eBPF programs (-target bpf)
+  libbpf-dev        # herald-ebpf: bpf_helpers.h and friends for the eBPF programs
+  ethtool           # herald-ebpf e2e: checksum offload off on the client veth
 )
 
 missing=()

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part
 
 pub mod packet;
+pub mod server;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -162,6 +163,10 @@ impl Service {
     }
 
     pub fn rebuild(&mut self) {
+        if self.backends.is_empty() {
+            self.table = Vec::new();
+            return;
+        }
         let input: Vec<maglev::Backend> = self
             .backends
             .iter()
