@@ -99,7 +99,7 @@ fn main() {
             "  (d) new flow (Maglev), fwd   {d:8.1}   ratio {:.2}  (goal <= 3.5)",
             d / a
         );
-        let lru = bal.events(herald_ebpf::abi::Event::LruHit).unwrap_or(0);
-        println!("  flow-table hits counted: {lru}");
+        let (hits, misses) = bal.lru_stats().unwrap_or_default();
+        println!("  flow table: {hits} hits, {misses} misses counted");
     });
 }

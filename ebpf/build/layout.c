@@ -21,6 +21,8 @@ int main(void)
 	F(herald_flow_key, sport); F(herald_flow_key, dport); F(herald_flow_key, proto);
 	F(herald_flow_key, family); F(herald_flow_key, pad);
 	S(herald_flow); F(herald_flow, backend); F(herald_flow, vip);
+	S(herald_vip_stats); F(herald_vip_stats, packets); F(herald_vip_stats, bytes);
+	F(herald_vip_stats, lru_hit); F(herald_vip_stats, lru_miss);
 	S(herald_counter); F(herald_counter, packets); F(herald_counter, bytes);
 	S(herald_config); F(herald_config, encap_src4); F(herald_config, encap_src6);
 	F(herald_config, max_new_flows); F(herald_config, flags);
@@ -30,7 +32,7 @@ int main(void)
 	C(HERALD_FAMILY_V4); C(HERALD_FAMILY_V6); C(HERALD_BACKEND_LOCAL);
 	C(HERALD_DROP_NO_BACKEND); C(HERALD_DROP_FAMILY); C(HERALD_DROP_FIB);
 	C(HERALD_DROP_NO_NEIGH); C(HERALD_DROP_HEADROOM); C(HERALD_DROP_TOO_BIG);
-	C(HERALD_DROP_MAX); C(HERALD_EV_LRU_HIT); C(HERALD_EV_LRU_MISS);
+	C(HERALD_DROP_MAX); 
 	C(HERALD_EV_FLOW_SKIPPED); C(HERALD_EV_ICMP_TOO_BIG); C(HERALD_EV_ICMP_FOLLOWED);
 	C(HERALD_EV_LOCAL); C(HERALD_EV_MAX);
 	N(HERALD_MAP_VIPS); N(HERALD_MAP_BACKENDS); N(HERALD_MAP_MAGLEV); N(HERALD_MAP_FLOWS);

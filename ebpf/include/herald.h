@@ -61,13 +61,15 @@
 #define HERALD_DROP_TOO_BIG 5    /* too big and no ICMP answer possible (e.g. an ICMP error) */
 #define HERALD_DROP_MAX 8
 
-/* ---- herald_events indices: what happened, for observability ---- */
-#define HERALD_EV_LRU_HIT 0         /* flow table gave the backend */
-#define HERALD_EV_LRU_MISS 1        /* Maglev gave the backend (includes TCP SYN) */
-#define HERALD_EV_FLOW_SKIPPED 2    /* new flow not stored: over the per-CPU new-flow rate */
-#define HERALD_EV_ICMP_TOO_BIG 3    /* ICMP frag-needed / packet-too-big answers sent */
-#define HERALD_EV_ICMP_FOLLOWED 4   /* ICMP errors forwarded to their flow's backend */
-#define HERALD_EV_LOCAL 5           /* VIP packets passed to the local stack (local backend) */
+/*
+ * ---- herald_events indices: rarer things that happened, for observability ----
+ * (Flow-table hits and misses are counted per VIP in struct herald_vip_stats, which the fast
+ * path touches anyway: one per-CPU lookup less per packet.)
+ */
+#define HERALD_EV_FLOW_SKIPPED 0    /* new flow not stored: over the per-CPU new-flow rate */
+#define HERALD_EV_ICMP_TOO_BIG 1    /* ICMP frag-needed / packet-too-big answers sent */
+#define HERALD_EV_ICMP_FOLLOWED 2   /* ICMP errors forwarded to their flow's backend */
+#define HERALD_EV_LOCAL 3           /* VIP packets passed to the local stack (local backend) */
 #define HERALD_EV_MAX 8
 
 /* Key of herald_vips. A VIP with port 0 matches every port of its protocol. */
@@ -112,7 +114,15 @@ struct herald_flow {
 	__u32 vip;     /* VIP id, so user space can flush a VIP's flows */
 };
 
-/* Per-CPU packet/byte counter (herald_vip_stat, herald_be_stats, herald_decap_st). */
+/* Per-CPU counters of one VIP (herald_vip_stat). */
+struct herald_vip_stats {
+	__u64 packets;
+	__u64 bytes;
+	__u64 lru_hit;  /* the flow table gave the backend */
+	__u64 lru_miss; /* the Maglev table gave the backend (every TCP SYN included) */
+};
+
+/* Per-CPU packet/byte counter (herald_be_stats, herald_decap_st). */
 struct herald_counter {
 	__u64 packets;
 	__u64 bytes;

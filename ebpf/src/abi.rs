@@ -64,22 +64,19 @@ impl DropReason {
 /// Size of the `herald_drops` array.
 pub const DROP_MAX: u32 = 8;
 
-/// What happened to a VIP packet: index into the `herald_events` counters.
+/// Rarer things that happened to VIP packets: index into the `herald_events` counters.
+/// (Flow-table hits and misses are in [`VipStats`].)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u32)]
 pub enum Event {
-    /// The flow table gave the backend.
-    LruHit = 0,
-    /// The Maglev table gave the backend (every TCP SYN included).
-    LruMiss = 1,
     /// A new flow was not stored: this CPU was over its new-flow rate.
-    FlowSkipped = 2,
+    FlowSkipped = 0,
     /// An ICMP fragmentation-needed / packet-too-big answer was sent.
-    IcmpTooBig = 3,
+    IcmpTooBig = 1,
     /// An ICMP error was forwarded to its flow's backend.
-    IcmpFollowed = 4,
+    IcmpFollowed = 2,
     /// A VIP packet was passed to the local stack (local backend).
-    Local = 5,
+    Local = 3,
 }
 
 /// Size of the `herald_events` array.
@@ -183,6 +180,20 @@ pub struct Flow {
     pub vip: u32,
 }
 
+/// Per-CPU counters of one VIP: `struct herald_vip_stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(C)]
+pub struct VipStats {
+    /// Packets received for the VIP.
+    pub packets: u64,
+    /// Bytes (frame length as received).
+    pub bytes: u64,
+    /// Packets whose backend came from the flow table.
+    pub lru_hit: u64,
+    /// Packets whose backend came from the Maglev table (every TCP SYN included).
+    pub lru_miss: u64,
+}
+
 /// Per-CPU packet and byte counter: `struct herald_counter`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[repr(C)]
@@ -231,6 +242,8 @@ unsafe impl aya::Pod for FlowKey {}
 unsafe impl aya::Pod for Flow {}
 // SAFETY: as above.
 unsafe impl aya::Pod for Counter {}
+// SAFETY: as above.
+unsafe impl aya::Pod for VipStats {}
 // SAFETY: as above.
 unsafe impl aya::Pod for Config {}
 // SAFETY: as above.

@@ -19,7 +19,7 @@ use aya::{Ebpf, EbpfLoader};
 
 use crate::abi::{
     Backend, Config, Counter, DropReason, Event, Flow, FlowKey, MAGLEV_MAX_SIZE, MAX_BACKENDS,
-    MAX_VIPS, Vip, VipKey, map_name,
+    MAX_VIPS, Vip, VipKey, VipStats, map_name,
 };
 use crate::bpffs;
 use crate::error::Error;
@@ -256,10 +256,30 @@ impl Balancer {
         Ok(per_cpu.iter().sum())
     }
 
-    /// Packets and bytes received for VIP `id` (all CPUs).
-    pub fn vip_counter(&self, id: u32) -> Result<Counter, Error> {
+    /// Counters of VIP `id` (all CPUs).
+    pub fn vip_stats(&self, id: u32) -> Result<VipStats, Error> {
         check(id, MAX_VIPS, "VIP id")?;
-        self.counter(map_name::VIP_STATS, id)
+        let name = map_name::VIP_STATS;
+        let map: PerCpuArray<_, VipStats> =
+            PerCpuArray::try_from(self.map(name)?).map_err(map_err(name, "open"))?;
+        let per_cpu = map.get(&id, 0).map_err(map_err(name, "read"))?;
+        Ok(per_cpu.iter().fold(VipStats::default(), |a, c| VipStats {
+            packets: a.packets + c.packets,
+            bytes: a.bytes + c.bytes,
+            lru_hit: a.lru_hit + c.lru_hit,
+            lru_miss: a.lru_miss + c.lru_miss,
+        }))
+    }
+
+    /// Flow-table hits and misses over every VIP (all CPUs): `(hits, misses)`.
+    pub fn lru_stats(&self) -> Result<(u64, u64), Error> {
+        let mut total = (0, 0);
+        for id in 0..MAX_VIPS {
+            let s = self.vip_stats(id)?;
+            total.0 += s.lru_hit;
+            total.1 += s.lru_miss;
+        }
+        Ok(total)
     }
 
     /// Packets and bytes sent to backend `id` (all CPUs).

@@ -170,11 +170,7 @@ fn pinned_maps_and_attachment_survive_a_restart_and_unpin_cleanly() {
 
         let mut second = Balancer::load(&opts).unwrap();
         assert!(second.flow(&key).unwrap().is_some(), "flows survive");
-        assert_eq!(
-            second.vip_counter(0).unwrap().packets,
-            1,
-            "counters survive"
-        );
+        assert_eq!(second.vip_stats(0).unwrap().packets, 1, "counters survive");
         // The VIP, backends and table survive: the new program forwards without reprogramming.
         let (verdict, _) = run(second.program(), &eth(LB_MAC, CLIENT_MAC, ETH_IP, &ip));
         assert_ne!(verdict, XDP_PASS);

@@ -287,7 +287,7 @@ fn tcp_through_two_xdp_balancers_reaches_consistent_backends() {
     }
     for (k, (_, bal)) in lab.lbs.iter().enumerate() {
         assert!(
-            bal.vip_counter(0).unwrap().packets > 0,
+            bal.vip_stats(0).unwrap().packets > 0,
             "ECMP used balancer {}",
             k + 1
         );

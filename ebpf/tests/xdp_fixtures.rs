@@ -124,7 +124,7 @@ fn non_vip_traffic_and_other_ports_pass_untouched() {
         ];
         check(bal.program(), &fx);
         assert_eq!(
-            bal.vip_counter(0).unwrap().packets,
+            bal.vip_stats(0).unwrap().packets,
             0,
             "no VIP packet counted"
         );
@@ -157,7 +157,7 @@ fn tcp_syn_is_encapsulated_to_the_maglev_choice() {
             "the fixture ports should reach more than one backend: {per_backend:?}"
         );
         check(bal.program(), &fx);
-        assert_eq!(bal.vip_counter(0).unwrap().packets, 30);
+        assert_eq!(bal.vip_stats(0).unwrap().packets, 30);
         for (id, n) in per_backend.iter().enumerate() {
             assert_eq!(
                 bal.backend_counter(id as u32).unwrap().packets,
@@ -165,7 +165,7 @@ fn tcp_syn_is_encapsulated_to_the_maglev_choice() {
                 "backend {id}"
             );
         }
-        assert_eq!(bal.events(Event::LruMiss).unwrap(), 30);
+        assert_eq!(bal.lru_stats().unwrap().1, 30);
         // Every SYN stored its flow.
         let flow = bal
             .flow(&key4(40000, 80, TCP))
@@ -198,8 +198,8 @@ fn all_ports_vip_matches_every_port_and_an_exact_port_wins() {
             ));
         }
         check(bal.program(), &fx);
-        assert_eq!(bal.vip_counter(3).unwrap().packets, 2);
-        assert_eq!(bal.vip_counter(4).unwrap().packets, 1);
+        assert_eq!(bal.vip_stats(3).unwrap().packets, 2);
+        assert_eq!(bal.vip_stats(4).unwrap().packets, 1);
     });
 }
 
@@ -283,7 +283,7 @@ fn established_flow_stays_on_its_backend_after_the_backend_set_changes() {
                 ),
             ],
         );
-        assert!(bal.events(Event::LruHit).unwrap() >= 2);
+        assert!(bal.lru_stats().unwrap().0 >= 2);
         // The re-SYN replaced the stored flow.
         assert_eq!(
             bal.flow(&key).unwrap().map(|f| f.backend),
@@ -461,7 +461,7 @@ fn fragments_pass_untouched() {
                 ),
             ],
         );
-        assert_eq!(bal.vip_counter(0).unwrap().packets, 0);
+        assert_eq!(bal.vip_stats(0).unwrap().packets, 0);
     });
 }
 
@@ -582,7 +582,7 @@ fn truncated_and_malformed_headers_never_forward() {
             fx.push(Fixture::pass(name, frame));
         }
         check(bal.program(), &fx);
-        assert_eq!(bal.vip_counter(0).unwrap().packets, 0);
+        assert_eq!(bal.vip_stats(0).unwrap().packets, 0);
         assert_eq!(bal.flow_count().unwrap(), 0);
     });
 }

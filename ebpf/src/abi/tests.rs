@@ -49,6 +49,12 @@ fn abi_matches_header() {
         [src, dst, sport, dport, proto, family, pad]
     );
     check_struct!(l, "herald_flow", Flow, [backend, vip]);
+    check_struct!(
+        l,
+        "herald_vip_stats",
+        VipStats,
+        [packets, bytes, lru_hit, lru_miss]
+    );
     check_struct!(l, "herald_counter", Counter, [packets, bytes]);
     check_struct!(
         l,
@@ -96,8 +102,6 @@ fn constants_match_header() {
         );
     }
     let events = [
-        ("LRU_HIT", Event::LruHit),
-        ("LRU_MISS", Event::LruMiss),
         ("FLOW_SKIPPED", Event::FlowSkipped),
         ("ICMP_TOO_BIG", Event::IcmpTooBig),
         ("ICMP_FOLLOWED", Event::IcmpFollowed),

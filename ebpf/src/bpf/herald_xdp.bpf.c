@@ -133,7 +133,8 @@ static __always_inline int flooded(const struct herald_config *cfg)
 
 /* Picks the backend id of the packet's flow; returns -1 when the VIP has no usable table. */
 static __always_inline int pick_backend(struct packet *pkt, struct herald_vip *vip, __u32 hash,
-					const struct herald_config *cfg, __u32 *backend_id)
+					const struct herald_config *cfg, struct herald_vip_stats *vs,
+					__u32 *backend_id)
 {
 	int syn = (pkt->tcp_flags & (HERALD_TCP_SYN | HERALD_TCP_ACK)) == HERALD_TCP_SYN;
 	struct herald_flow *flow;
@@ -147,13 +148,15 @@ static __always_inline int pick_backend(struct packet *pkt, struct herald_vip *v
 		if (flow) {
 			be = bpf_map_lookup_elem(&herald_backends, &flow->backend);
 			if (be && be->family) {
-				count_event(HERALD_EV_LRU_HIT);
+				if (vs)
+					vs->lru_hit += 1;
 				*backend_id = flow->backend;
 				return 0;
 			}
 		}
 	}
-	count_event(HERALD_EV_LRU_MISS);
+	if (vs)
+		vs->lru_miss += 1;
 
 	table = bpf_map_lookup_elem(&herald_maglev, &vip->id);
 	if (!table)
@@ -300,10 +303,12 @@ static __always_inline int send_too_big(struct xdp_md *ctx, struct packet *pkt, 
  * The outer frame has no VLAN tag: it leaves by whatever interface the route says.
  */
 static __always_inline int encap_and_send(struct xdp_md *ctx, struct packet *pkt,
-					  struct herald_backend *be, __u32 hash,
+					  struct herald_backend *be, __u32 backend_id, __u32 hash,
 					  const struct herald_config *cfg)
 {
 	struct bpf_fib_lookup fib = {};
+	struct herald_nexthop *nh;
+	__u64 now;
 	__u32 outer = pkt->key.family == HERALD_FAMILY_V4 ? sizeof(struct iphdr)
 							   : sizeof(struct ipv6hdr);
 	int delta = (int)outer + (int)sizeof(struct ethhdr) - (int)pkt->l3_off;
@@ -331,18 +336,36 @@ static __always_inline int encap_and_send(struct xdp_md *ctx, struct packet *pkt
 		__builtin_memcpy(fib.ipv6_dst, be->addr, 16);
 	}
 
-	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
-	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
-		__u32 mtu = fib.mtu_result > outer ? fib.mtu_result - outer : 0;
-
-		if (pkt->icmp_error || mtu < 68)
-			return drop(HERALD_DROP_TOO_BIG);
-		return send_too_big(ctx, pkt, mtu);
-	}
-	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
-		return drop(HERALD_DROP_NO_NEIGH);
-	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+	nh = bpf_map_lookup_elem(&herald_nexthop, &backend_id);
+	if (!nh)
 		return drop(HERALD_DROP_FIB);
+	now = bpf_ktime_get_coarse_ns();
+	if (nh->expires_ns < now || nh->iif != ctx->ingress_ifindex || fib.tot_len > nh->ok_len) {
+		rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+		if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
+			__u32 mtu = fib.mtu_result > outer ? fib.mtu_result - outer : 0;
+
+			if (pkt->icmp_error || mtu < 68)
+				return drop(HERALD_DROP_TOO_BIG);
+			return send_too_big(ctx, pkt, mtu);
+		}
+		if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+			return drop(HERALD_DROP_NO_NEIGH);
+		if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+			return drop(HERALD_DROP_FIB);
+		/* A fresh entry, or a longer packet checked against the same route. */
+		if (nh->expires_ns < now || nh->iif != ctx->ingress_ifindex ||
+		    nh->ifindex != fib.ifindex) {
+			nh->ok_len = 0;
+			nh->expires_ns = now + HERALD_NEXTHOP_TTL_NS;
+		}
+		__builtin_memcpy(nh->dmac, fib.dmac, ETH_ALEN);
+		__builtin_memcpy(nh->smac, fib.smac, ETH_ALEN);
+		nh->ifindex = fib.ifindex;
+		nh->iif = ctx->ingress_ifindex;
+		if (pkt->ip_len + outer > nh->ok_len)
+			nh->ok_len = pkt->ip_len + outer;
+	}
 
 #ifdef HERALD_BENCH
 	__u8 saved[18];
@@ -361,8 +384,8 @@ static __always_inline int encap_and_send(struct xdp_md *ctx, struct packet *pkt
 	struct ethhdr *eth = data;
 	if ((void *)(eth + 1) > data_end)
 		return drop(HERALD_DROP_HEADROOM);
-	__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, nh->dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, nh->smac, ETH_ALEN);
 
 	if (pkt->key.family == HERALD_FAMILY_V4) {
 		struct iphdr *iph = (void *)(eth + 1);
@@ -379,7 +402,7 @@ static __always_inline int encap_and_send(struct xdp_md *ctx, struct packet *pkt
 		iph->ttl = HERALD_TTL;
 		iph->protocol = IPPROTO_IPIP;
 		iph->check = 0;
-		iph->saddr = fib.ipv4_src;
+		iph->saddr = fib.ipv4_src; /* set above, not changed by the lookup */
 		/* fib.ipv4_dst now holds the next hop; the tunnel goes to the backend. */
 		__builtin_memcpy(&iph->daddr, be->addr, 4);
 		iph->check = ipv4_csum(iph);
@@ -398,7 +421,7 @@ static __always_inline int encap_and_send(struct xdp_md *ctx, struct packet *pkt
 		__builtin_memcpy(&ip6h->daddr, be->addr, 16);
 	}
 
-	rc = fib.ifindex == ctx->ingress_ifindex ? XDP_TX : bpf_redirect(fib.ifindex, 0);
+	rc = nh->ifindex == ctx->ingress_ifindex ? XDP_TX : bpf_redirect(nh->ifindex, 0);
 
 #ifdef HERALD_BENCH
 	if (bpf_xdp_adjust_head(ctx, delta))
@@ -420,6 +443,7 @@ int herald_xdp(struct xdp_md *ctx)
 	struct packet pkt = {};
 	struct herald_backend *be;
 	struct herald_config *cfg;
+	struct herald_vip_stats *vs;
 	struct herald_vip *vip;
 	__u32 zero = 0, backend_id, hash, vip_id;
 	__u64 bytes = data_end - data;
@@ -430,11 +454,15 @@ int herald_xdp(struct xdp_md *ctx)
 	if (!vip)
 		return XDP_PASS;
 	vip_id = vip->id;
-	count_bytes(&herald_vip_stat, vip_id, bytes);
+	vs = bpf_map_lookup_elem(&herald_vip_stat, &vip_id);
+	if (vs) {
+		vs->packets += 1;
+		vs->bytes += bytes;
+	}
 
 	cfg = bpf_map_lookup_elem(&herald_config, &zero);
 	hash = hash_key(&pkt.key);
-	if (pick_backend(&pkt, vip, hash, cfg, &backend_id))
+	if (pick_backend(&pkt, vip, hash, cfg, vs, &backend_id))
 		return drop(HERALD_DROP_NO_BACKEND);
 	be = bpf_map_lookup_elem(&herald_backends, &backend_id);
 	if (!be || !be->family)
@@ -448,7 +476,7 @@ int herald_xdp(struct xdp_md *ctx)
 		count_event(HERALD_EV_LOCAL);
 		return XDP_PASS;
 	}
-	return encap_and_send(ctx, &pkt, be, hash, cfg);
+	return encap_and_send(ctx, &pkt, be, backend_id, hash, cfg);
 }
 
 #ifdef HERALD_BENCH
