@@ -13,6 +13,7 @@ packages=(
   clang             # herald-ebpf build.rs: compiles the eBPF programs (-target bpf)
   libbpf-dev        # herald-ebpf: bpf_helpers.h and friends for the eBPF programs
   ethtool           # herald-ebpf e2e: checksum offload off on the client veth
+  iptables          # herald-ebpf pps bench: the kube-proxy iptables-mode anchor
 )
 
 missing=()

@@ -30,6 +30,10 @@ const BPF_F_INNER_MAP: u32 = 1 << 12;
 pub const PROGRAM: &str = "herald_xdp";
 /// The benchmark anchor's name in the bench object.
 pub const EMPTY_PROGRAM: &str = "herald_xdp_nop";
+/// The bench object's packet generator (returns XDP_TX), for live-frame runs.
+pub const TX_PROGRAM: &str = "herald_xdp_tx";
+/// The bench object's packet sink (counts, drops).
+pub const SINK_PROGRAM: &str = "herald_xdp_sink";
 
 static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/herald_xdp.bpf.o"));
 static BENCH_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/herald_xdp_bench.bpf.o"));
@@ -97,7 +101,7 @@ impl Balancer {
         })?;
         let mut names = vec![PROGRAM];
         if opts.variant == Variant::Bench {
-            names.push(EMPTY_PROGRAM);
+            names.extend([EMPTY_PROGRAM, TX_PROGRAM, SINK_PROGRAM]);
         }
         for name in names {
             let prog: &mut Xdp = program_mut(&mut ebpf, name)?;
@@ -127,6 +131,31 @@ impl Balancer {
     /// The empty benchmark anchor ([`Variant::Bench`] only).
     pub fn empty_program(&self) -> Option<&Xdp> {
         program(&self.ebpf, EMPTY_PROGRAM).ok()
+    }
+
+    /// The bench build's generator program, which sends every frame back out
+    /// ([`Variant::Bench`] only).
+    pub fn tx_program(&self) -> Option<&Xdp> {
+        program(&self.ebpf, TX_PROGRAM).ok()
+    }
+
+    /// Sets the 64-byte frame the generator program writes into every frame it sends
+    /// ([`Variant::Bench`] only).
+    pub fn set_generator_frame(&mut self, frame: &[u8; 64]) -> Result<(), Error> {
+        const NAME: &str = "herald_gen_tmpl";
+        let mut map: Array<_, [u8; 64]> =
+            Array::try_from(self.map_mut(NAME)?).map_err(map_err(NAME, "open"))?;
+        map.set(0, frame, 0).map_err(map_err(NAME, "write"))
+    }
+
+    /// The bench build's programs by name, mutable (to attach them in benchmarks).
+    pub fn bench_program_mut(&mut self, name: &'static str) -> Option<&mut Xdp> {
+        program_mut(&mut self.ebpf, name).ok()
+    }
+
+    /// Packets the bench build's sink program has dropped (all CPUs).
+    pub fn sink_count(&self) -> Result<u64, Error> {
+        self.count("herald_gen_sink", 0)
     }
 
     /// The empty benchmark anchor, mutable (to attach it as a stand-in foreign program).

@@ -486,4 +486,50 @@ int herald_xdp_nop(struct xdp_md *ctx)
 {
 	return XDP_PASS;
 }
+
+/*
+ * Packet generator for the pps benchmark (BPF_PROG_RUN live frames): rewrites the frame from
+ * the template and sends it out. Live-frame mode recycles pages without restoring their
+ * bytes, and whoever handled a frame before (TTL decrement, NAT) changed them.
+ */
+#define HERALD_GEN_LEN 64
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u8[HERALD_GEN_LEN]);
+} herald_gen_tmpl SEC(".maps");
+
+SEC("xdp")
+int herald_xdp_tx(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 zero = 0;
+	__u8 *tmpl = bpf_map_lookup_elem(&herald_gen_tmpl, &zero);
+
+	if (!tmpl || data + HERALD_GEN_LEN > data_end)
+		return XDP_ABORTED;
+	__builtin_memcpy(data, tmpl, HERALD_GEN_LEN);
+	return XDP_TX;
+}
+
+/* Packet sink for the pps benchmark: counts and drops. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} herald_gen_sink SEC(".maps");
+
+SEC("xdp")
+int herald_xdp_sink(struct xdp_md *ctx)
+{
+	__u32 zero = 0;
+	__u64 *n = bpf_map_lookup_elem(&herald_gen_sink, &zero);
+
+	if (n)
+		*n += 1;
+	return XDP_DROP;
+}
 #endif
