@@ -23,6 +23,11 @@ int main(void)
 	S(herald_flow); F(herald_flow, backend); F(herald_flow, vip);
 	S(herald_vip_stats); F(herald_vip_stats, packets); F(herald_vip_stats, bytes);
 	F(herald_vip_stats, lru_hit); F(herald_vip_stats, lru_miss);
+	S(herald_backend_stats); F(herald_backend_stats, packets); F(herald_backend_stats, bytes);
+	F(herald_backend_stats, nh_expires_ns); F(herald_backend_stats, nh_ifindex);
+	F(herald_backend_stats, nh_iif); F(herald_backend_stats, nh_ok_len);
+	F(herald_backend_stats, nh_dmac); F(herald_backend_stats, nh_smac);
+	F(herald_backend_stats, pad);
 	S(herald_counter); F(herald_counter, packets); F(herald_counter, bytes);
 	S(herald_config); F(herald_config, encap_src4); F(herald_config, encap_src6);
 	F(herald_config, max_new_flows); F(herald_config, flags);

@@ -122,7 +122,27 @@ struct herald_vip_stats {
 	__u64 lru_miss; /* the Maglev table gave the backend (every TCP SYN included) */
 };
 
-/* Per-CPU packet/byte counter (herald_be_stats, herald_decap_st). */
+/*
+ * Per-CPU state of one backend (herald_be_stats): its counters, and the program's cache of
+ * the next hop bpf_fib_lookup gave for it (nh_*: private to the program, user space ignores
+ * them). Kept together so a forwarded packet touches one per-CPU entry for both.
+ */
+struct herald_backend_stats {
+	__u64 packets;
+	__u64 bytes;
+	__u64 nh_expires_ns; /* bpf_ktime_get_coarse_ns clock; the cache is stale after this */
+	__u32 nh_ifindex;    /* egress interface */
+	__u32 nh_iif;        /* ingress interface the lookup was made for */
+	__u32 nh_ok_len;     /* longest outer packet checked against the route's MTU */
+	__u8 nh_dmac[6];
+	__u8 nh_smac[6];
+	__u8 pad[4];
+};
+
+/* How long a cached next hop is used before bpf_fib_lookup is asked again. */
+#define HERALD_NEXTHOP_TTL_NS 100000000ULL
+
+/* Per-CPU packet/byte counter (herald_decap_st). */
 struct herald_counter {
 	__u64 packets;
 	__u64 bytes;

@@ -194,6 +194,31 @@ pub struct VipStats {
     pub lru_miss: u64,
 }
 
+/// Per-CPU state of one backend: `struct herald_backend_stats`. User space reads the
+/// counters; the `nh_*` fields are the program's next-hop cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(C)]
+pub struct BackendStats {
+    /// Packets sent to the backend.
+    pub packets: u64,
+    /// Bytes (frame length as received).
+    pub bytes: u64,
+    /// Cache: stale after this `bpf_ktime_get_coarse_ns` time.
+    pub nh_expires_ns: u64,
+    /// Cache: egress interface.
+    pub nh_ifindex: u32,
+    /// Cache: ingress interface the lookup was made for.
+    pub nh_iif: u32,
+    /// Cache: longest outer packet checked against the route's MTU.
+    pub nh_ok_len: u32,
+    /// Cache: next hop's MAC.
+    pub nh_dmac: [u8; 6],
+    /// Cache: egress interface's MAC.
+    pub nh_smac: [u8; 6],
+    /// Explicit padding.
+    pub pad: [u8; 4],
+}
+
 /// Per-CPU packet and byte counter: `struct herald_counter`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[repr(C)]
@@ -244,6 +269,8 @@ unsafe impl aya::Pod for Flow {}
 unsafe impl aya::Pod for Counter {}
 // SAFETY: as above.
 unsafe impl aya::Pod for VipStats {}
+// SAFETY: as above.
+unsafe impl aya::Pod for BackendStats {}
 // SAFETY: as above.
 unsafe impl aya::Pod for Config {}
 // SAFETY: as above.

@@ -18,8 +18,8 @@ use aya::programs::{Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 
 use crate::abi::{
-    Backend, Config, Counter, DropReason, Event, Flow, FlowKey, MAGLEV_MAX_SIZE, MAX_BACKENDS,
-    MAX_VIPS, Vip, VipKey, VipStats, map_name,
+    Backend, BackendStats, Config, Counter, DropReason, Event, Flow, FlowKey, MAGLEV_MAX_SIZE,
+    MAX_BACKENDS, MAX_VIPS, Vip, VipKey, VipStats, map_name,
 };
 use crate::bpffs;
 use crate::error::Error;
@@ -268,16 +268,6 @@ impl Balancer {
         Ok(map.keys().filter(Result::is_ok).count())
     }
 
-    fn counter(&self, name: &'static str, index: u32) -> Result<Counter, Error> {
-        let map: PerCpuArray<_, Counter> =
-            PerCpuArray::try_from(self.map(name)?).map_err(map_err(name, "open"))?;
-        let per_cpu = map.get(&index, 0).map_err(map_err(name, "read"))?;
-        Ok(per_cpu.iter().fold(Counter::default(), |acc, c| Counter {
-            packets: acc.packets + c.packets,
-            bytes: acc.bytes + c.bytes,
-        }))
-    }
-
     fn count(&self, name: &'static str, index: u32) -> Result<u64, Error> {
         let map: PerCpuArray<_, u64> =
             PerCpuArray::try_from(self.map(name)?).map_err(map_err(name, "open"))?;
@@ -314,7 +304,14 @@ impl Balancer {
     /// Packets and bytes sent to backend `id` (all CPUs).
     pub fn backend_counter(&self, id: u32) -> Result<Counter, Error> {
         check(id, MAX_BACKENDS, "backend id")?;
-        self.counter(map_name::BE_STATS, id)
+        let name = map_name::BE_STATS;
+        let map: PerCpuArray<_, BackendStats> =
+            PerCpuArray::try_from(self.map(name)?).map_err(map_err(name, "open"))?;
+        let per_cpu = map.get(&id, 0).map_err(map_err(name, "read"))?;
+        Ok(per_cpu.iter().fold(Counter::default(), |a, c| Counter {
+            packets: a.packets + c.packets,
+            bytes: a.bytes + c.bytes,
+        }))
     }
 
     /// VIP packets dropped for `reason` (all CPUs).

@@ -55,6 +55,22 @@ fn abi_matches_header() {
         VipStats,
         [packets, bytes, lru_hit, lru_miss]
     );
+    check_struct!(
+        l,
+        "herald_backend_stats",
+        BackendStats,
+        [
+            packets,
+            bytes,
+            nh_expires_ns,
+            nh_ifindex,
+            nh_iif,
+            nh_ok_len,
+            nh_dmac,
+            nh_smac,
+            pad
+        ]
+    );
     check_struct!(l, "herald_counter", Counter, [packets, bytes]);
     check_struct!(
         l,

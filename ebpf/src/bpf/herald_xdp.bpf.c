@@ -58,16 +58,6 @@ static __always_inline int drop(__u32 reason)
 	return XDP_DROP;
 }
 
-static __always_inline void count_bytes(void *map, __u32 id, __u64 bytes)
-{
-	struct herald_counter *c = bpf_map_lookup_elem(map, &id);
-
-	if (c) {
-		c->packets += 1;
-		c->bytes += bytes;
-	}
-}
-
 static __always_inline __u16 csum_fold(__u64 sum)
 {
 #pragma unroll
@@ -303,11 +293,10 @@ static __always_inline int send_too_big(struct xdp_md *ctx, struct packet *pkt, 
  * The outer frame has no VLAN tag: it leaves by whatever interface the route says.
  */
 static __always_inline int encap_and_send(struct xdp_md *ctx, struct packet *pkt,
-					  struct herald_backend *be, __u32 backend_id, __u32 hash,
-					  const struct herald_config *cfg)
+					  struct herald_backend *be, struct herald_backend_stats *nh,
+					  __u32 hash, const struct herald_config *cfg)
 {
 	struct bpf_fib_lookup fib = {};
-	struct herald_nexthop *nh;
 	__u64 now;
 	__u32 outer = pkt->key.family == HERALD_FAMILY_V4 ? sizeof(struct iphdr)
 							   : sizeof(struct ipv6hdr);
@@ -336,11 +325,8 @@ static __always_inline int encap_and_send(struct xdp_md *ctx, struct packet *pkt
 		__builtin_memcpy(fib.ipv6_dst, be->addr, 16);
 	}
 
-	nh = bpf_map_lookup_elem(&herald_nexthop, &backend_id);
-	if (!nh)
-		return drop(HERALD_DROP_FIB);
 	now = bpf_ktime_get_coarse_ns();
-	if (nh->expires_ns < now || nh->iif != ctx->ingress_ifindex || fib.tot_len > nh->ok_len) {
+	if (nh->nh_expires_ns < now || nh->nh_iif != ctx->ingress_ifindex || fib.tot_len > nh->nh_ok_len) {
 		rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
 		if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
 			__u32 mtu = fib.mtu_result > outer ? fib.mtu_result - outer : 0;
@@ -354,17 +340,17 @@ static __always_inline int encap_and_send(struct xdp_md *ctx, struct packet *pkt
 		if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 			return drop(HERALD_DROP_FIB);
 		/* A fresh entry, or a longer packet checked against the same route. */
-		if (nh->expires_ns < now || nh->iif != ctx->ingress_ifindex ||
-		    nh->ifindex != fib.ifindex) {
-			nh->ok_len = 0;
-			nh->expires_ns = now + HERALD_NEXTHOP_TTL_NS;
+		if (nh->nh_expires_ns < now || nh->nh_iif != ctx->ingress_ifindex ||
+		    nh->nh_ifindex != fib.ifindex) {
+			nh->nh_ok_len = 0;
+			nh->nh_expires_ns = now + HERALD_NEXTHOP_TTL_NS;
 		}
-		__builtin_memcpy(nh->dmac, fib.dmac, ETH_ALEN);
-		__builtin_memcpy(nh->smac, fib.smac, ETH_ALEN);
-		nh->ifindex = fib.ifindex;
-		nh->iif = ctx->ingress_ifindex;
-		if (pkt->ip_len + outer > nh->ok_len)
-			nh->ok_len = pkt->ip_len + outer;
+		__builtin_memcpy(nh->nh_dmac, fib.dmac, ETH_ALEN);
+		__builtin_memcpy(nh->nh_smac, fib.smac, ETH_ALEN);
+		nh->nh_ifindex = fib.ifindex;
+		nh->nh_iif = ctx->ingress_ifindex;
+		if (pkt->ip_len + outer > nh->nh_ok_len)
+			nh->nh_ok_len = pkt->ip_len + outer;
 	}
 
 #ifdef HERALD_BENCH
@@ -384,8 +370,8 @@ static __always_inline int encap_and_send(struct xdp_md *ctx, struct packet *pkt
 	struct ethhdr *eth = data;
 	if ((void *)(eth + 1) > data_end)
 		return drop(HERALD_DROP_HEADROOM);
-	__builtin_memcpy(eth->h_dest, nh->dmac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, nh->smac, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, nh->nh_dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, nh->nh_smac, ETH_ALEN);
 
 	if (pkt->key.family == HERALD_FAMILY_V4) {
 		struct iphdr *iph = (void *)(eth + 1);
@@ -421,7 +407,7 @@ static __always_inline int encap_and_send(struct xdp_md *ctx, struct packet *pkt
 		__builtin_memcpy(&ip6h->daddr, be->addr, 16);
 	}
 
-	rc = nh->ifindex == ctx->ingress_ifindex ? XDP_TX : bpf_redirect(nh->ifindex, 0);
+	rc = nh->nh_ifindex == ctx->ingress_ifindex ? XDP_TX : bpf_redirect(nh->nh_ifindex, 0);
 
 #ifdef HERALD_BENCH
 	if (bpf_xdp_adjust_head(ctx, delta))
@@ -443,6 +429,7 @@ int herald_xdp(struct xdp_md *ctx)
 	struct packet pkt = {};
 	struct herald_backend *be;
 	struct herald_config *cfg;
+	struct herald_backend_stats *bs;
 	struct herald_vip_stats *vs;
 	struct herald_vip *vip;
 	__u32 zero = 0, backend_id, hash, vip_id;
@@ -469,14 +456,18 @@ int herald_xdp(struct xdp_md *ctx)
 		return drop(HERALD_DROP_NO_BACKEND);
 	if (be->family != pkt.key.family)
 		return drop(HERALD_DROP_FAMILY);
-	count_bytes(&herald_be_stats, backend_id, bytes);
+	bs = bpf_map_lookup_elem(&herald_be_stats, &backend_id);
+	if (!bs)
+		return drop(HERALD_DROP_NO_BACKEND);
+	bs->packets += 1;
+	bs->bytes += bytes;
 	if (pkt.icmp_error)
 		count_event(HERALD_EV_ICMP_FOLLOWED);
 	if (be->flags & HERALD_BACKEND_LOCAL) {
 		count_event(HERALD_EV_LOCAL);
 		return XDP_PASS;
 	}
-	return encap_and_send(ctx, &pkt, be, backend_id, hash, cfg);
+	return encap_and_send(ctx, &pkt, be, bs, hash, cfg);
 }
 
 #ifdef HERALD_BENCH

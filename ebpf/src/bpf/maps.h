@@ -75,12 +75,12 @@ struct {
 	__type(value, struct herald_vip_stats);
 } herald_vip_stat SEC(".maps");
 
-/* Packets and bytes per backend id, per CPU. */
+/* Packets and bytes per backend id, and the next-hop cache, per CPU. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, HERALD_MAX_BACKENDS);
 	__type(key, __u32);
-	__type(value, struct herald_counter);
+	__type(value, struct herald_backend_stats);
 } herald_be_stats SEC(".maps");
 
 /* Dropped VIP packets per reason (HERALD_DROP_*), per CPU. */
@@ -107,25 +107,5 @@ struct {
 	__type(value, struct herald_flood);
 } herald_flood SEC(".maps");
 
-/*
- * Per CPU, backend id -> next hop as bpf_fib_lookup last gave it. Private to the program (not
- * pinned, not in herald.h): a route or neighbour change is seen within HERALD_NEXTHOP_TTL_NS.
- */
-#define HERALD_NEXTHOP_TTL_NS 100000000ULL
-struct herald_nexthop {
-	__u8 dmac[6];
-	__u8 smac[6];
-	__u32 ifindex;  /* egress */
-	__u32 iif;      /* ingress interface the lookup was made for */
-	__u32 ok_len;   /* largest outer packet length the route's MTU was checked for */
-	__u64 expires_ns; /* bpf_ktime_get_coarse_ns clock */
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, HERALD_MAX_BACKENDS);
-	__type(key, __u32);
-	__type(value, struct herald_nexthop);
-} herald_nexthop SEC(".maps");
 
 #endif /* HERALD_MAPS_H */
