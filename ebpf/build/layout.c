@@ -16,7 +16,7 @@ int main(void)
 	F(herald_vip_key, proto); F(herald_vip_key, family);
 	S(herald_vip); F(herald_vip, id); F(herald_vip, flags);
 	S(herald_backend); F(herald_backend, addr); F(herald_backend, family);
-	F(herald_backend, flags); F(herald_backend, pad);
+	F(herald_backend, flags); F(herald_backend, generation);
 	S(herald_flow_key); F(herald_flow_key, src); F(herald_flow_key, dst);
 	F(herald_flow_key, sport); F(herald_flow_key, dport); F(herald_flow_key, proto);
 	F(herald_flow_key, family); F(herald_flow_key, pad);
@@ -27,7 +27,7 @@ int main(void)
 	F(herald_backend_stats, nh_expires_ns); F(herald_backend_stats, nh_ifindex);
 	F(herald_backend_stats, nh_iif); F(herald_backend_stats, nh_ok_len);
 	F(herald_backend_stats, nh_dmac); F(herald_backend_stats, nh_smac);
-	F(herald_backend_stats, pad);
+	F(herald_backend_stats, nh_generation); F(herald_backend_stats, pad);
 	S(herald_counter); F(herald_counter, packets); F(herald_counter, bytes);
 	S(herald_config); F(herald_config, encap_src4); F(herald_config, encap_src6);
 	F(herald_config, max_new_flows); F(herald_config, flags);

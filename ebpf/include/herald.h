@@ -91,7 +91,8 @@ struct herald_backend {
 	__u8 addr[16]; /* backend host address, network order */
 	__u8 family;   /* HERALD_FAMILY_V4 / _V6, 0 = unused */
 	__u8 flags;    /* HERALD_BACKEND_* */
-	__u8 pad[2];
+	/* Changed by user space whenever addr changes: invalidates cached next hops at once. */
+	__u16 generation;
 };
 
 /*
@@ -136,7 +137,8 @@ struct herald_backend_stats {
 	__u32 nh_ok_len;     /* longest outer packet checked against the route's MTU */
 	__u8 nh_dmac[6];
 	__u8 nh_smac[6];
-	__u8 pad[4];
+	__u16 nh_generation; /* herald_backend.generation the cache was filled for */
+	__u8 pad[2];
 };
 
 /* How long a cached next hop is used before bpf_fib_lookup is asked again. */

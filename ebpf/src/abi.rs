@@ -146,8 +146,9 @@ pub struct Backend {
     pub family: u8,
     /// `BACKEND_*` flags.
     pub flags: u8,
-    /// Explicit padding, 0.
-    pub pad: [u8; 2],
+    /// Changed whenever `addr` changes, so the program drops cached next hops at once
+    /// ([`crate::Balancer::set_backend`] takes care of it).
+    pub generation: u16,
 }
 
 /// Key of `herald_flows` and input of the flow hash: `struct herald_flow_key`.
@@ -215,8 +216,10 @@ pub struct BackendStats {
     pub nh_dmac: [u8; 6],
     /// Cache: egress interface's MAC.
     pub nh_smac: [u8; 6],
+    /// Cache: the backend generation it was filled for.
+    pub nh_generation: u16,
     /// Explicit padding.
-    pub pad: [u8; 4],
+    pub pad: [u8; 2],
 }
 
 /// Per-CPU packet and byte counter: `struct herald_counter`.
@@ -309,7 +312,7 @@ impl Backend {
             addr,
             family,
             flags: if local { BACKEND_LOCAL } else { 0 },
-            pad: [0; 2],
+            generation: 0,
         }
     }
 }

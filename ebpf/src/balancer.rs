@@ -205,12 +205,25 @@ impl Balancer {
         map.remove(key).map_err(map_err(map_name::VIPS, "remove"))
     }
 
-    /// Sets backend `id`. Ids stay stable while a backend exists so flows keep pointing at it.
+    /// Sets backend `id`. Ids stay stable while a backend exists so flows keep pointing at it;
+    /// reusing an id for another host moves the flows stored for the old one to it.
+    ///
+    /// The `generation` of `backend` is ignored: it is bumped here whenever the address or
+    /// family changes, which makes the program look the next hop up again at once.
     pub fn set_backend(&mut self, id: u32, backend: &Backend) -> Result<(), Error> {
         check(id, MAX_BACKENDS, "backend id")?;
         let mut map: Array<_, Backend> = Array::try_from(self.map_mut(map_name::BACKENDS)?)
             .map_err(map_err(map_name::BACKENDS, "open"))?;
-        map.set(id, backend, 0)
+        let old = map
+            .get(&id, 0)
+            .map_err(map_err(map_name::BACKENDS, "read"))?;
+        let mut new = *backend;
+        new.generation = if (old.addr, old.family) == (new.addr, new.family) {
+            old.generation
+        } else {
+            old.generation.wrapping_add(1)
+        };
+        map.set(id, new, 0)
             .map_err(map_err(map_name::BACKENDS, "write"))
     }
 

@@ -690,3 +690,42 @@ fn flood_of_new_flows_skips_flow_inserts_but_still_forwards() {
         assert_eq!(bal.events(Event::FlowSkipped).unwrap(), 15);
     });
 }
+
+#[test]
+fn a_backend_moved_behind_another_next_hop_is_reached_at_once() {
+    herald_tests::require_privileged!();
+    in_lb_netns(|| {
+        let mut bal = load();
+        let mut svc = Service::new(IpAddr::V4(VIP), 80, TCP, 0, &backends4()[..1]);
+        svc.install(&mut bal);
+        let key = key4(6000, 80, TCP);
+        let (syn, syn_ip) = syn4(6000);
+        check(
+            bal.program(),
+            &[forwarded(
+                "before the move",
+                &svc,
+                &key,
+                syn.clone(),
+                &syn_ip,
+            )],
+        );
+
+        // Same id, new address behind 10.0.0.3: the cached next hop must not be used.
+        let moved = Ipv4Addr::new(10, 2, 0, 1);
+        svc.backends[0].1 = IpAddr::V4(moved);
+        bal.set_backend(0, &Backend::new(IpAddr::V4(moved), false))
+            .unwrap();
+        let mut want = encap_v4(moved, flow_hash(&key), syn_ip[1], &syn_ip);
+        want[..6].copy_from_slice(&ROUTER2_MAC);
+        check(
+            bal.program(),
+            &[Fixture {
+                name: "after the move".to_owned(),
+                input: syn,
+                verdict: XDP_REDIRECT,
+                output: want,
+            }],
+        );
+    });
+}

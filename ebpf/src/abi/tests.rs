@@ -41,7 +41,12 @@ fn abi_matches_header() {
     let l = layout();
     check_struct!(l, "herald_vip_key", VipKey, [addr, port, proto, family]);
     check_struct!(l, "herald_vip", Vip, [id, flags]);
-    check_struct!(l, "herald_backend", Backend, [addr, family, flags, pad]);
+    check_struct!(
+        l,
+        "herald_backend",
+        Backend,
+        [addr, family, flags, generation]
+    );
     check_struct!(
         l,
         "herald_flow_key",
@@ -68,6 +73,7 @@ fn abi_matches_header() {
             nh_ok_len,
             nh_dmac,
             nh_smac,
+            nh_generation,
             pad
         ]
     );

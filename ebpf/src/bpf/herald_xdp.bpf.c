@@ -326,7 +326,8 @@ static __always_inline int encap_and_send(struct xdp_md *ctx, struct packet *pkt
 	}
 
 	now = bpf_ktime_get_coarse_ns();
-	if (nh->nh_expires_ns < now || nh->nh_iif != ctx->ingress_ifindex || fib.tot_len > nh->nh_ok_len) {
+	if (nh->nh_expires_ns < now || nh->nh_iif != ctx->ingress_ifindex ||
+	    nh->nh_generation != be->generation || fib.tot_len > nh->nh_ok_len) {
 		rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
 		if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
 			__u32 mtu = fib.mtu_result > outer ? fib.mtu_result - outer : 0;
@@ -341,13 +342,14 @@ static __always_inline int encap_and_send(struct xdp_md *ctx, struct packet *pkt
 			return drop(HERALD_DROP_FIB);
 		/* A fresh entry, or a longer packet checked against the same route. */
 		if (nh->nh_expires_ns < now || nh->nh_iif != ctx->ingress_ifindex ||
-		    nh->nh_ifindex != fib.ifindex) {
+		    nh->nh_generation != be->generation || nh->nh_ifindex != fib.ifindex) {
 			nh->nh_ok_len = 0;
 			nh->nh_expires_ns = now + HERALD_NEXTHOP_TTL_NS;
 		}
 		__builtin_memcpy(nh->nh_dmac, fib.dmac, ETH_ALEN);
 		__builtin_memcpy(nh->nh_smac, fib.smac, ETH_ALEN);
 		nh->nh_ifindex = fib.ifindex;
+		nh->nh_generation = be->generation;
 		nh->nh_iif = ctx->ingress_ifindex;
 		if (pkt->ip_len + outer > nh->nh_ok_len)
 			nh->nh_ok_len = pkt->ip_len + outer;

@@ -19,6 +19,8 @@ use packet::*;
 pub const LB_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 /// MAC of the next hop towards the backends (a static neighbour entry).
 pub const ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+/// MAC of the next hop towards 10.2.0.0/16 (a static neighbour entry).
+pub const ROUTER2_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x03];
 /// MAC a client's frames come from.
 pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0c];
 
@@ -51,6 +53,20 @@ pub fn in_lb_netns<T: Send>(f: impl FnOnce() -> T + Send) -> T {
         lb.ip(&args);
     }
     lb.ip(&["route", "add", "10.1.0.0/16", "via", "10.0.0.2"]);
+    // A second next hop, for backends that move behind another router.
+    let mac3 = mac_str(ROUTER2_MAC);
+    lb.ip(&[
+        "neigh",
+        "replace",
+        "10.0.0.3",
+        "lladdr",
+        &mac3,
+        "dev",
+        &lb_if,
+        "nud",
+        "permanent",
+    ]);
+    lb.ip(&["route", "add", "10.2.0.0/16", "via", "10.0.0.3"]);
     lb.ip(&["-6", "route", "add", "fd01::/64", "via", "fd00::2"]);
     std::thread::scope(|s| {
         s.spawn(|| {
