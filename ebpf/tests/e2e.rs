@@ -6,14 +6,15 @@
 //!                       └─ lb2 (XDP, native) ─┘      TC decap, VIP on lo, name server
 //! ```
 //!
-//! The balancers send encapsulated packets back out of the interface they came in on
+//! Dual-stack: IPIP for the IPv4 VIP, IP6IP6 for the IPv6 VIP. The balancers send
+//! encapsulated packets back out of the interface they came in on
 //! (XDP_TX) to the router, which routes them to the backend; backends answer the client
 //! directly (direct server return).
 
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use common::packet::TCP;
@@ -24,6 +25,7 @@ use herald_ebpf::{Balancer, Decap, LoadOptions, Variant, XdpMode};
 use herald_tests::{Netns, veth_pair};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
+const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10);
 
 fn inside<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
     std::thread::scope(|s| {
@@ -66,6 +68,7 @@ struct Lab {
     backends: Vec<Backend>,
     _router_nop: Balancer,
     svc: Service,
+    svc6: Service,
 }
 
 impl Lab {
@@ -74,13 +77,26 @@ impl Lab {
         let router = Netns::new("e2er");
         router.enable_forwarding();
         no_rp_filter(&router);
-        router.exec("sysctl", &["-qw", "net.ipv4.fib_multipath_hash_policy=1"]);
-        let (client_if, _) = veth_pair(&client, &["10.10.0.2/24"], &router, &["10.10.0.1/24"]);
+        router.exec(
+            "sysctl",
+            &[
+                "-qw",
+                "net.ipv4.fib_multipath_hash_policy=1",
+                "net.ipv6.fib_multipath_hash_policy=1",
+            ],
+        );
+        let (client_if, _) = veth_pair(
+            &client,
+            &["10.10.0.2/24", "fd10::2/64"],
+            &router,
+            &["10.10.0.1/24", "fd10::1/64"],
+        );
         // veth leaves TCP checksums to "hardware" (CHECKSUM_PARTIAL) and XDP frames carry no
         // such note, so an XDP-forwarded packet would arrive with its checksum never filled
         // in. A real NIC fills it on transmit; here the client's kernel must.
         client.exec("ethtool", &["-K", &client_if, "tx", "off"]);
         client.ip(&["route", "add", "default", "via", "10.10.0.1"]);
+        client.ip(&["-6", "route", "add", "default", "via", "fd10::1"]);
 
         // The router's ends of the balancer links need an XDP program of their own to take
         // frames the balancers send with XDP_TX (veth delivers those through the peer's XDP
@@ -95,16 +111,25 @@ impl Lab {
             let lb = Netns::new(&format!("e2el{k}"));
             let (lb_if, r_if) = veth_pair(
                 &lb,
-                &[&format!("10.11.{k}.2/24")],
+                &[&format!("10.11.{k}.2/24"), &format!("fd11:{k}::2/64")],
                 &router,
-                &[&format!("10.11.{k}.1/24")],
+                &[&format!("10.11.{k}.1/24"), &format!("fd11:{k}::1/64")],
             );
             mtu(&lb, &lb_if, "1600");
             mtu(&router, &r_if, "1600");
             lb.enable_forwarding();
             lb.ip(&["route", "add", "default", "via", &format!("10.11.{k}.1")]);
             // bpf_fib_lookup needs the router's MAC resolved.
+            lb.ip(&[
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                &format!("fd11:{k}::1"),
+            ]);
             lb.exec("ping", &["-c1", "-W2", &format!("10.11.{k}.1")]);
+            lb.exec("ping", &["-6", "-c1", "-W2", &format!("fd11:{k}::1")]);
             let bal = inside(&lb, || {
                 let mut bal =
                     Balancer::load(&LoadOptions::default()).expect("loading the balancer");
@@ -131,7 +156,20 @@ impl Lab {
             "via",
             "10.11.2.2",
         ]);
+        router.ip(&[
+            "-6",
+            "route",
+            "add",
+            &format!("{VIP6}/128"),
+            "nexthop",
+            "via",
+            "fd11:1::2",
+            "nexthop",
+            "via",
+            "fd11:2::2",
+        ]);
         let svc = Service::new(IpAddr::V4(VIP), 80, TCP, 0, &[]);
+        let svc6 = Service::new(IpAddr::V6(VIP6), 80, TCP, 1, &[]);
         let mut lab = Self {
             client,
             router,
@@ -139,6 +177,7 @@ impl Lab {
             backends: Vec::new(),
             _router_nop: router_nop,
             svc,
+            svc6,
         };
         for _ in 0..3 {
             lab.add_backend();
@@ -154,15 +193,24 @@ impl Lab {
         let addr = Ipv4Addr::new(10, 12, i, 2);
         let (be_if, r_if) = veth_pair(
             &ns,
-            &[&format!("{addr}/24")],
+            &[&format!("{addr}/24"), &format!("fd12:{i}::2/64")],
             &self.router,
-            &[&format!("10.12.{i}.1/24")],
+            &[&format!("10.12.{i}.1/24"), &format!("fd12:{i}::1/64")],
         );
         mtu(&ns, &be_if, "1600");
         mtu(&self.router, &r_if, "1600");
         no_rp_filter(&ns);
         ns.ip(&["route", "add", "default", "via", &format!("10.12.{i}.1")]);
+        ns.ip(&[
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            &format!("fd12:{i}::1"),
+        ]);
         ns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"]);
+        ns.ip(&["-6", "addr", "add", &format!("{VIP6}/128"), "dev", "lo"]);
         let decap = inside(&ns, || {
             let mut d = Decap::load().expect("loading decap");
             d.attach(&be_if).expect("attaching decap");
@@ -171,7 +219,8 @@ impl Lab {
         let name = format!("be{i}");
         let server = NameServer::spawn(
             &ns,
-            SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 80),
+            // [::]:80 takes IPv4 connections too (bindv6only is 0).
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 80),
             &name,
         );
         self.backends.push(Backend {
@@ -184,8 +233,14 @@ impl Lab {
             .backends
             .push((u32::from(i) - 1, IpAddr::V4(addr), 1));
         self.svc.rebuild();
+        let addr6 = Ipv6Addr::new(0xfd12, u16::from(i), 0, 0, 0, 0, 0, 2);
+        self.svc6
+            .backends
+            .push((10 + u32::from(i), IpAddr::V6(addr6), 1));
+        self.svc6.rebuild();
         for (_, bal) in &mut self.lbs {
             self.svc.install(bal);
+            self.svc6.install(bal);
         }
     }
 
@@ -219,11 +274,12 @@ struct Conn {
 
 impl Conn {
     fn open() -> (Self, String) {
-        let stream = TcpStream::connect_timeout(
-            &SocketAddr::new(IpAddr::V4(VIP), 80),
-            Duration::from_secs(5),
-        )
-        .expect("connecting to the VIP");
+        Self::open_to(IpAddr::V4(VIP))
+    }
+
+    fn open_to(vip: IpAddr) -> (Self, String) {
+        let stream = TcpStream::connect_timeout(&SocketAddr::new(vip, 80), Duration::from_secs(5))
+            .expect("connecting to the VIP");
         stream
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
@@ -327,4 +383,31 @@ fn tcp_through_two_xdp_balancers_reaches_consistent_backends() {
         assert!(names.contains(lab.name_of(3)), "{names:?}");
     });
     drop(long);
+}
+
+#[test]
+fn ipv6_tcp_through_the_xdp_balancers_reaches_every_backend() {
+    herald_tests::require_privileged!();
+    herald_tests::require_command("ping", "iputils-ping");
+    herald_tests::require_command("ethtool", "ethtool");
+    let lab = Lab::new();
+    let mut per_name = std::collections::BTreeMap::<String, u32>::new();
+    inside(&lab.client, || {
+        for _ in 0..300 {
+            let (conn, name) = Conn::open_to(IpAddr::V6(VIP6));
+            drop(conn);
+            *per_name.entry(name).or_default() += 1;
+        }
+    });
+    eprintln!("300 IPv6 connections per backend: {per_name:?}");
+    for b in &lab.backends {
+        let n = per_name.get(&b.name).copied().unwrap_or(0);
+        assert!(n >= 50, "{} got {n} of 300: {per_name:?}", b.name);
+    }
+    let v6_packets: u64 = lab
+        .lbs
+        .iter()
+        .map(|(_, bal)| bal.vip_stats(1).unwrap().packets)
+        .sum();
+    assert!(v6_packets >= 300, "IPv6 VIP packets counted: {v6_packets}");
 }
