@@ -4,6 +4,7 @@
 
 pub mod packet;
 pub mod server;
+pub mod vip;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
