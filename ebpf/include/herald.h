@@ -24,6 +24,8 @@
 #define HERALD_MAGLEV_DEFAULT_SIZE 65537
 /* Largest Maglev table the program accepts (slots; the inner map has one more entry). */
 #define HERALD_MAGLEV_MAX_SIZE 16777216
+/* Words (u64) of the VIP address filter herald_vip_bits: 65536 bits. */
+#define HERALD_VIP_FILTER_WORDS 1024
 /* Seed of the flow hash (Jenkins lookup3 `hashword` over herald_flow_key, see below). */
 #define HERALD_HASH_SEED 0x6865726cU
 /* Bytes of the offending packet quoted in an ICMPv6 packet-too-big answer. */
@@ -43,6 +45,7 @@
 #define HERALD_MAP_EVENTS "herald_events"
 #define HERALD_MAP_FLOOD "herald_flood"
 #define HERALD_MAP_DECAP_STATS "herald_decap_st"
+#define HERALD_MAP_VIP_BITS "herald_vip_bits"
 
 /* ---- address families in keys (not AF_* values: these are stable on the wire) ---- */
 #define HERALD_FAMILY_V4 4
@@ -208,6 +211,20 @@ static inline __u32 herald_flow_hash(const __u32 w[10])
 	a += w[9];
 	HERALD_FINAL(a, b, c);
 	return c;
+}
+
+/*
+ * The VIP address filter: bit herald_vip_filter_bit(addr) of herald_vip_bits is set for every
+ * VIP address, so most non-VIP packets pass after one array read instead of two hash
+ * lookups. The 16-byte address field is read as four host-order words and folded to 16 bits.
+ * User space mirrors this (herald-ebpf `hash::vip_filter_bit`).
+ */
+static inline __u32 herald_vip_filter_bit(const __u32 a[4])
+{
+	__u32 x = a[0] ^ a[1] ^ a[2] ^ a[3];
+
+	x ^= x >> 16;
+	return x & 0xffff;
 }
 
 #endif /* HERALD_H */

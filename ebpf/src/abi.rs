@@ -21,6 +21,8 @@ pub const MAX_FLOWS: u32 = 262_144;
 pub const MAGLEV_DEFAULT_SIZE: u32 = 65_537;
 /// Largest Maglev table size the program accepts.
 pub const MAGLEV_MAX_SIZE: u32 = 16_777_216;
+/// Words (u64) of the VIP address filter.
+pub const VIP_FILTER_WORDS: u32 = 1024;
 /// Seed of the flow hash.
 pub const HASH_SEED: u32 = 0x6865_726c;
 
@@ -106,9 +108,11 @@ pub mod map_name {
     pub const FLOOD: &str = "herald_flood";
     /// Decapsulation counters (decap program).
     pub const DECAP_STATS: &str = "herald_decap_st";
+    /// The VIP address filter (one bit per address hash).
+    pub const VIP_BITS: &str = "herald_vip_bits";
     /// Every map of the XDP program, the ones pinned under the pin directory.
-    pub const XDP_MAPS: [&str; 10] = [
-        VIPS, BACKENDS, MAGLEV, FLOWS, CONFIG, VIP_STATS, BE_STATS, DROPS, EVENTS, FLOOD,
+    pub const XDP_MAPS: [&str; 11] = [
+        VIPS, VIP_BITS, BACKENDS, MAGLEV, FLOWS, CONFIG, VIP_STATS, BE_STATS, DROPS, EVENTS, FLOOD,
     ];
 }
 

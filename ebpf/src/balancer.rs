@@ -23,6 +23,7 @@ use crate::abi::{
 };
 use crate::bpffs;
 use crate::error::Error;
+use crate::hash::vip_filter_bit;
 
 /// `BPF_F_INNER_MAP`: lets Maglev tables of any size share the outer map.
 const BPF_F_INNER_MAP: u32 = 1 << 12;
@@ -192,6 +193,11 @@ impl Balancer {
     /// table is set ([`Balancer::set_table`]); until then its packets are dropped and counted.
     pub fn set_vip(&mut self, key: &VipKey, id: u32) -> Result<(), Error> {
         check(id, MAX_VIPS, "VIP id")?;
+        // Filter bit first: the program must never skip a VIP it could find.
+        let bit = vip_filter_bit(&key.addr);
+        let mut word = self.filter_word(bit >> 6)?;
+        word |= 1 << (bit & 63);
+        self.set_filter_word(bit >> 6, word)?;
         let mut map: HashMap<_, VipKey, Vip> = HashMap::try_from(self.map_mut(map_name::VIPS)?)
             .map_err(map_err(map_name::VIPS, "open"))?;
         map.insert(key, Vip { id, flags: 0 }, 0)
@@ -202,7 +208,29 @@ impl Balancer {
     pub fn remove_vip(&mut self, key: &VipKey) -> Result<(), Error> {
         let mut map: HashMap<_, VipKey, Vip> = HashMap::try_from(self.map_mut(map_name::VIPS)?)
             .map_err(map_err(map_name::VIPS, "open"))?;
-        map.remove(key).map_err(map_err(map_name::VIPS, "remove"))
+        map.remove(key).map_err(map_err(map_name::VIPS, "remove"))?;
+        // Then the filter word, recomputed from the VIPs left (another may share the bit).
+        let index = vip_filter_bit(&key.addr) >> 6;
+        let word = map
+            .keys()
+            .filter_map(Result::ok)
+            .map(|k| vip_filter_bit(&k.addr))
+            .filter(|bit| bit >> 6 == index)
+            .fold(0u64, |w, bit| w | 1 << (bit & 63));
+        self.set_filter_word(index, word)
+    }
+
+    fn filter_word(&self, index: u32) -> Result<u64, Error> {
+        let name = map_name::VIP_BITS;
+        let map: Array<_, u64> = Array::try_from(self.map(name)?).map_err(map_err(name, "open"))?;
+        map.get(&index, 0).map_err(map_err(name, "read"))
+    }
+
+    fn set_filter_word(&mut self, index: u32, word: u64) -> Result<(), Error> {
+        let name = map_name::VIP_BITS;
+        let mut map: Array<_, u64> =
+            Array::try_from(self.map_mut(name)?).map_err(map_err(name, "open"))?;
+        map.set(index, word, 0).map_err(map_err(name, "write"))
     }
 
     /// Sets backend `id`. Ids stay stable while a backend exists so flows keep pointing at it;

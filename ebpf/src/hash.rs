@@ -78,6 +78,15 @@ pub fn flow_hash(key: &FlowKey) -> u32 {
     c
 }
 
+/// The bit of the VIP address filter for an address field (`herald_vip_filter_bit`).
+pub fn vip_filter_bit(addr: &[u8; 16]) -> u32 {
+    let x = addr
+        .chunks_exact(4)
+        .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+        .fold(0, |acc, w| acc ^ w);
+    (x ^ (x >> 16)) & 0xffff
+}
+
 /// The Maglev slot a flow falls in: `hash % size`, as the program indexes the table.
 pub fn slot(key: &FlowKey, size: u32) -> usize {
     (flow_hash(key) % size) as usize
@@ -120,6 +129,25 @@ mod tests {
             17,
         );
         assert_eq!(flow_hash(&key), c_hash("v6"));
+    }
+
+    #[test]
+    fn vip_filter_bits_match_the_c_header() {
+        let bit = |which: &str| -> u32 {
+            include_str!(concat!(env!("OUT_DIR"), "/layout.txt"))
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("bit {which} ")))
+                .expect("bit line in the layout dump")
+                .parse()
+                .expect("a number")
+        };
+        let v4 = crate::abi::addr_bytes(IpAddr::from([192, 0, 2, 10])).1;
+        let v6 = crate::abi::addr_bytes(IpAddr::V6(Ipv6Addr::new(
+            0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x0102,
+        )))
+        .1;
+        assert_eq!(vip_filter_bit(&v4), bit("v4"));
+        assert_eq!(vip_filter_bit(&v6), bit("v6"));
     }
 
     #[test]

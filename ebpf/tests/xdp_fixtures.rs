@@ -382,3 +382,38 @@ fn a_backend_moved_behind_another_next_hop_is_reached_at_once() {
         );
     });
 }
+
+#[test]
+fn removing_a_vip_passes_its_traffic_and_keeps_other_ports_of_the_address() {
+    herald_tests::require_privileged!();
+    in_lb_netns(|| {
+        let mut bal = load();
+        let web = web();
+        let tls = Service::new(IpAddr::V4(VIP), 443, TCP, 1, &backends4());
+        web.install(&mut bal);
+        tls.install(&mut bal);
+        bal.remove_vip(&web.key).unwrap();
+
+        let (syn80, _) = syn4(3333);
+        let ip443 = ipv4(CLIENT, VIP, TCP, 0x4000, &tcp(3333, 443, SYN, b""));
+        check(
+            bal.program(),
+            &[
+                Fixture::pass("removed VIP", syn80),
+                forwarded(
+                    "same address, other port",
+                    &tls,
+                    &key4(3333, 443, TCP),
+                    eth(LB_MAC, CLIENT_MAC, ETH_IP, &ip443),
+                    &ip443,
+                ),
+            ],
+        );
+        bal.remove_vip(&tls.key).unwrap();
+        let frame = eth(LB_MAC, CLIENT_MAC, ETH_IP, &ip443);
+        check(
+            bal.program(),
+            &[Fixture::pass("last VIP of the address removed", frame)],
+        );
+    });
+}

@@ -90,7 +90,8 @@ fn abi_matches_header() {
 #[test]
 fn constants_match_header() {
     let l = layout();
-    let consts: [(&str, u64); 13] = [
+    let consts: [(&str, u64); 14] = [
+        ("HERALD_VIP_FILTER_WORDS", VIP_FILTER_WORDS.into()),
         ("HERALD_MAX_VIPS", MAX_VIPS.into()),
         ("HERALD_MAX_BACKENDS", MAX_BACKENDS.into()),
         ("HERALD_MAX_FLOWS", MAX_FLOWS.into()),
@@ -152,6 +153,7 @@ fn map_names_match_header() {
         ("HERALD_MAP_EVENTS", map_name::EVENTS),
         ("HERALD_MAP_FLOOD", map_name::FLOOD),
         ("HERALD_MAP_DECAP_STATS", map_name::DECAP_STATS),
+        ("HERALD_MAP_VIP_BITS", map_name::VIP_BITS),
     ];
     for (c, rust) in names {
         assert_eq!(

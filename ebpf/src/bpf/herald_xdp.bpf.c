@@ -434,10 +434,16 @@ int herald_xdp(struct xdp_md *ctx)
 	struct herald_backend_stats *bs;
 	struct herald_vip_stats *vs;
 	struct herald_vip *vip;
-	__u32 zero = 0, backend_id, hash, vip_id;
+	__u32 zero = 0, backend_id, hash, vip_id, bit, word;
+	__u64 *bits;
 	__u64 bytes = data_end - data;
 
 	if (parse_packet(data, data_end, &pkt))
+		return XDP_PASS;
+	bit = herald_vip_filter_bit((const __u32 *)pkt.key.dst);
+	word = bit >> 6;
+	bits = bpf_map_lookup_elem(&herald_vip_bits, &word);
+	if (!bits || !(*bits & (1ULL << (bit & 63))))
 		return XDP_PASS;
 	vip = lookup_vip(&pkt.key);
 	if (!vip)

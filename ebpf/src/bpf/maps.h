@@ -16,6 +16,18 @@ struct {
 	__type(value, struct herald_vip);
 } herald_vips SEC(".maps");
 
+/*
+ * One bit per VIP address hash (herald_vip_filter_bit): a clear bit means "no VIP here", so
+ * the packet passes without a hash lookup. User space sets a bit before adding a VIP and
+ * clears it after removing the last VIP on it.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, HERALD_VIP_FILTER_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} herald_vip_bits SEC(".maps");
+
 /* Backend id -> backend host. Ids are stable while a backend exists, so flows keep them. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
