@@ -497,13 +497,13 @@ fn map_err(map: &'static str, what: &'static str) -> impl Fn(aya::maps::MapError
 fn program<'a>(ebpf: &'a Ebpf, name: &'static str) -> Result<&'a Xdp, Error> {
     ebpf.program(name)
         .and_then(|p| <&Xdp>::try_from(p).ok())
-        .ok_or(Error::MissingMap { map: name })
+        .ok_or(Error::MissingProgram { program: name })
 }
 
 fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp, Error> {
     ebpf.program_mut(name)
         .and_then(|p| <&mut Xdp>::try_from(p).ok())
-        .ok_or(Error::MissingMap { map: name })
+        .ok_or(Error::MissingProgram { program: name })
 }
 
 /// The kernel refuses a second XDP program with EBUSY (bpf_link) or EEXIST (netlink with

@@ -54,6 +54,12 @@ pub enum Error {
         /// Map name.
         map: &'static str,
     },
+    /// A program the object must contain is missing (object and loader out of step).
+    #[error("program {program} missing from the eBPF object")]
+    MissingProgram {
+        /// Program name.
+        program: &'static str,
+    },
     /// An id or size outside what the maps hold.
     #[error("{what} {value} out of range (limit {limit})")]
     OutOfRange {

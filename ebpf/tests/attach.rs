@@ -287,3 +287,38 @@ fn decap_attaches_to_ingress_and_detaches() {
         assert!(attached().is_empty(), "{:?}", attached());
     });
 }
+
+#[test]
+fn pinned_decap_attachment_outlives_its_loader_and_is_replaced_in_place() {
+    herald_tests::require_privileged!();
+    let (ns, _peer, ifname) = lab();
+    let pins = PinDir::new();
+    inside(&ns, || {
+        let ids = || -> Vec<u32> {
+            SchedClassifier::query_tcx(&ifname, TcAttachType::Ingress)
+                .expect("querying tcx ingress")
+                .1
+                .iter()
+                .map(|p| p.id())
+                .collect()
+        };
+        let mut first = Decap::load_pinned(Some(&pins.0)).unwrap();
+        first.attach(&ifname).unwrap();
+        let before = ids();
+        assert_eq!(before.len(), 1);
+        drop(first); // the speaker exits
+        assert_eq!(ids(), before, "still attached after the loader is gone");
+
+        let mut second = Decap::load_pinned(Some(&pins.0)).unwrap();
+        second.attach(&ifname).unwrap();
+        let after = ids();
+        assert_eq!(after.len(), 1, "replaced, not added: {after:?}");
+        assert_ne!(after, before, "the new program is the one attached");
+        second.detach(&ifname).unwrap();
+        assert!(ids().is_empty());
+        assert!(
+            std::fs::read_dir(&pins.0).unwrap().next().is_none(),
+            "pin removed"
+        );
+    });
+}
