@@ -289,19 +289,16 @@ static __always_inline int send_too_big(struct xdp_md *ctx, struct packet *pkt, 
 }
 
 /*
- * Encapsulates the IP packet at pkt->l3_off for `be` and sends it towards the next hop.
- * The outer frame has no VLAN tag: it leaves by whatever interface the route says.
+ * Asks bpf_fib_lookup for the next hop towards `be` and caches the answer in `nh`. Returns
+ * -1 when the packet may go on, or the verdict to return (drop, ICMP too-big answer).
  */
-static __always_inline int encap_and_send(struct xdp_md *ctx, struct packet *pkt,
-					  struct herald_backend *be, struct herald_backend_stats *nh,
-					  __u32 hash, const struct herald_config *cfg)
+static __always_inline int refresh_nexthop(struct xdp_md *ctx, struct packet *pkt,
+					   struct herald_backend *be, struct herald_backend_stats *nh,
+					   const __u32 *src, __u32 hash, __u64 now)
 {
 	struct bpf_fib_lookup fib = {};
-	__u64 now;
 	__u32 outer = pkt->key.family == HERALD_FAMILY_V4 ? sizeof(struct iphdr)
 							   : sizeof(struct ipv6hdr);
-	int delta = (int)outer + (int)sizeof(struct ethhdr) - (int)pkt->l3_off;
-	void *data, *data_end;
 	int rc;
 
 	fib.ifindex = ctx->ingress_ifindex;
@@ -310,49 +307,77 @@ static __always_inline int encap_and_send(struct xdp_md *ctx, struct packet *pkt
 		fib.family = AF_INET;
 		fib.tos = pkt->tos;
 		fib.l4_protocol = IPPROTO_IPIP;
-		if (cfg)
-			__builtin_memcpy(&fib.ipv4_src, cfg->encap_src4, 4);
-		((__u8 *)&fib.ipv4_src)[2] = hash >> 8;
-		((__u8 *)&fib.ipv4_src)[3] = hash;
+		fib.ipv4_src = src[0];
 		__builtin_memcpy(&fib.ipv4_dst, be->addr, 4);
 	} else {
 		fib.family = AF_INET6;
 		fib.flowinfo = bpf_htonl(hash & 0xfffff);
 		fib.l4_protocol = IPPROTO_IPV6;
-		if (cfg)
-			__builtin_memcpy(fib.ipv6_src, cfg->encap_src6, 16);
-		fib.ipv6_src[3] = bpf_htonl(hash);
+		__builtin_memcpy(fib.ipv6_src, src, 16);
 		__builtin_memcpy(fib.ipv6_dst, be->addr, 16);
+	}
+	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
+		__u32 mtu = fib.mtu_result > outer ? fib.mtu_result - outer : 0;
+
+		if (pkt->icmp_error || mtu < 68)
+			return drop(HERALD_DROP_TOO_BIG);
+		return send_too_big(ctx, pkt, mtu);
+	}
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+		return drop(HERALD_DROP_NO_NEIGH);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+		return drop(HERALD_DROP_FIB);
+	/* A fresh entry, or a longer packet checked against the same route. */
+	if (nh->nh_expires_ns < now || nh->nh_iif != ctx->ingress_ifindex ||
+	    nh->nh_generation != be->generation || nh->nh_ifindex != fib.ifindex) {
+		nh->nh_ok_len = 0;
+		nh->nh_expires_ns = now + HERALD_NEXTHOP_TTL_NS;
+	}
+	__builtin_memcpy(nh->nh_dmac, fib.dmac, ETH_ALEN);
+	__builtin_memcpy(nh->nh_smac, fib.smac, ETH_ALEN);
+	nh->nh_ifindex = fib.ifindex;
+	nh->nh_generation = be->generation;
+	nh->nh_iif = ctx->ingress_ifindex;
+	if (pkt->ip_len + outer > nh->nh_ok_len)
+		nh->nh_ok_len = pkt->ip_len + outer;
+	return -1;
+}
+
+/*
+ * Encapsulates the IP packet at pkt->l3_off for `be` and sends it towards the next hop.
+ * The outer frame has no VLAN tag: it leaves by whatever interface the route says.
+ */
+static __always_inline int encap_and_send(struct xdp_md *ctx, struct packet *pkt,
+					  struct herald_backend *be, struct herald_backend_stats *nh,
+					  __u32 hash, const struct herald_config *cfg)
+{
+	__u32 outer = pkt->key.family == HERALD_FAMILY_V4 ? sizeof(struct iphdr)
+							   : sizeof(struct ipv6hdr);
+	int delta = (int)outer + (int)sizeof(struct ethhdr) - (int)pkt->l3_off;
+	__u32 src[4] = {};
+	void *data, *data_end;
+	__u64 now;
+	int rc;
+
+	/* Outer source: the configured prefix with the flow hash in its low bits. */
+	if (pkt->key.family == HERALD_FAMILY_V4) {
+		if (cfg)
+			__builtin_memcpy(src, cfg->encap_src4, 4);
+		((__u8 *)src)[2] = hash >> 8;
+		((__u8 *)src)[3] = hash;
+	} else {
+		if (cfg)
+			__builtin_memcpy(src, cfg->encap_src6, 16);
+		src[3] = bpf_htonl(hash);
 	}
 
 	now = bpf_ktime_get_coarse_ns();
 	if (nh->nh_expires_ns < now || nh->nh_iif != ctx->ingress_ifindex ||
-	    nh->nh_generation != be->generation || fib.tot_len > nh->nh_ok_len) {
-		rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
-		if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
-			__u32 mtu = fib.mtu_result > outer ? fib.mtu_result - outer : 0;
-
-			if (pkt->icmp_error || mtu < 68)
-				return drop(HERALD_DROP_TOO_BIG);
-			return send_too_big(ctx, pkt, mtu);
-		}
-		if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
-			return drop(HERALD_DROP_NO_NEIGH);
-		if (rc != BPF_FIB_LKUP_RET_SUCCESS)
-			return drop(HERALD_DROP_FIB);
-		/* A fresh entry, or a longer packet checked against the same route. */
-		if (nh->nh_expires_ns < now || nh->nh_iif != ctx->ingress_ifindex ||
-		    nh->nh_generation != be->generation || nh->nh_ifindex != fib.ifindex) {
-			nh->nh_ok_len = 0;
-			nh->nh_expires_ns = now + HERALD_NEXTHOP_TTL_NS;
-		}
-		__builtin_memcpy(nh->nh_dmac, fib.dmac, ETH_ALEN);
-		__builtin_memcpy(nh->nh_smac, fib.smac, ETH_ALEN);
-		nh->nh_ifindex = fib.ifindex;
-		nh->nh_generation = be->generation;
-		nh->nh_iif = ctx->ingress_ifindex;
-		if (pkt->ip_len + outer > nh->nh_ok_len)
-			nh->nh_ok_len = pkt->ip_len + outer;
+	    nh->nh_generation != be->generation || pkt->ip_len + outer > nh->nh_ok_len) {
+		rc = refresh_nexthop(ctx, pkt, be, nh, src, hash, now);
+		if (rc >= 0)
+			return rc;
 	}
 
 #ifdef HERALD_BENCH
@@ -390,8 +415,8 @@ static __always_inline int encap_and_send(struct xdp_md *ctx, struct packet *pkt
 		iph->ttl = HERALD_TTL;
 		iph->protocol = IPPROTO_IPIP;
 		iph->check = 0;
-		iph->saddr = fib.ipv4_src; /* set above, not changed by the lookup */
-		/* fib.ipv4_dst now holds the next hop; the tunnel goes to the backend. */
+		iph->saddr = src[0];
+		/* The tunnel goes to the backend (bpf_fib_lookup's dst became the next hop). */
 		__builtin_memcpy(&iph->daddr, be->addr, 4);
 		iph->check = ipv4_csum(iph);
 	} else {
@@ -405,7 +430,7 @@ static __always_inline int encap_and_send(struct xdp_md *ctx, struct packet *pkt
 		ip6h->payload_len = bpf_htons(pkt->ip_len);
 		ip6h->nexthdr = IPPROTO_IPV6;
 		ip6h->hop_limit = HERALD_TTL;
-		__builtin_memcpy(&ip6h->saddr, fib.ipv6_src, 16);
+		__builtin_memcpy(&ip6h->saddr, src, 16);
 		__builtin_memcpy(&ip6h->daddr, be->addr, 16);
 	}
 
