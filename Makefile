@@ -1,7 +1,7 @@
 # Herald's entry points. `make test` is what CI runs (.ci/run) and what README gives.
 CARGO ?= cargo
 
-.PHONY: test demo deps build lint unit crds bench-ipam
+.PHONY: test demo deps build lint unit crds bench-ipam bench-ebpf
 
 ## test: install what is missing, build once, check formatting and lints, run every test
 test: deps lint unit
@@ -31,3 +31,7 @@ crds:
 ## bench-ipam: the allocator benchmark (figures go to docs/benchmarks.md)
 bench-ipam:
 	$(CARGO) bench -p herald-controller --bench ipam
+
+## bench-ebpf: the XDP benchmarks, as root (figures go to docs/benchmarks.md)
+bench-ebpf:
+	$(CARGO) bench -p herald-ebpf --bench xdp --bench pps

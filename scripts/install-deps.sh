@@ -16,6 +16,10 @@ packages=(
   frr               # BGP/BFD peer for tests/tests/bgp_peers.rs (zebra, bgpd, bfdd, vtysh)
   iputils-arping    # layer-2 tests: ARP requests from the client namespace
   ndisc6            # layer-2 tests: neighbour solicitations from the client namespace
+  clang             # herald-ebpf build.rs: compiles the eBPF programs (-target bpf)
+  libbpf-dev        # herald-ebpf: bpf_helpers.h and friends for the eBPF programs
+  ethtool           # herald-ebpf e2e: checksum offload off on the client veth
+  iptables          # herald-ebpf pps bench: the kube-proxy iptables-mode anchor
 )
 
 missing=()
