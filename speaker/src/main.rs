@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use herald_speaker::standalone::daemon::{self, Options};
+use herald_speaker::standalone::daemon::{self, GossipOptions, Options};
 use herald_speaker::status::StatusReport;
 
 /// Herald's speaker: announces load-balancer addresses over BGP or ARP/NDP and balances
@@ -51,6 +51,18 @@ enum Command {
         /// unless such a peer exists, so Herald can run beside a CNI's BGP daemon.
         #[arg(long, default_value = "[::]:179")]
         bgp_listen_addr: SocketAddr,
+        /// Layer-2 mode: the UDP address this speaker gossips on (SWIM membership among
+        /// speakers, default port 7946). Other speakers reach this node at this address, so
+        /// give the node's own IP, not 0.0.0.0. Needed when the config has L2Advertisements.
+        #[arg(long, requires = "gossip_key_file")]
+        gossip_bind: Option<SocketAddr>,
+        /// Another speaker's --gossip-bind address to join through; repeat for each.
+        #[arg(long = "gossip-peer", requires = "gossip_bind")]
+        gossip_peers: Vec<SocketAddr>,
+        /// File with the key every speaker shares to authenticate gossip: 32 raw bytes or 64
+        /// hex digits (for example `openssl rand -hex 32`).
+        #[arg(long, requires = "gossip_bind")]
+        gossip_key_file: Option<PathBuf>,
     },
     /// Print a running speaker's /status as tables.
     Status {
@@ -106,7 +118,18 @@ fn main() -> ExitCode {
             state_dir,
             admin_addr,
             bgp_listen_addr,
+            gossip_bind,
+            gossip_peers,
+            gossip_key_file,
         } => {
+            let gossip = match (gossip_bind, gossip_key_file) {
+                (Some(bind), Some(key_file)) => Some(GossipOptions {
+                    bind,
+                    peers: gossip_peers,
+                    key_file,
+                }),
+                _ => None,
+            };
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -124,6 +147,7 @@ fn main() -> ExitCode {
                     state_dir,
                     admin_addr,
                     bgp_listen_addr,
+                    gossip,
                 }))
                 .map_err(|e| e.to_string())
         }

@@ -32,6 +32,13 @@ pub struct PeerLabel {
     pub peer: String,
 }
 
+/// Per-interface labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InterfaceLabel {
+    /// Interface name.
+    pub interface: String,
+}
+
 /// Every metric the speaker exports, registered once.
 #[derive(Debug)]
 pub struct Metrics {
@@ -54,6 +61,8 @@ pub struct Metrics {
     pub bgp_prefixes_sent: Family<PeerLabel, Gauge>,
     /// Prefixes the peer announces (counted, not installed).
     pub bgp_prefixes_received: Family<PeerLabel, Gauge>,
+    /// Addresses this node answers ARP/NDP for, per interface.
+    pub l2_owned: Family<InterfaceLabel, Gauge>,
     /// Seconds from noticing a configuration change to the new desired state being handed
     /// to the announcers.
     pub change_to_announce_seconds: Histogram,
@@ -77,6 +86,7 @@ impl Metrics {
             services_assigned: Gauge::default(),
             desired_routes: Family::default(),
             bgp_session_up: Family::default(),
+            l2_owned: Family::default(),
             bgp_prefixes_sent: Family::default(),
             bgp_prefixes_received: Family::default(),
             change_to_announce_seconds: Histogram::new([
@@ -128,6 +138,11 @@ impl Metrics {
             "bgp_prefixes_received",
             "Prefixes the peer announces (counted, not installed)",
             m.bgp_prefixes_received.clone(),
+        );
+        registry.register(
+            "l2_owned_addresses",
+            "Addresses this node answers ARP/NDP for",
+            m.l2_owned.clone(),
         );
         registry.register(
             "change_to_announce_seconds",

@@ -24,6 +24,9 @@ pub struct StatusReport {
     /// BGP sessions.
     #[serde(default)]
     pub bgp: Vec<BgpStatus>,
+    /// Addresses this node answers ARP/NDP for, as `address@interface`.
+    #[serde(default)]
+    pub l2_owned: Vec<String>,
 }
 
 /// One BGP session.
@@ -277,6 +280,20 @@ impl StatusReport {
             &mut out,
             "DESIRED ROUTES",
             &["PEER", "PREFIX", "COMMUNITIES", "LOCAL PREF"],
+            &rows,
+        );
+        let rows: Vec<Vec<String>> = self
+            .l2_owned
+            .iter()
+            .map(|o| {
+                let (a, i) = o.split_once('@').unwrap_or((o, ""));
+                vec![a.to_owned(), i.to_owned()]
+            })
+            .collect();
+        table(
+            &mut out,
+            "LAYER 2 OWNED BY THIS NODE",
+            &["ADDRESS", "INTERFACE"],
             &rows,
         );
         let rows: Vec<Vec<String>> = self

@@ -385,6 +385,54 @@ pub fn compute(inputs: Inputs<'_>) -> Desired {
     desired
 }
 
+/// What the layer-2 election needs about one address under one advertisement: where it may
+/// be answered and by which nodes. Every speaker gets the same list (it does not depend on
+/// the node computing it), so every speaker elects the same owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct L2Policy {
+    /// The address.
+    pub address: IpAddr,
+    /// `L2Advertisement.interfaces`; empty = any usable interface.
+    pub interfaces: Vec<String>,
+    /// `L2Advertisement.nodeSelectors`; empty = every node.
+    pub node_selectors: Vec<Selector>,
+    /// For `externalTrafficPolicy: Local`: the nodes with a ready endpoint of the Service.
+    pub local_endpoint_nodes: Option<BTreeSet<String>>,
+}
+
+/// One policy per (address, covering layer-2 advertisement), sorted by address.
+pub fn l2_policies(config: &Config, services: &[Service]) -> Vec<L2Policy> {
+    let pools: BTreeMap<&str, &Pool> = config.pools.iter().map(|p| (p.name.as_str(), p)).collect();
+    let mut out = Vec::new();
+    for svc in services {
+        let local = (svc.traffic_policy == TrafficPolicy::Local).then(|| {
+            svc.endpoints
+                .iter()
+                .filter(|e| e.ready)
+                .filter_map(|e| e.node.clone())
+                .collect()
+        });
+        for (address, pool) in &svc.addresses {
+            let pool = pools.get(pool.as_str()).copied();
+            for adv in config
+                .l2_advertisements
+                .iter()
+                .filter(|a| a.scope.covers_pool(pool))
+            {
+                out.push(L2Policy {
+                    address: *address,
+                    interfaces: adv.interfaces.clone(),
+                    node_selectors: adv.scope.node_selectors.clone(),
+                    local_endpoint_nodes: local.clone(),
+                });
+            }
+        }
+    }
+    out.sort_by_key(|p| p.address);
+    out.dedup();
+    out
+}
+
 fn announce_bgp(
     desired: &mut Desired,
     config: &Config,

@@ -399,6 +399,34 @@ fn cluster_backends_are_nodes_weighted_by_ready_endpoints() {
 }
 
 #[test]
+fn layer2_policies_carry_scope_and_local_endpoints_for_every_node_alike() {
+    let mut w = World::new();
+    w.config.l2_advertisements = vec![L2Advertisement {
+        scope: Scope {
+            ip_pools: vec!["blue".into()],
+            node_selectors: vec![Selector::labels([("rack", "2")])],
+            ..Default::default()
+        },
+        interfaces: vec!["eth0".into()],
+        ..Default::default()
+    }];
+    w.services[0].traffic_policy = TrafficPolicy::Local;
+    w.services[0].endpoints = vec![ep("10.1.0.1", "n1", true), ep("10.1.0.2", "n2", false)];
+    w.services.push(svc("ns/b", &[("198.51.100.1", "red")]));
+    let p = l2_policies(&w.config, &w.services);
+    assert_eq!(
+        p,
+        vec![L2Policy {
+            address: ip("192.0.2.10"),
+            interfaces: vec!["eth0".into()],
+            node_selectors: vec![Selector::labels([("rack", "2")])],
+            local_endpoint_nodes: Some(BTreeSet::from(["n1".to_owned()])),
+        }],
+        "red is not covered; only n1 has a ready endpoint"
+    );
+}
+
+#[test]
 fn same_inputs_same_output() {
     let mut w = World::new();
     w.config.bgp_advertisements = vec![bgp_adv("all")];

@@ -32,6 +32,10 @@ use super::state;
 use crate::admin::{self, Shared};
 use crate::announce::{self, BackendMode, Desired, Inputs, Interface, from_api};
 use crate::bgp::driver::PeerConfig;
+use crate::l2::agent::{Agent, AgentConfig, NodeStatus};
+use crate::l2::election::{AddressPolicy, NodeSelector};
+use crate::l2::gossip::GossipConfig;
+use crate::l2::gossip::seal::GossipKey;
 use crate::metrics::{PeerLabel, PoolLabels, ResultLabel};
 use crate::peers::{self, HostFacts, Peers};
 use crate::status::{
@@ -56,6 +60,19 @@ pub struct Options {
     pub admin_addr: SocketAddr,
     /// `--bgp-listen-addr`: where passive peers are accepted (bound only if one exists).
     pub bgp_listen_addr: SocketAddr,
+    /// Layer-2 mode's gossip among speakers; `None`: layer 2 is off.
+    pub gossip: Option<GossipOptions>,
+}
+
+/// `--gossip-*`: how this speaker finds and authenticates the others (layer-2 mode).
+#[derive(Debug, Clone)]
+pub struct GossipOptions {
+    /// `--gossip-bind`: local UDP address (other speakers reach this node here).
+    pub bind: SocketAddr,
+    /// `--gossip-peer`: speakers to join through.
+    pub peers: Vec<SocketAddr>,
+    /// `--gossip-key-file`: the shared key (32 bytes raw, or 64 hex digits).
+    pub key_file: PathBuf,
 }
 
 /// Why the daemon could not start or had to stop.
@@ -64,6 +81,9 @@ pub enum DaemonError {
     /// The configuration at start-up is invalid (there is no previous one to keep).
     #[error("configuration refused:\n{0}")]
     Config(String),
+    /// Layer-2 mode could not start (gossip key, socket, netlink).
+    #[error("layer 2: {0}")]
+    L2(String),
     /// The state directory cannot be used.
     #[error(transparent)]
     State(#[from] state::StateError),
@@ -124,9 +144,8 @@ fn interfaces() -> Vec<Interface> {
     out.into_values().collect()
 }
 
-/// Announce's inputs from a config and the allocation outcome.
-fn desired(candidate: &Candidate, outcome: &Outcome, node_name: &str) -> Desired {
-    let config = &candidate.config;
+/// The managed Services with their granted addresses, as announce reads them.
+fn announce_services(config: &StandaloneConfig, outcome: &Outcome) -> Vec<announce::Service> {
     let mut services = Vec::new();
     for svc in config
         .services
@@ -150,6 +169,13 @@ fn desired(candidate: &Candidate, outcome: &Outcome, node_name: &str) -> Desired
             services.push(s);
         }
     }
+    services
+}
+
+/// Announce's inputs from a config and the allocation outcome.
+fn desired(candidate: &Candidate, outcome: &Outcome, node_name: &str) -> Desired {
+    let config = &candidate.config;
+    let services = announce_services(config, outcome);
     let mut nodes: Vec<announce::Node> = config.nodes.iter().map(from_api::node).collect();
     if !nodes.iter().any(|n| n.name == node_name) {
         // Standalone hosts need not list themselves: an unlisted node is Ready, unlabelled.
@@ -284,6 +310,68 @@ fn publish(shared: &Shared, outcome: &Outcome, desired: &Desired) {
     });
 }
 
+/// The layer-2 election's inputs: one policy per (address, advertisement), and the nodes'
+/// status (`None` when the configuration lists no Node objects: every live speaker counts as
+/// Ready and unlabelled).
+fn l2_inputs(
+    candidate: &Candidate,
+    outcome: &Outcome,
+) -> (Vec<AddressPolicy>, Option<BTreeMap<String, NodeStatus>>) {
+    let services = announce_services(&candidate.config, outcome);
+    let policies = announce::l2_policies(&candidate.announce, &services)
+        .into_iter()
+        .map(|p| AddressPolicy {
+            addr: p.address,
+            interfaces: p.interfaces,
+            node_selectors: p.node_selectors.iter().map(NodeSelector::from).collect(),
+            local_endpoint_nodes: p.local_endpoint_nodes,
+        })
+        .collect();
+    let status = (!candidate.config.nodes.is_empty()).then(|| {
+        candidate
+            .config
+            .nodes
+            .iter()
+            .map(from_api::node)
+            .map(|n| {
+                let status = NodeStatus {
+                    labels: n.labels,
+                    ready: n.ready,
+                    network_unavailable: n.network_unavailable,
+                };
+                (n.name, status)
+            })
+            .collect()
+    });
+    (policies, status)
+}
+
+/// Starts the layer-2 agent (link watcher, gossip, responder) if gossip is configured.
+async fn start_l2(opts: &Options) -> Result<Option<Agent>, DaemonError> {
+    let Some(g) = &opts.gossip else {
+        return Ok(None);
+    };
+    let key = GossipKey::from_file(&g.key_file).map_err(|e| DaemonError::L2(e.to_string()))?;
+    let agent = Agent::spawn(AgentConfig {
+        node: opts.node_name.clone(),
+        interfaces: Vec::new(),
+        gossip: GossipConfig {
+            name: opts.node_name.clone(),
+            bind: g.bind,
+            advertise: g.bind,
+            seeds: g.peers.clone(),
+            key,
+            timing: Default::default(),
+            facts_interval: Duration::from_millis(500),
+        },
+        announce: Default::default(),
+    })
+    .await
+    .map_err(|e| DaemonError::L2(e.to_string()))?;
+    info!(bind = %g.bind, peers = g.peers.len(), "layer-2 gossip started");
+    Ok(Some(agent))
+}
+
 /// The reload half of the loop: owns the allocator and applies candidates.
 struct Engine {
     opts: Options,
@@ -291,11 +379,23 @@ struct Engine {
     shared: Arc<Shared>,
     generation: u64,
     peers: Peers,
+    l2: Option<Agent>,
 }
 
 impl Engine {
     /// Applies `candidate`; `Err` leaves everything as it was.
     async fn apply(&mut self, candidate: Candidate) -> Result<Desired, String> {
+        if self.l2.is_none() && !candidate.config.l2_advertisements.is_empty() {
+            let name = candidate.config.l2_advertisements[0]
+                .metadata
+                .name
+                .clone()
+                .unwrap_or_default();
+            return Err(format!(
+                "L2Advertisement {name:?}: layer-2 mode needs the gossip among speakers: start \
+                 herald-speaker with --gossip-bind and --gossip-key-file (and --gossip-peer for each other node)"
+            ));
+        }
         let outcome = self.embedded.apply(&candidate.config).map_err(|errs| {
             errs.iter()
                 .map(ToString::to_string)
@@ -312,10 +412,15 @@ impl Engine {
         }
         let desired = desired(&candidate, &outcome, &self.opts.node_name);
         publish(&self.shared, &outcome, &desired);
-        for (peer, e) in self.peers.reconcile(candidate.peers).await {
+        for (peer, e) in self.peers.reconcile(candidate.peers.clone()).await {
             error!(%peer, error = %e, "bgp session not started");
         }
         self.peers.set_routes(&desired.bgp);
+        if let Some(agent) = &self.l2 {
+            let (policies, status) = l2_inputs(&candidate, &outcome);
+            agent.set_policies(policies);
+            agent.set_node_status(status);
+        }
         self.refresh_sessions();
         self.generation += 1;
         let generation = self.generation;
@@ -354,7 +459,34 @@ impl Engine {
                 last_error: s.last_error.clone(),
             });
         }
-        self.shared.update_status(|st| st.bgp = rows);
+        let owned: Vec<(String, String)> = self
+            .l2
+            .as_ref()
+            .map(|a| {
+                a.owned()
+                    .borrow()
+                    .iter()
+                    .map(|(addr, i)| (addr.to_string(), i.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        m.l2_owned.clear();
+        let mut per_if: BTreeMap<&str, i64> = BTreeMap::new();
+        for (_, i) in &owned {
+            *per_if.entry(i.as_str()).or_default() += 1;
+        }
+        for (i, n) in per_if {
+            m.l2_owned
+                .get_or_create(&crate::metrics::InterfaceLabel {
+                    interface: i.to_owned(),
+                })
+                .set(n);
+        }
+        let l2_owned = owned.iter().map(|(a, i)| format!("{a}@{i}")).collect();
+        self.shared.update_status(|st| {
+            st.bgp = rows;
+            st.l2_owned = l2_owned;
+        });
     }
 
     async fn reload(&mut self, noticed: Instant) {
@@ -476,6 +608,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         shared: shared.clone(),
         generation: 0,
         peers: Peers::new(opts.bgp_listen_addr),
+        l2: start_l2(&opts).await?,
     };
     // Watch before the first load, so an edit made meanwhile is not missed.
     let (tx, mut changes) = mpsc::channel(1);
@@ -510,6 +643,11 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     }
     // Cease to every peer (RFC 8203 text), so routers withdraw at once rather than after
     // the hold time.
+    if let Some(agent) = &engine.l2 {
+        // Stop answering and tell the others at once, so they take over without waiting
+        // for failure detection.
+        agent.leave();
+    }
     engine.peers.shutdown("herald-speaker shutting down").await;
     server.abort();
     Ok(())
