@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use herald_speaker::bgp::driver::{Listener, PeerConfig, PeerHandle, wait_for_status};
+use herald_speaker::bgp::driver::{PeerConfig, PeerHandle, wait_for_status};
 use herald_speaker::bgp::fsm::{SessionConfig, State};
+use herald_speaker::bgp::listener::Listener;
 use herald_speaker::bgp::route::{DesiredRoutes, RouteAttrs};
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);

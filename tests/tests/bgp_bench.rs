@@ -20,8 +20,9 @@ use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use herald_speaker::bgp::driver::{Listener, PeerConfig, PeerHandle, wait_for_status};
+use herald_speaker::bgp::driver::{PeerConfig, PeerHandle, wait_for_status};
 use herald_speaker::bgp::fsm::SessionConfig;
+use herald_speaker::bgp::listener::Listener;
 use herald_speaker::bgp::route::{DesiredRoutes, RouteAttrs};
 use herald_tests::bird::Bird;
 use herald_tests::gobgp::GoBgp;
@@ -186,7 +187,9 @@ fn herald_sample(bird: &Bird, spk: &Netns, fam: Family) -> Sample {
     let lab = HeraldLab::start(
         LAB,
         spk,
-        &format!("local-as 64512\nrouter-id 192.0.2.1\npeer {peer} as 64513\n{next_hop}\n{routes}"),
+        &format!(
+            "local-as 64512\nrouter-id 192.0.2.1\npeer {peer} as 64513\nno-graceful-restart\n{next_hop}\n{routes}"
+        ),
     );
     let s = measure(bird, proto, fam.count() as usize);
     drop(lab);

@@ -15,8 +15,11 @@ use netgauze_bgp_pkt::open::{BgpOpenMessage, BgpOpenMessageParameter};
 use netgauze_bgp_pkt::route_refresh::BgpRouteRefreshMessage;
 use netgauze_iana::address_family::AddressType;
 
+use netgauze_bgp_pkt::update::BgpUpdateMessage;
+
 use super::*;
 use crate::bgp::codec::{Decoder, encode, notification_code};
+use crate::bgp::pack::AS_TRANS;
 use crate::bgp::route::RouteAttrs;
 
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
