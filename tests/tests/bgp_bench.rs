@@ -16,7 +16,6 @@
 //! Figures go to docs/benchmarks.md by hand.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -212,7 +211,9 @@ fn mrt_dump(fam: Family) -> Vec<u8> {
     let mut pit = vec![10, 0, 2, 1, 0, 0, 0, 1, 0x02, 10, 0, 2, 1, 10, 0, 2, 1];
     pit.extend_from_slice(&64512u32.to_be_bytes());
     record(&mut out, 1, &pit);
-    for i in 0..fam.count() {
+    // `gobgp mrt inject` may exit before gobgpd has taken the last records: repeat the first
+    // routes at the end (re-adding a path is a no-op), so only repeats can be lost.
+    for i in (0..fam.count()).chain(0..fam.count().min(5000)) {
         let mut body = Vec::new();
         body.extend_from_slice(&i.to_be_bytes());
         let mut attrs = vec![0x40, 1, 1, 0, 0x40, 2, 0];
@@ -225,10 +226,13 @@ fn mrt_dump(fam: Family) -> Vec<u8> {
             Family::V6 => {
                 body.push(128);
                 body.extend_from_slice(&v6_prefix(i).octets());
-                // RFC 6396 §4.3.4: MP_REACH_NLRI holds only the next hop length and address.
+                // GoBGP reads MP_REACH_NLRI in full form (AFI, SAFI, next hop, NLRI) here,
+                // not the abbreviated one of RFC 6396 §4.3.4.
                 let nh: std::net::Ipv6Addr = "fd00:2::1".parse().unwrap();
-                attrs.extend_from_slice(&[0x80, 14, 17, 16]);
+                attrs.extend_from_slice(&[0x80, 14, 38, 0, 2, 1, 16]);
                 attrs.extend_from_slice(&nh.octets());
+                attrs.extend_from_slice(&[0, 128]);
+                attrs.extend_from_slice(&v6_prefix(i).octets());
             }
         }
         body.extend_from_slice(&1u16.to_be_bytes());
@@ -246,30 +250,26 @@ fn gobgp_sample(bird: &Bird, ns: &Netns, fam: Family) -> Sample {
         ns,
         "[global.config]\n  as = 64512\n  router-id = \"10.0.2.1\"\n",
     );
-    // Load the routes before the session exists; keep the MRT input open until gobgpd has
-    // them all (mrt inject may return early otherwise).
+    // Load the routes before the session exists. A regular file: gobgp's MRT reader does not
+    // cope with the short reads of a pipe. The injector stays alive until gobgpd has them all.
     let dir = tempfile::tempdir().unwrap();
-    let fifo = dir.path().join("rib.mrt");
-    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let file = dir.path().join("rib.mrt");
+    std::fs::write(&file, mrt_dump(fam)).unwrap();
     let family = if fam == Family::V4 { "ipv4" } else { "ipv6" };
     let inject = Daemon::spawn(
         "gobgp mrt inject",
         ns.command("gobgp")
             .args(["-u", "127.0.0.1", "-p", "50051", "mrt", "inject", "global"])
-            .arg(&fifo),
+            .arg(&file),
     );
-    let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
-    w.write_all(&mrt_dump(fam)).unwrap();
-    w.flush().unwrap();
     wait_until("gobgp rib loaded", Duration::from_secs(300), || {
         let out = g.gobgp(&["global", "rib", "summary", "-a", family]);
-        if out.contains(&format!("Number of destinations: {}", fam.count())) {
+        if out.contains(&format!("Destination: {},", fam.count())) {
             Ok(())
         } else {
             Err(out)
         }
     });
-    drop(w);
     drop(inject);
     let (peer, proto) = match fam {
         Family::V4 => ("10.0.2.2", "gobgp4"),
@@ -348,11 +348,18 @@ fn report(fam: Family, results: &[(&str, Vec<Sample>)]) {
         );
     }
     let get = |name: &str| med.iter().find(|m| m.0 == name).map(|m| m.1.as_secs_f64());
-    if let (Some(h), Some(g), Some(b)) = (get("herald"), get("gobgp"), get("bird")) {
+    let bird99 = med
+        .iter()
+        .find(|m| m.0 == "bird")
+        .map(|m| m.2.as_secs_f64());
+    if let (Some(h), Some(g), Some(b), Some(b99)) =
+        (get("herald"), get("gobgp"), get("bird"), bird99)
+    {
         println!(
-            "  herald/gobgp = {:.3} (goal ≤ 0.25), herald/bird = {:.2} (goal ≤ 4)",
+            "  herald/gobgp = {:.3} (goal ≤ 0.25), herald/bird = {:.2} against BIRD's 100 %, {:.2} against its 99 % (goal ≤ 4)",
             h / g,
-            h / b
+            h / b,
+            h / b99
         );
     }
 }
@@ -375,7 +382,13 @@ fn bgp_convergence_against_gobgp_and_bird() {
         })
         .collect();
     let bird = Bird::start(&recv, &receiver_config());
-    for fam in [Family::V4, Family::V6] {
+    // BGP_BENCH_FAMILY=v4|v6 runs one family only.
+    let families = match std::env::var("BGP_BENCH_FAMILY").as_deref() {
+        Ok("v4") => vec![Family::V4],
+        Ok("v6") => vec![Family::V6],
+        _ => vec![Family::V4, Family::V6],
+    };
+    for fam in families {
         let herald: Vec<Sample> = (0..SAMPLES)
             .map(|_| herald_sample(&bird, &senders[0], fam))
             .collect();

@@ -234,7 +234,12 @@ impl PeerHandle {
     /// Sets the whole desired route set for this peer (level-triggered). Prefixes are
     /// truncated to their network address.
     pub fn set_routes(&self, desired: DesiredRoutes) {
-        let desired: DesiredRoutes = desired.into_iter().map(|(p, a)| (p.trunc(), a)).collect();
+        // Rebuilding the map costs as much as the diff; only do it when a key needs it.
+        let desired: DesiredRoutes = if desired.keys().all(|p| *p == p.trunc()) {
+            desired
+        } else {
+            desired.into_iter().map(|(p, a)| (p.trunc(), a)).collect()
+        };
         self.routes.send_replace(Some(Arc::new(desired)));
     }
 
