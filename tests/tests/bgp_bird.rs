@@ -356,3 +356,69 @@ routes4 198.18.0.0 100",
     });
     wait_count(&bird, "hrd", 100);
 }
+
+#[test]
+fn passive_peer_is_served_by_the_listener_with_md5_on_the_listening_socket() {
+    require_privileged!();
+    let t = topo("bgpbp");
+    // BIRD connects; Herald only listens (passive), with the key set on the listener.
+    let bird = Bird::start(
+        &t.peer,
+        &format!(
+            "{BIRD_BASE}
+protocol bgp hrd {{
+  local 10.0.0.2 as 64513; neighbor 10.0.0.1 as 64512; password \"s3cret\";
+  connect retry time 1; error wait time 1, 5;
+  ipv4 {{ import all; export none; }};
+}}
+"
+        ),
+    );
+    let _lab = HeraldLab::start(
+        LAB,
+        &t.spk,
+        "local-as 64512
+router-id 192.0.2.1
+peer 10.0.0.2 as 64513
+passive
+password s3cret
+listen 10.0.0.1:179
+route 198.51.100.1/32",
+    );
+    wait_established(&bird, "hrd");
+    wait_route(&bird, "hrd", "198.51.100.1/32");
+}
+
+#[test]
+fn gtsm_session_establishes_only_when_herald_sends_ttl_255() {
+    require_privileged!();
+    let t = topo("bgpbg");
+    let bird = Bird::start(&t.peer, &bird_ebgp("ttl security on;"));
+    let config = "local-as 64512
+router-id 192.0.2.1
+peer 10.0.0.2 as 64513
+route 198.51.100.1/32";
+    let gtsm = HeraldLab::start(LAB, &t.spk, &format!("{config}\ngtsm"));
+    wait_established(&bird, "hrd");
+    wait_route(&bird, "hrd", "198.51.100.1/32");
+    drop(gtsm);
+    wait_until("bird to see the session close", DEADLINE, || {
+        if bird.established("hrd") {
+            Err(bird.protocol("hrd"))
+        } else {
+            Ok(())
+        }
+    });
+    // Without GTSM our TTL of 1 is below what BIRD accepts (255): no session.
+    let plain = HeraldLab::start(LAB, &t.spk, config);
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < deadline {
+        assert!(!bird.established("hrd"), "TTL 1 accepted by a GTSM peer");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        plain.status().contains("established=0"),
+        "{}",
+        plain.status()
+    );
+}
