@@ -422,3 +422,46 @@ route 198.51.100.1/32";
         plain.status()
     );
 }
+
+#[test]
+fn both_sides_connecting_and_listening_end_in_one_session_whichever_identifier_is_higher() {
+    require_privileged!();
+    // BIRD (router id 10.0.0.2) and Herald both connect and both listen; Herald's identifier
+    // is higher in the first round and lower in the second. Whether the connections actually
+    // collide depends on timing; the deterministic RFC 4271 §6.8 cases are in
+    // speaker/tests/bgp_session.rs.
+    for (round, router_id) in ["192.0.2.1", "1.1.1.1"].into_iter().enumerate() {
+        let t = topo(&format!("bgpbc{round}"));
+        let bird = Bird::start(
+            &t.peer,
+            &format!(
+                "{BIRD_BASE}
+protocol bgp hrd {{
+  local 10.0.0.2 as 64513; neighbor 10.0.0.1 as 64512;
+  connect delay time 1; connect retry time 1; error wait time 1, 5;
+  ipv4 {{ import all; export none; }};
+}}
+"
+            ),
+        );
+        let lab = HeraldLab::start(
+            LAB,
+            &t.spk,
+            &format!(
+                "local-as 64512
+router-id {router_id}
+peer 10.0.0.2 as 64513
+listen 10.0.0.1:179
+route 198.51.100.1/32"
+            ),
+        );
+        wait_established(&bird, "hrd");
+        wait_route(&bird, "hrd", "198.51.100.1/32");
+        wait_until("herald established", DEADLINE, || {
+            match lab.field("10.0.0.2", "state").as_deref() {
+                Some("established") => Ok(()),
+                _ => Err(lab.status()),
+            }
+        });
+    }
+}

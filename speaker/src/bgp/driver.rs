@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use netgauze_bgp_pkt::BgpMessage;
+use netgauze_bgp_pkt::notification::{BgpNotificationMessage, CeaseError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
@@ -31,7 +32,7 @@ use tokio::task::JoinHandle;
 
 use super::codec::{self, Decoder};
 use super::error::SessionError;
-use super::fsm::{Action, Event, Session, SessionConfig, State, Timer};
+use super::fsm::{Action, Event, Session, SessionConfig, State, Timer, collision_keeps_existing};
 use super::route::DesiredRoutes;
 use super::sockopt;
 
@@ -197,6 +198,7 @@ impl PeerHandle {
             session: Session::new(config.session.clone()),
             config,
             conn: None,
+            pending: None,
             connecting: None,
             timers: HashMap::new(),
             status: status_tx,
@@ -296,6 +298,39 @@ struct Conn {
     decoder: Decoder,
 }
 
+impl Conn {
+    fn new(stream: TcpStream) -> Self {
+        let _ = stream.set_nodelay(true);
+        let (reader, writer) = stream.into_split();
+        Self {
+            reader,
+            writer,
+            rbuf: Vec::with_capacity(4096),
+            wbuf: Vec::with_capacity(4096),
+            decoder: Decoder::new(),
+        }
+    }
+
+    fn local_ip(&self) -> Option<IpAddr> {
+        self.writer.local_addr().ok().map(|a| a.ip())
+    }
+
+    /// Sends a Cease "connection collision resolution" (RFC 4271 §6.8, RFC 4486 subcode 7)
+    /// and closes.
+    async fn close_for_collision(mut self) {
+        let n = BgpMessage::Notification(BgpNotificationMessage::CeaseError(
+            CeaseError::ConnectionCollisionResolution {
+                value: Box::new([]),
+            },
+        ));
+        let mut buf = Vec::new();
+        if codec::encode(&n, &mut buf).is_ok() {
+            let _ = self.writer.write_all(&buf).await;
+        }
+        let _ = self.writer.shutdown().await;
+    }
+}
+
 type Connecting =
     std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<TcpStream>> + Send>>;
 
@@ -303,6 +338,9 @@ struct Driver {
     config: PeerConfig,
     session: Session,
     conn: Option<Conn>,
+    /// A connection the peer opened while ours was in OpenSent/OpenConfirm (RFC 4271 §6.8):
+    /// held until its OPEN tells the peer's BGP identifier.
+    pending: Option<Conn>,
     connecting: Option<Connecting>,
     timers: HashMap<Timer, tokio::time::Instant>,
     status: watch::Sender<PeerStatus>,
@@ -422,14 +460,21 @@ impl Driver {
                     }
                 }
                 Some(stream) = inbound.recv() => {
-                    if self.conn.is_none() && matches!(self.session.state(), State::Connect | State::Active) {
+                    let state = self.session.state();
+                    if self.conn.is_none() && matches!(state, State::Connect | State::Active) {
                         self.connecting = None;
                         self.attach(stream).await;
+                    } else if self.pending.is_none() && matches!(state, State::OpenSent | State::OpenConfirm) {
+                        // §6.8: keep it until its OPEN arrives, then compare identifiers.
+                        self.pending = Some(Conn::new(stream));
                     }
-                    // Otherwise a session is already past Active on another connection: the
-                    // newer one is closed (dropped) without an OPEN (RFC 4271 §6.8 lets the
-                    // established connection win).
+                    // Otherwise (Established, or a second pending one) the newer connection
+                    // is closed (dropped): §6.8 lets an Established session win.
                 }
+                read = read_some(&mut self.pending) => match read {
+                    Ok(0) | Err(_) => self.pending = None,
+                    Ok(_) => self.resolve_collision().await,
+                },
                 read = read_some(&mut self.conn) => match read {
                     Ok(0) | Err(_) => {
                         self.conn = None;
@@ -461,16 +506,64 @@ impl Driver {
                 return;
             }
         };
-        let (reader, writer) = stream.into_split();
-        self.conn = Some(Conn {
-            reader,
-            writer,
-            rbuf: Vec::with_capacity(4096),
-            wbuf: Vec::with_capacity(4096),
-            decoder: Decoder::new(),
-        });
+        self.conn = Some(Conn::new(stream));
         self.connect_error = None;
         self.handle(Event::TcpEstablished { local }).await;
+    }
+
+    /// RFC 4271 §6.8: once the pending connection's OPEN is in, keep the connection opened by
+    /// the speaker with the higher BGP identifier and close the other with Cease 7.
+    async fn resolve_collision(&mut self) {
+        let Some(pending) = self.pending.as_mut() else {
+            return;
+        };
+        let len = match codec::frame_len(&pending.rbuf) {
+            Ok(Some(len)) => len,
+            Ok(None) => return,
+            Err(_) => {
+                self.pending = None;
+                return;
+            }
+        };
+        let open = match pending.decoder.decode(&pending.rbuf[..len]) {
+            codec::Decoded::Message(BgpMessage::Open(open)) => BgpMessage::Open(open),
+            _ => {
+                self.pending = None;
+                return;
+            }
+        };
+        let BgpMessage::Open(ref o) = open else {
+            return;
+        };
+        let remote_id = o.bgp_id();
+        let local_id = self.session.config().router_id;
+        // The existing connection is ours (outbound) unless it came from the listener too;
+        // either way the pending one was opened by the peer.
+        if collision_keeps_existing(local_id, remote_id, true)
+            || !matches!(self.session.state(), State::OpenSent | State::OpenConfirm)
+        {
+            if let Some(p) = self.pending.take() {
+                p.close_for_collision().await;
+            }
+            return;
+        }
+        let Some(mut survivor) = self.pending.take() else {
+            return;
+        };
+        survivor.rbuf.drain(..len);
+        let local = survivor.local_ip();
+        if let Some(old) = self.conn.replace(survivor) {
+            old.close_for_collision().await;
+        }
+        let Some(local) = local else {
+            self.conn = None;
+            self.handle(Event::TcpFailed).await;
+            return;
+        };
+        self.handle(Event::CollisionSwitch { local }).await;
+        self.handle(Event::Received(codec::Decoded::Message(open)))
+            .await;
+        self.process_frames().await;
     }
 
     async fn process_frames(&mut self) {

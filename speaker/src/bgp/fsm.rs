@@ -9,7 +9,8 @@
 //! IdleHoldTimer, damping) are not implemented; after any session end the session goes to
 //! Idle and restarts itself when the connect-retry timer (with exponential backoff) expires,
 //! which is the "automatic start" of §8.1.1. Connection collisions (§6.8) are resolved by
-//! [`collision_keeps_existing`] on the BGP identifiers when the driver has two connections.
+//! the driver with [`collision_keeps_existing`] on the BGP identifiers; when the other
+//! connection wins, [`Event::CollisionSwitch`] restarts the OPEN exchange on it.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
@@ -97,6 +98,13 @@ pub enum Event {
     },
     /// Event 18: the connection failed or closed.
     TcpFailed,
+    /// RFC 4271 §6.8: a collision was resolved in favour of the other connection (the driver
+    /// has closed the current one with Cease "connection collision resolution"); the session
+    /// restarts its OPEN exchange on the surviving connection, whose local address is `local`.
+    CollisionSwitch {
+        /// Our address of the surviving connection.
+        local: IpAddr,
+    },
     /// Events 19–28: a received frame, decoded.
     Received(Decoded),
     /// The caller set a new desired route set (level-triggered).
@@ -426,9 +434,20 @@ impl Session {
                 self.enter_idle(true, out);
             }
             (Idle | Connect | Active, Event::Received(_)) => {}
+            // §6.8: the surviving connection starts over from OpenSent with our OPEN.
+            (OpenSent | OpenConfirm, Event::CollisionSwitch { local }) => {
+                self.local = Some(local);
+                self.negotiated = None;
+                self.params = None;
+                out.push(Action::Disarm(Timer::Keepalive));
+                out.push(Action::Send(BgpMessage::Open(self.open())));
+                out.push(Action::Arm(Timer::Hold, LARGE_HOLD_TIME));
+                self.state = OpenSent;
+            }
+            (_, Event::CollisionSwitch { .. }) => {}
             (Idle, Event::TcpEstablished { .. }) => out.push(Action::Close),
             // A second connection while one is past Active: the driver resolves collisions
-            // (§6.8) before handing connections in, so this one is refused.
+            // (§6.8, [`collision_keeps_existing`]) and reports a switch as CollisionSwitch.
             (OpenSent | OpenConfirm | Established, Event::TcpEstablished { .. }) => {}
         }
     }
