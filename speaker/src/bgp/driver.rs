@@ -18,23 +18,25 @@
 //! with a Cease and the given shutdown communication (RFC 8203).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use netgauze_bgp_pkt::BgpMessage;
-use netgauze_bgp_pkt::notification::{BgpNotificationMessage, CeaseError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::codec::{self, Decoder};
 use super::error::SessionError;
-use super::fsm::{Action, Event, Session, SessionConfig, State, Timer, collision_keeps_existing};
+use super::fsm::{Action, Event, Session, SessionConfig, State, Timer};
 use super::route::DesiredRoutes;
 use super::sockopt;
+use super::transport::connect_future;
+
+mod collision;
 
 /// TCP port of BGP (RFC 4271 §8.2.1).
 pub const BGP_PORT: u16 = 179;
@@ -77,7 +79,7 @@ impl PeerConfig {
         }
     }
 
-    fn send_ttl(&self) -> u8 {
+    pub(crate) fn send_ttl(&self) -> u8 {
         if self.gtsm {
             255
         } else if let Some(ttl) = self.ttl {
@@ -89,7 +91,7 @@ impl PeerConfig {
         }
     }
 
-    fn min_ttl(&self) -> Option<u8> {
+    pub(crate) fn min_ttl(&self) -> Option<u8> {
         self.gtsm
             .then(|| 255u8.saturating_sub(self.ttl.unwrap_or(1).saturating_sub(1)))
     }
@@ -314,24 +316,9 @@ impl Conn {
     fn local_ip(&self) -> Option<IpAddr> {
         self.writer.local_addr().ok().map(|a| a.ip())
     }
-
-    /// Sends a Cease "connection collision resolution" (RFC 4271 §6.8, RFC 4486 subcode 7)
-    /// and closes.
-    async fn close_for_collision(mut self) {
-        let n = BgpMessage::Notification(BgpNotificationMessage::CeaseError(
-            CeaseError::ConnectionCollisionResolution {
-                value: Box::new([]),
-            },
-        ));
-        let mut buf = Vec::new();
-        if codec::encode(&n, &mut buf).is_ok() {
-            let _ = self.writer.write_all(&buf).await;
-        }
-        let _ = self.writer.shutdown().await;
-    }
 }
 
-type Connecting =
+pub(crate) type Connecting =
     std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<TcpStream>> + Send>>;
 
 struct Driver {
@@ -367,44 +354,6 @@ async fn connecting(fut: &mut Option<Connecting>) -> std::io::Result<TcpStream> 
         Some(f) => f.await,
         None => std::future::pending().await,
     }
-}
-
-fn connect_future(config: &PeerConfig) -> Connecting {
-    let config = config.clone();
-    Box::pin(async move {
-        let peer = SocketAddr::new(config.peer_addr, config.peer_port);
-        let socket = if peer.is_ipv4() {
-            TcpSocket::new_v4()?
-        } else {
-            TcpSocket::new_v6()?
-        };
-        prepare_socket(&socket, &config, peer.is_ipv6())?;
-        if let Some(src) = config.source_addr {
-            socket.bind(SocketAddr::new(src, 0))?;
-        }
-        let timeout = config.session.connect_retry.max(Duration::from_secs(1));
-        match tokio::time::timeout(timeout, socket.connect(peer)).await {
-            Ok(r) => r,
-            Err(_) => Err(std::io::Error::from(std::io::ErrorKind::TimedOut)),
-        }
-    })
-}
-
-fn prepare_socket(socket: &TcpSocket, config: &PeerConfig, ipv6: bool) -> std::io::Result<()> {
-    let sock = socket2::SockRef::from(socket);
-    if let Some(pw) = &config.password {
-        sockopt::set_md5_key(socket, config.peer_addr, pw.as_bytes())?;
-    }
-    let ttl = u32::from(config.send_ttl());
-    if ipv6 {
-        sock.set_unicast_hops_v6(ttl)?;
-    } else {
-        sock.set_ttl_v4(ttl)?;
-    }
-    if let Some(min) = config.min_ttl() {
-        sockopt::set_min_ttl(socket, ipv6, min)?;
-    }
-    Ok(())
 }
 
 impl Driver {
@@ -511,62 +460,7 @@ impl Driver {
         self.handle(Event::TcpEstablished { local }).await;
     }
 
-    /// RFC 4271 §6.8: once the pending connection's OPEN is in, keep the connection opened by
-    /// the speaker with the higher BGP identifier and close the other with Cease 7.
-    async fn resolve_collision(&mut self) {
-        let Some(pending) = self.pending.as_mut() else {
-            return;
-        };
-        let len = match codec::frame_len(&pending.rbuf) {
-            Ok(Some(len)) => len,
-            Ok(None) => return,
-            Err(_) => {
-                self.pending = None;
-                return;
-            }
-        };
-        let open = match pending.decoder.decode(&pending.rbuf[..len]) {
-            codec::Decoded::Message(BgpMessage::Open(open)) => BgpMessage::Open(open),
-            _ => {
-                self.pending = None;
-                return;
-            }
-        };
-        let BgpMessage::Open(ref o) = open else {
-            return;
-        };
-        let remote_id = o.bgp_id();
-        let local_id = self.session.config().router_id;
-        // The existing connection is ours (outbound) unless it came from the listener too;
-        // either way the pending one was opened by the peer.
-        if collision_keeps_existing(local_id, remote_id, true)
-            || !matches!(self.session.state(), State::OpenSent | State::OpenConfirm)
-        {
-            if let Some(p) = self.pending.take() {
-                p.close_for_collision().await;
-            }
-            return;
-        }
-        let Some(mut survivor) = self.pending.take() else {
-            return;
-        };
-        survivor.rbuf.drain(..len);
-        let local = survivor.local_ip();
-        if let Some(old) = self.conn.replace(survivor) {
-            old.close_for_collision().await;
-        }
-        let Some(local) = local else {
-            self.conn = None;
-            self.handle(Event::TcpFailed).await;
-            return;
-        };
-        self.handle(Event::CollisionSwitch { local }).await;
-        self.handle(Event::Received(codec::Decoded::Message(open)))
-            .await;
-        self.process_frames().await;
-    }
-
-    async fn process_frames(&mut self) {
+    pub(super) async fn process_frames(&mut self) {
         loop {
             let Some(conn) = self.conn.as_mut() else {
                 return;
@@ -588,7 +482,7 @@ impl Driver {
         }
     }
 
-    async fn handle(&mut self, event: Event) {
+    pub(super) async fn handle(&mut self, event: Event) {
         let actions = self.session.handle(event);
         for action in actions {
             match action {

@@ -10,6 +10,7 @@
 //! - [`fsm`]: the session state machine (RFC 4271 §8).
 //! - [`driver`]: the tokio task per peer (TCP, timers, coalescing).
 //! - [`listener`]: accepts connections for passive peers (off by default).
+//! - `transport`: outbound connections with their socket options.
 //! - [`sockopt`]: TCP MD5 and GTSM socket options (the module's only unsafe code).
 //! - [`error`]: errors of this module.
 
@@ -23,3 +24,4 @@ pub mod pack;
 pub mod rib_out;
 pub mod route;
 pub mod sockopt;
+mod transport;
