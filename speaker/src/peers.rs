@@ -20,8 +20,9 @@ use ipnet::IpNet;
 use tracing::{info, warn};
 
 use crate::announce;
-use crate::bgp::driver::{Listener, PeerConfig, PeerHandle, PeerStatus};
+use crate::bgp::driver::{PeerConfig, PeerHandle, PeerStatus};
 use crate::bgp::fsm::SessionConfig;
+use crate::bgp::listener::Listener;
 use crate::bgp::route::{DesiredRoutes, RouteAttrs};
 
 /// Host facts a peer configuration may need.

@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use herald_speaker::bgp::driver::{Listener, PeerConfig, PeerHandle, wait_for_status};
+use herald_speaker::bgp::driver::{PeerConfig, PeerHandle, wait_for_status};
 use herald_speaker::bgp::fsm::{SessionConfig, State};
+use herald_speaker::bgp::listener::Listener;
 use herald_speaker::bgp::route::{DesiredRoutes, RouteAttrs};
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -133,4 +134,127 @@ async fn mismatched_md5_password_never_establishes() {
     .await;
     assert!(seen.is_none(), "wrong password established: {seen:?}");
     assert_eq!(bad.active.status().established_count, 0);
+}
+
+mod collision {
+    //! RFC 4271 §6.8 with a scripted peer: Herald's outbound connection is in OpenSent when
+    //! the peer's own connection arrives at Herald's listener with an OPEN.
+
+    use super::*;
+    use herald_speaker::bgp::codec::{Decoded, Decoder, encode, frame_len, notification_code};
+    use herald_speaker::bgp::fsm::{Action, Event, Session};
+    use netgauze_bgp_pkt::BgpMessage;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+    async fn read_message(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<BgpMessage> {
+        loop {
+            if let Ok(Some(len)) = frame_len(buf) {
+                let mut d = Decoder::new();
+                d.set_asn4(true);
+                let m = match d.decode(&buf[..len]) {
+                    Decoded::Message(m) => Some(m),
+                    _ => None,
+                };
+                buf.drain(..len);
+                return m;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(DEADLINE, s.read(&mut chunk))
+                .await
+                .ok()?
+                .ok()?;
+            if n == 0 {
+                return None;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    fn peer_open(router_id: Ipv4Addr) -> Vec<u8> {
+        let mut s = Session::new(SessionConfig::new(64513, 64512, router_id));
+        s.handle(Event::ManualStart);
+        let open = s
+            .handle(Event::TcpEstablished { local: LOOPBACK })
+            .into_iter()
+            .find_map(|a| match a {
+                Action::Send(m @ BgpMessage::Open(_)) => Some(m),
+                _ => None,
+            })
+            .unwrap();
+        let mut out = Vec::new();
+        encode(&open, &mut out).unwrap();
+        out
+    }
+
+    /// Returns (what the peer got on Herald's outbound connection, on its own connection).
+    async fn collide(herald_id: Ipv4Addr, peer_id: Ipv4Addr) -> (Vec<BgpMessage>, Vec<BgpMessage>) {
+        let peer_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut cfg = SessionConfig::new(64512, 64513, herald_id);
+        cfg.connect_retry = Duration::from_secs(30);
+        let mut pc = PeerConfig::new(cfg, LOOPBACK);
+        pc.peer_port = peer_listener.local_addr().unwrap().port();
+        let herald = PeerHandle::spawn(pc).unwrap();
+        herald.set_routes(HashMap::new());
+        let listener = Listener::bind("127.0.0.3:0".parse().unwrap(), &[&herald]).unwrap();
+        // Herald's outbound connection: take its OPEN, answer nothing yet (OpenSent).
+        let (mut outbound, _) = peer_listener.accept().await.unwrap();
+        let mut obuf = Vec::new();
+        assert!(matches!(
+            read_message(&mut outbound, &mut obuf).await,
+            Some(BgpMessage::Open(_))
+        ));
+        // The peer's own connection, from 127.0.0.1, with its OPEN.
+        let sock = TcpSocket::new_v4().unwrap();
+        sock.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut inbound = sock.connect(listener.local_addr()).await.unwrap();
+        inbound.write_all(&peer_open(peer_id)).await.unwrap();
+        let mut ibuf = Vec::new();
+        let mut on_inbound = Vec::new();
+        while let Some(m) = read_message(&mut inbound, &mut ibuf).await {
+            let done = matches!(m, BgpMessage::Notification(_) | BgpMessage::KeepAlive);
+            on_inbound.push(m);
+            if done {
+                break;
+            }
+        }
+        let mut on_outbound = Vec::new();
+        if matches!(on_inbound.last(), Some(BgpMessage::KeepAlive)) {
+            // Herald switched: its outbound connection must carry the Cease.
+            if let Some(m) = read_message(&mut outbound, &mut obuf).await {
+                on_outbound.push(m);
+            }
+        }
+        (on_outbound, on_inbound)
+    }
+
+    fn code(m: &BgpMessage) -> Option<(u8, u8)> {
+        match m {
+            BgpMessage::Notification(n) => Some(notification_code(n)),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn higher_local_identifier_keeps_our_connection_and_closes_the_peers() {
+        let (_, on_inbound) =
+            collide(Ipv4Addr::new(192, 0, 2, 200), Ipv4Addr::new(192, 0, 2, 100)).await;
+        assert_eq!(on_inbound.len(), 1, "{on_inbound:?}");
+        assert_eq!(code(&on_inbound[0]), Some((6, 7)));
+    }
+
+    #[tokio::test]
+    async fn higher_peer_identifier_moves_the_session_to_the_peers_connection() {
+        let (on_outbound, on_inbound) =
+            collide(Ipv4Addr::new(192, 0, 2, 100), Ipv4Addr::new(192, 0, 2, 200)).await;
+        assert!(
+            matches!(on_inbound[..], [BgpMessage::Open(_), BgpMessage::KeepAlive]),
+            "{on_inbound:?}"
+        );
+        assert_eq!(
+            on_outbound.first().and_then(code),
+            Some((6, 7)),
+            "{on_outbound:?}"
+        );
+    }
 }

@@ -43,6 +43,7 @@ impl Bird {
         let mut daemon = Daemon::spawn(
             "bird",
             ns.command("bird")
+                .env("TZ", "UTC")
                 .arg("-f")
                 .arg("-c")
                 .arg(&conf)

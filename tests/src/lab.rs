@@ -46,6 +46,11 @@ impl HeraldLab {
         Self::start_in(binary, ns, config, dir)
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.daemon.pid()
+    }
+
     /// SIGKILL (a crash).
     pub fn kill(&mut self) {
         self.daemon.kill();

@@ -356,3 +356,112 @@ routes4 198.18.0.0 100",
     });
     wait_count(&bird, "hrd", 100);
 }
+
+#[test]
+fn passive_peer_is_served_by_the_listener_with_md5_on_the_listening_socket() {
+    require_privileged!();
+    let t = topo("bgpbp");
+    // BIRD connects; Herald only listens (passive), with the key set on the listener.
+    let bird = Bird::start(
+        &t.peer,
+        &format!(
+            "{BIRD_BASE}
+protocol bgp hrd {{
+  local 10.0.0.2 as 64513; neighbor 10.0.0.1 as 64512; password \"s3cret\";
+  connect retry time 1; error wait time 1, 5;
+  ipv4 {{ import all; export none; }};
+}}
+"
+        ),
+    );
+    let _lab = HeraldLab::start(
+        LAB,
+        &t.spk,
+        "local-as 64512
+router-id 192.0.2.1
+peer 10.0.0.2 as 64513
+passive
+password s3cret
+listen 10.0.0.1:179
+route 198.51.100.1/32",
+    );
+    wait_established(&bird, "hrd");
+    wait_route(&bird, "hrd", "198.51.100.1/32");
+}
+
+#[test]
+fn gtsm_session_establishes_only_when_herald_sends_ttl_255() {
+    require_privileged!();
+    let t = topo("bgpbg");
+    let bird = Bird::start(&t.peer, &bird_ebgp("ttl security on;"));
+    let config = "local-as 64512
+router-id 192.0.2.1
+peer 10.0.0.2 as 64513
+route 198.51.100.1/32";
+    let gtsm = HeraldLab::start(LAB, &t.spk, &format!("{config}\ngtsm"));
+    wait_established(&bird, "hrd");
+    wait_route(&bird, "hrd", "198.51.100.1/32");
+    drop(gtsm);
+    wait_until("bird to see the session close", DEADLINE, || {
+        if bird.established("hrd") {
+            Err(bird.protocol("hrd"))
+        } else {
+            Ok(())
+        }
+    });
+    // Without GTSM our TTL of 1 is below what BIRD accepts (255): no session.
+    let plain = HeraldLab::start(LAB, &t.spk, config);
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < deadline {
+        assert!(!bird.established("hrd"), "TTL 1 accepted by a GTSM peer");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        plain.status().contains("established=0"),
+        "{}",
+        plain.status()
+    );
+}
+
+#[test]
+fn both_sides_connecting_and_listening_end_in_one_session_whichever_identifier_is_higher() {
+    require_privileged!();
+    // BIRD (router id 10.0.0.2) and Herald both connect and both listen; Herald's identifier
+    // is higher in the first round and lower in the second. Whether the connections actually
+    // collide depends on timing; the deterministic RFC 4271 §6.8 cases are in
+    // speaker/tests/bgp_session.rs.
+    for (round, router_id) in ["192.0.2.1", "1.1.1.1"].into_iter().enumerate() {
+        let t = topo(&format!("bgpbc{round}"));
+        let bird = Bird::start(
+            &t.peer,
+            &format!(
+                "{BIRD_BASE}
+protocol bgp hrd {{
+  local 10.0.0.2 as 64513; neighbor 10.0.0.1 as 64512;
+  connect delay time 1; connect retry time 1; error wait time 1, 5;
+  ipv4 {{ import all; export none; }};
+}}
+"
+            ),
+        );
+        let lab = HeraldLab::start(
+            LAB,
+            &t.spk,
+            &format!(
+                "local-as 64512
+router-id {router_id}
+peer 10.0.0.2 as 64513
+listen 10.0.0.1:179
+route 198.51.100.1/32"
+            ),
+        );
+        wait_established(&bird, "hrd");
+        wait_route(&bird, "hrd", "198.51.100.1/32");
+        wait_until("herald established", DEADLINE, || {
+            match lab.field("10.0.0.2", "state").as_deref() {
+                Some("established") => Ok(()),
+                _ => Err(lab.status()),
+            }
+        });
+    }
+}

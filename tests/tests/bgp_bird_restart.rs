@@ -271,3 +271,66 @@ route 198.51.100.1/32",
     });
     assert!(route.contains("BGP.next_hop: 10.0.1.1"), "{route}");
 }
+
+#[test]
+fn multihop_bfd_comes_up_across_a_router_and_gates_the_bgp_session() {
+    require_privileged!();
+    let spk = Netns::new("bfdmh-s");
+    let router = Netns::new("bfdmh-r");
+    let peer = Netns::new("bfdmh-b");
+    veth_pair(&spk, &["10.0.1.1/24"], &router, &["10.0.1.2/24"]);
+    veth_pair(&router, &["10.0.2.1/24"], &peer, &["10.0.2.2/24"]);
+    router.enable_forwarding();
+    spk.ip(&["route", "add", "10.0.2.0/24", "via", "10.0.1.2"]);
+    peer.ip(&["route", "add", "10.0.1.0/24", "via", "10.0.2.1"]);
+    let bird = Bird::start(
+        &peer,
+        "router id 10.0.2.2;
+protocol device { }
+protocol static { ipv4; route 10.0.1.0/24 via 10.0.2.1; }
+protocol bfd { multihop { interval 100 ms; multiplier 3; }; }
+protocol bgp hrd {
+  local 10.0.2.2 as 64513;
+  neighbor 10.0.1.1 as 64512;
+  multihop 2;
+  passive on;
+  bfd on;
+  ipv4 { import all; export none; };
+}
+",
+    );
+    // Herald's BGP session waits for BFD Up (RFC 5883, UDP 4784), so an Established session
+    // proves the BFD session. BIRD sends multihop BFD with the default TTL (64), not 255, so
+    // Herald's minimum received TTL is set to 60 here.
+    let _lab = HeraldLab::start(
+        LAB,
+        &spk,
+        "local-as 64512
+router-id 192.0.2.1
+peer 10.0.2.2 as 64513
+source 10.0.1.1
+ttl 2
+bfd-multihop 100 3 60
+route 198.51.100.1/32",
+    );
+    wait_until("bird hrd Established", DEADLINE, || {
+        if bird.established("hrd") {
+            Ok(())
+        } else {
+            Err(format!(
+                "{}\n{}",
+                bird.protocol("hrd"),
+                bird.birdc(&["show", "bfd", "sessions"])
+            ))
+        }
+    });
+    wait_until("bird's multihop bfd session Up", DEADLINE, || {
+        let s = bird.birdc(&["show", "bfd", "sessions"]);
+        if s.contains("10.0.1.1") && s.contains("Up") {
+            Ok(())
+        } else {
+            Err(s)
+        }
+    });
+    wait_count(&bird, "hrd", 1);
+}

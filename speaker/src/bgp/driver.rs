@@ -10,7 +10,7 @@
 //! ```
 //!
 //! The task owns the connection: it connects out (unless passive), or takes connections the
-//! [`Listener`] accepted for its peer address. It feeds the FSM events (connection up/down,
+//! [`Listener`](super::listener::Listener) accepted for its peer address. It feeds the FSM events (connection up/down,
 //! decoded frames, timer expiries, route changes, BFD state) and carries out its actions.
 //! Route changes are coalesced: after a change the task waits [`PeerConfig::coalesce`] and
 //! then converges to the latest set, so a burst of `set_routes` calls costs one diff.
@@ -18,14 +18,14 @@
 //! with a Cease and the given shutdown communication (RFC 8203).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use netgauze_bgp_pkt::BgpMessage;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -34,6 +34,9 @@ use super::error::SessionError;
 use super::fsm::{Action, Event, Session, SessionConfig, State, Timer};
 use super::route::DesiredRoutes;
 use super::sockopt;
+use super::transport::connect_future;
+
+mod collision;
 
 /// TCP port of BGP (RFC 4271 §8.2.1).
 pub const BGP_PORT: u16 = 179;
@@ -76,7 +79,7 @@ impl PeerConfig {
         }
     }
 
-    fn send_ttl(&self) -> u8 {
+    pub(crate) fn send_ttl(&self) -> u8 {
         if self.gtsm {
             255
         } else if let Some(ttl) = self.ttl {
@@ -88,7 +91,7 @@ impl PeerConfig {
         }
     }
 
-    fn min_ttl(&self) -> Option<u8> {
+    pub(crate) fn min_ttl(&self) -> Option<u8> {
         self.gtsm
             .then(|| 255u8.saturating_sub(self.ttl.unwrap_or(1).saturating_sub(1)))
     }
@@ -197,6 +200,7 @@ impl PeerHandle {
             session: Session::new(config.session.clone()),
             config,
             conn: None,
+            pending: None,
             connecting: None,
             timers: HashMap::new(),
             status: status_tx,
@@ -221,10 +225,25 @@ impl PeerHandle {
         self.peer
     }
 
+    /// The TCP MD5 password, for the listener's socket.
+    pub(crate) fn password(&self) -> Option<&str> {
+        self.password.as_deref()
+    }
+
+    /// Where the listener hands accepted connections from this peer.
+    pub(crate) fn inbound(&self) -> mpsc::Sender<TcpStream> {
+        self.inbound.clone()
+    }
+
     /// Sets the whole desired route set for this peer (level-triggered). Prefixes are
     /// truncated to their network address.
     pub fn set_routes(&self, desired: DesiredRoutes) {
-        let desired: DesiredRoutes = desired.into_iter().map(|(p, a)| (p.trunc(), a)).collect();
+        // Rebuilding the map costs as much as the diff; only do it when a key needs it.
+        let desired: DesiredRoutes = if desired.keys().all(|p| *p == p.trunc()) {
+            desired
+        } else {
+            desired.into_iter().map(|(p, a)| (p.trunc(), a)).collect()
+        };
         self.routes.send_replace(Some(Arc::new(desired)));
     }
 
@@ -281,13 +300,34 @@ struct Conn {
     decoder: Decoder,
 }
 
-type Connecting =
+impl Conn {
+    fn new(stream: TcpStream) -> Self {
+        let _ = stream.set_nodelay(true);
+        let (reader, writer) = stream.into_split();
+        Self {
+            reader,
+            writer,
+            rbuf: Vec::with_capacity(4096),
+            wbuf: Vec::with_capacity(4096),
+            decoder: Decoder::new(),
+        }
+    }
+
+    fn local_ip(&self) -> Option<IpAddr> {
+        self.writer.local_addr().ok().map(|a| a.ip())
+    }
+}
+
+pub(crate) type Connecting =
     std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<TcpStream>> + Send>>;
 
 struct Driver {
     config: PeerConfig,
     session: Session,
     conn: Option<Conn>,
+    /// A connection the peer opened while ours was in OpenSent/OpenConfirm (RFC 4271 §6.8):
+    /// held until its OPEN tells the peer's BGP identifier.
+    pending: Option<Conn>,
     connecting: Option<Connecting>,
     timers: HashMap<Timer, tokio::time::Instant>,
     status: watch::Sender<PeerStatus>,
@@ -314,44 +354,6 @@ async fn connecting(fut: &mut Option<Connecting>) -> std::io::Result<TcpStream> 
         Some(f) => f.await,
         None => std::future::pending().await,
     }
-}
-
-fn connect_future(config: &PeerConfig) -> Connecting {
-    let config = config.clone();
-    Box::pin(async move {
-        let peer = SocketAddr::new(config.peer_addr, config.peer_port);
-        let socket = if peer.is_ipv4() {
-            TcpSocket::new_v4()?
-        } else {
-            TcpSocket::new_v6()?
-        };
-        prepare_socket(&socket, &config, peer.is_ipv6())?;
-        if let Some(src) = config.source_addr {
-            socket.bind(SocketAddr::new(src, 0))?;
-        }
-        let timeout = config.session.connect_retry.max(Duration::from_secs(1));
-        match tokio::time::timeout(timeout, socket.connect(peer)).await {
-            Ok(r) => r,
-            Err(_) => Err(std::io::Error::from(std::io::ErrorKind::TimedOut)),
-        }
-    })
-}
-
-fn prepare_socket(socket: &TcpSocket, config: &PeerConfig, ipv6: bool) -> std::io::Result<()> {
-    let sock = socket2::SockRef::from(socket);
-    if let Some(pw) = &config.password {
-        sockopt::set_md5_key(socket, config.peer_addr, pw.as_bytes())?;
-    }
-    let ttl = u32::from(config.send_ttl());
-    if ipv6 {
-        sock.set_unicast_hops_v6(ttl)?;
-    } else {
-        sock.set_ttl_v4(ttl)?;
-    }
-    if let Some(min) = config.min_ttl() {
-        sockopt::set_min_ttl(socket, ipv6, min)?;
-    }
-    Ok(())
 }
 
 impl Driver {
@@ -407,14 +409,21 @@ impl Driver {
                     }
                 }
                 Some(stream) = inbound.recv() => {
-                    if self.conn.is_none() && matches!(self.session.state(), State::Connect | State::Active) {
+                    let state = self.session.state();
+                    if self.conn.is_none() && matches!(state, State::Connect | State::Active) {
                         self.connecting = None;
                         self.attach(stream).await;
+                    } else if self.pending.is_none() && matches!(state, State::OpenSent | State::OpenConfirm) {
+                        // §6.8: keep it until its OPEN arrives, then compare identifiers.
+                        self.pending = Some(Conn::new(stream));
                     }
-                    // Otherwise a session is already past Active on another connection: the
-                    // newer one is closed (dropped) without an OPEN (RFC 4271 §6.8 lets the
-                    // established connection win).
+                    // Otherwise (Established, or a second pending one) the newer connection
+                    // is closed (dropped): §6.8 lets an Established session win.
                 }
+                read = read_some(&mut self.pending) => match read {
+                    Ok(0) | Err(_) => self.pending = None,
+                    Ok(_) => self.resolve_collision().await,
+                },
                 read = read_some(&mut self.conn) => match read {
                     Ok(0) | Err(_) => {
                         self.conn = None;
@@ -446,19 +455,12 @@ impl Driver {
                 return;
             }
         };
-        let (reader, writer) = stream.into_split();
-        self.conn = Some(Conn {
-            reader,
-            writer,
-            rbuf: Vec::with_capacity(4096),
-            wbuf: Vec::with_capacity(4096),
-            decoder: Decoder::new(),
-        });
+        self.conn = Some(Conn::new(stream));
         self.connect_error = None;
         self.handle(Event::TcpEstablished { local }).await;
     }
 
-    async fn process_frames(&mut self) {
+    pub(super) async fn process_frames(&mut self) {
         loop {
             let Some(conn) = self.conn.as_mut() else {
                 return;
@@ -480,7 +482,7 @@ impl Driver {
         }
     }
 
-    async fn handle(&mut self, event: Event) {
+    pub(super) async fn handle(&mut self, event: Event) {
         let actions = self.session.handle(event);
         for action in actions {
             match action {
@@ -581,76 +583,6 @@ impl Driver {
                 true
             }
         });
-    }
-}
-
-/// Accepts BGP connections and hands each to the task of the peer it comes from; connections
-/// from unknown addresses are closed. Only started when a peer is passive or listening is
-/// enabled: by default Herald does not bind port 179, so it can run beside a CNI's BGP daemon.
-#[derive(Debug)]
-pub struct Listener {
-    local: SocketAddr,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Listener {
-    /// Binds `addr` and serves `peers`; TCP MD5 keys of the peers are set on the listening
-    /// socket (RFC 2385 §3 requires the key before the SYN arrives).
-    pub fn bind(addr: SocketAddr, peers: &[&PeerHandle]) -> Result<Self, SessionError> {
-        let io = |what: &'static str| {
-            move |source: std::io::Error| SessionError::Io {
-                peer: addr.ip(),
-                what,
-                source,
-            }
-        };
-        let socket = if addr.is_ipv4() {
-            TcpSocket::new_v4()
-        } else {
-            TcpSocket::new_v6()
-        }
-        .map_err(io("listen socket"))?;
-        socket.set_reuseaddr(true).map_err(io("listen socket"))?;
-        for p in peers {
-            if let Some(pw) = &p.password {
-                sockopt::set_md5_key(&socket, p.peer, pw.as_bytes()).map_err(io("tcp md5 key"))?;
-            }
-        }
-        socket.bind(addr).map_err(io("bind"))?;
-        let listener: TcpListener = socket.listen(64).map_err(io("listen"))?;
-        let local = listener.local_addr().map_err(io("listen"))?;
-        let routes: HashMap<IpAddr, mpsc::Sender<TcpStream>> =
-            peers.iter().map(|p| (p.peer, p.inbound.clone())).collect();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, from)) = listener.accept().await else {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                };
-                let from = match from.ip() {
-                    IpAddr::V6(a) => a.to_ipv4_mapped().map_or(IpAddr::V6(a), IpAddr::V4),
-                    v4 => v4,
-                };
-                match routes.get(&from) {
-                    Some(tx) => {
-                        let _ = tx.try_send(stream);
-                    }
-                    None => tracing::info!(%from, "closing bgp connection from unknown peer"),
-                }
-            }
-        });
-        Ok(Self { local, task })
-    }
-
-    /// The bound address (useful with port 0).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local
     }
 }
 

@@ -9,95 +9,32 @@
 //! IdleHoldTimer, damping) are not implemented; after any session end the session goes to
 //! Idle and restarts itself when the connect-retry timer (with exponential backoff) expires,
 //! which is the "automatic start" of §8.1.1. Connection collisions (§6.8) are resolved by
-//! [`collision_keeps_existing`] on the BGP identifiers when the driver has two connections.
+//! the driver with [`collision_keeps_existing`] on the BGP identifiers; when the other
+//! connection wins, [`Event::CollisionSwitch`] restarts the OPEN exchange on it.
 
 use std::collections::HashSet;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
 use netgauze_bgp_pkt::BgpMessage;
-use netgauze_bgp_pkt::capabilities::{
-    BgpCapability, FourOctetAsCapability, GracefulRestartAddressFamily, GracefulRestartCapability,
-    MultiProtocolExtensionsCapability,
-};
 use netgauze_bgp_pkt::notification::{
     BgpNotificationMessage, CeaseError, FiniteStateMachineError, HoldTimerExpiredError,
-    OpenMessageError,
 };
-use netgauze_bgp_pkt::open::{BgpOpenMessage, BgpOpenMessageParameter};
-use netgauze_bgp_pkt::path_attribute::{MpReach, MpUnreach, PathAttributeValue};
-use netgauze_bgp_pkt::update::BgpUpdateMessage;
-use netgauze_iana::address_family::AddressType;
 
 use super::codec::{Decoded, describe_notification, shutdown_notification};
-use super::pack::{AS_TRANS, UpdateParams, end_of_rib};
-use super::rib_out::{AdjRibOut, Changes, Families};
+use super::pack::UpdateParams;
+use super::rib_out::{AdjRibOut, Families};
 use super::route::DesiredRoutes;
+
+pub use super::config::SessionConfig;
 
 /// Hold time used until the OPEN exchange ends (RFC 4271 §8.2.2 suggests 4 minutes).
 pub const LARGE_HOLD_TIME: Duration = Duration::from_secs(240);
 
 /// Longest connect-retry backoff.
 pub const MAX_CONNECT_RETRY: Duration = Duration::from_secs(60);
-
-/// What the session was configured with (runtime config, apart from the CRD types).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionConfig {
-    /// Our AS.
-    pub local_asn: u32,
-    /// The peer's AS; an OPEN with another AS is refused (Bad Peer AS).
-    pub peer_asn: u32,
-    /// Our BGP identifier.
-    pub router_id: Ipv4Addr,
-    /// Hold time we offer, seconds (0 or at least 3, RFC 4271 §4.2).
-    pub hold_time: u16,
-    /// Keepalive interval we want, seconds; `None`: a third of the negotiated hold time.
-    pub keepalive: Option<u16>,
-    /// First connect-retry interval; doubles on each failure up to [`MAX_CONNECT_RETRY`].
-    pub connect_retry: Duration,
-    /// Only wait for the peer to connect (never connect out).
-    pub passive: bool,
-    /// Graceful restart restart time in seconds (RFC 4724); `None`: capability not sent.
-    pub graceful_restart: Option<u16>,
-    /// NEXT_HOP for IPv4 routes; `None`: the session's local address when it is IPv4.
-    pub next_hop_v4: Option<Ipv4Addr>,
-    /// Next hop for IPv6 routes; `None`: the session's local address when it is IPv6, or its
-    /// IPv4-mapped form (`::ffff:a.b.c.d`) on an IPv4 session.
-    pub next_hop_v6: Option<Ipv6Addr>,
-    /// The session waits for BFD Up before connecting (a BFD session is configured).
-    pub bfd: bool,
-    /// Received prefixes kept for counting; above this the session ends with Cease
-    /// "maximum number of prefixes reached" (RFC 4486), so a peer cannot grow our memory.
-    pub max_received: usize,
-}
-
-impl SessionConfig {
-    /// A configuration with Herald's defaults: hold 90 s, connect retry 5 s, graceful
-    /// restart 120 s, up to 1M received prefixes counted.
-    pub fn new(local_asn: u32, peer_asn: u32, router_id: Ipv4Addr) -> Self {
-        Self {
-            local_asn,
-            peer_asn,
-            router_id,
-            hold_time: 90,
-            keepalive: None,
-            connect_retry: Duration::from_secs(5),
-            passive: false,
-            graceful_restart: Some(120),
-            next_hop_v4: None,
-            next_hop_v6: None,
-            bfd: false,
-            max_received: 1_000_000,
-        }
-    }
-
-    /// Peer AS equals ours.
-    pub fn ibgp(&self) -> bool {
-        self.local_asn == self.peer_asn
-    }
-}
 
 /// Session states (RFC 4271 §8.2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -161,6 +98,13 @@ pub enum Event {
     },
     /// Event 18: the connection failed or closed.
     TcpFailed,
+    /// RFC 4271 §6.8: a collision was resolved in favour of the other connection (the driver
+    /// has closed the current one with Cease "connection collision resolution"); the session
+    /// restarts its OPEN exchange on the surviving connection, whose local address is `local`.
+    CollisionSwitch {
+        /// Our address of the surviving connection.
+        local: IpAddr,
+    },
     /// Events 19–28: a received frame, decoded.
     Received(Decoded),
     /// The caller set a new desired route set (level-triggered).
@@ -490,9 +434,20 @@ impl Session {
                 self.enter_idle(true, out);
             }
             (Idle | Connect | Active, Event::Received(_)) => {}
+            // §6.8: the surviving connection starts over from OpenSent with our OPEN.
+            (OpenSent | OpenConfirm, Event::CollisionSwitch { local }) => {
+                self.local = Some(local);
+                self.negotiated = None;
+                self.params = None;
+                out.push(Action::Disarm(Timer::Keepalive));
+                out.push(Action::Send(BgpMessage::Open(self.open())));
+                out.push(Action::Arm(Timer::Hold, LARGE_HOLD_TIME));
+                self.state = OpenSent;
+            }
+            (_, Event::CollisionSwitch { .. }) => {}
             (Idle, Event::TcpEstablished { .. }) => out.push(Action::Close),
             // A second connection while one is past Active: the driver resolves collisions
-            // (§6.8) before handing connections in, so this one is refused.
+            // (§6.8, [`collision_keeps_existing`]) and reports a switch as CollisionSwitch.
             (OpenSent | OpenConfirm | Established, Event::TcpEstablished { .. }) => {}
         }
     }
@@ -556,287 +511,10 @@ impl Session {
             self.arm_retry(out);
         }
     }
-
-    fn open(&self) -> BgpOpenMessage {
-        let mut caps = vec![
-            BgpCapability::MultiProtocolExtensions(MultiProtocolExtensionsCapability::new(
-                AddressType::Ipv4Unicast,
-            )),
-            BgpCapability::MultiProtocolExtensions(MultiProtocolExtensionsCapability::new(
-                AddressType::Ipv6Unicast,
-            )),
-            BgpCapability::RouteRefresh,
-            BgpCapability::FourOctetAs(FourOctetAsCapability::new(self.config.local_asn)),
-        ];
-        if let Some(time) = self.config.graceful_restart {
-            // RFC 4724 §3: R set on the first session after our start (we restarted), F set
-            // for both families: routes we announced stay valid while we come back.
-            caps.push(BgpCapability::GracefulRestartCapability(
-                GracefulRestartCapability::new(
-                    self.first_session,
-                    false,
-                    time.min(4095),
-                    vec![
-                        GracefulRestartAddressFamily::new(true, AddressType::Ipv4Unicast),
-                        GracefulRestartAddressFamily::new(true, AddressType::Ipv6Unicast),
-                    ],
-                ),
-            ));
-        }
-        let my_as = u16::try_from(self.config.local_asn).unwrap_or(AS_TRANS);
-        BgpOpenMessage::new(
-            my_as,
-            self.config.hold_time,
-            self.config.router_id,
-            vec![BgpOpenMessageParameter::Capabilities(caps.into())],
-        )
-    }
-
-    /// RFC 4271 §6.2 checks, then negotiation (§4.2 hold time, RFC 4760, RFC 6793).
-    fn on_open(&mut self, open: &BgpOpenMessage, out: &mut Vec<Action>) {
-        let refuse = |e: OpenMessageError| BgpNotificationMessage::OpenMessageError(e);
-        let error = if open.version() != 4 {
-            Some(refuse(OpenMessageError::UnsupportedVersionNumber {
-                value: Box::new([0, 4]),
-            }))
-        } else if open.my_asn4() != self.config.peer_asn {
-            Some(refuse(OpenMessageError::BadPeerAs {
-                value: Box::new([]),
-            }))
-        } else if matches!(open.hold_time(), 1 | 2) {
-            Some(refuse(OpenMessageError::UnacceptableHoldTime {
-                value: Box::new([]),
-            }))
-        } else if open.bgp_id().is_unspecified()
-            || (self.config.ibgp() && open.bgp_id() == self.config.router_id)
-        {
-            Some(refuse(OpenMessageError::BadBgpIdentifier {
-                value: Box::new([]),
-            }))
-        } else {
-            None
-        };
-        if let Some(n) = error {
-            self.counters.last_error = Some(format!("sent {}", describe_notification(&n)));
-            out.push(Action::Send(BgpMessage::Notification(n)));
-            self.enter_idle(true, out);
-            return;
-        }
-        let caps = open.capabilities();
-        let mut families = Families::default();
-        let mut any_mp = false;
-        let mut asn4 = false;
-        let mut route_refresh = false;
-        for cap in caps {
-            match cap {
-                BgpCapability::MultiProtocolExtensions(mp) => {
-                    any_mp = true;
-                    match mp.address_type() {
-                        AddressType::Ipv4Unicast => families.ipv4 = true,
-                        AddressType::Ipv6Unicast => families.ipv6 = true,
-                        _ => {}
-                    }
-                }
-                BgpCapability::FourOctetAs(_) => asn4 = true,
-                BgpCapability::RouteRefresh | BgpCapability::EnhancedRouteRefresh => {
-                    route_refresh = true
-                }
-                _ => {}
-            }
-        }
-        if !any_mp {
-            // RFC 4760 §8: without the capability only IPv4 unicast is exchanged.
-            families.ipv4 = true;
-        }
-        let hold_time = self.config.hold_time.min(open.hold_time());
-        let keepalive = if hold_time == 0 {
-            0
-        } else {
-            let third = (hold_time / 3).max(1);
-            self.config.keepalive.map_or(third, |k| k.clamp(1, third))
-        };
-        let negotiated = Negotiated {
-            hold_time,
-            keepalive,
-            asn4,
-            families,
-            route_refresh,
-            peer_id: open.bgp_id(),
-        };
-        self.negotiated = Some(negotiated);
-        self.params = Some(self.update_params(asn4));
-        out.push(Action::Send(BgpMessage::KeepAlive));
-        self.arm_hold(out);
-        self.arm_keepalive(out);
-        self.state = State::OpenConfirm;
-    }
-
-    fn update_params(&self, asn4: bool) -> UpdateParams {
-        let (local_v4, local_v6) = match self.local {
-            Some(IpAddr::V4(a)) => (Some(a), Some(a.to_ipv6_mapped())),
-            Some(IpAddr::V6(a)) => (a.to_ipv4_mapped(), Some(a)),
-            None => (None, None),
-        };
-        UpdateParams {
-            local_asn: self.config.local_asn,
-            ibgp: self.config.ibgp(),
-            asn4,
-            next_hop_v4: self.config.next_hop_v4.or(local_v4),
-            next_hop_v6: self.config.next_hop_v6.or(local_v6),
-        }
-    }
-
-    /// Sends what moves the peer to the desired set; after the first complete pass on a
-    /// session, End-of-RIB (RFC 4724 §2). Until the caller has set a desired set nothing is
-    /// sent, not even End-of-RIB: after a restart the peer keeps our stale routes until the
-    /// whole desired set has been announced.
-    fn converge(&mut self, out: &mut Vec<Action>) {
-        let (Some(desired), Some(params), Some(neg)) =
-            (self.desired.clone(), self.params.clone(), self.negotiated)
-        else {
-            return;
-        };
-        let families = params.families(neg.families);
-        let changes = self.rib_out.diff(&desired, families);
-        if !self.push_changes(&params, &changes, out) {
-            return;
-        }
-        self.rib_out.commit(&changes);
-        if !self.eor_sent {
-            self.eor_sent = true;
-            match end_of_rib(neg.families) {
-                Ok(msgs) => out.extend(msgs.into_iter().map(Action::Send)),
-                Err(e) => self.encode_failed(&e.to_string(), out),
-            }
-        }
-    }
-
-    fn push_changes(
-        &mut self,
-        params: &UpdateParams,
-        changes: &Changes,
-        out: &mut Vec<Action>,
-    ) -> bool {
-        if changes.is_empty() {
-            return true;
-        }
-        match params.build(changes) {
-            Ok(msgs) => {
-                out.extend(msgs.into_iter().map(Action::Send));
-                true
-            }
-            Err(e) => {
-                self.encode_failed(&e.to_string(), out);
-                false
-            }
-        }
-    }
-
-    fn encode_failed(&mut self, what: &str, out: &mut Vec<Action>) {
-        let n = BgpNotificationMessage::CeaseError(CeaseError::OutOfResources {
-            value: Box::new([]),
-        });
-        self.counters.last_error = Some(format!("encoding failed: {what}"));
-        out.push(Action::Send(BgpMessage::Notification(n)));
-        self.enter_idle(true, out);
-    }
-
-    fn on_route_refresh(&mut self, afi: AddressType, out: &mut Vec<Action>) {
-        let Some(params) = self.params.clone() else {
-            return;
-        };
-        let want_v4 = afi == AddressType::Ipv4Unicast;
-        let want_v6 = afi == AddressType::Ipv6Unicast;
-        let mut changes = Changes::default();
-        for (attrs, prefixes) in self.rib_snapshot() {
-            let kept: Vec<IpNet> = prefixes
-                .into_iter()
-                .filter(|p| (want_v4 && p.addr().is_ipv4()) || (want_v6 && p.addr().is_ipv6()))
-                .collect();
-            if !kept.is_empty() {
-                changes.announce.insert(attrs, kept);
-            }
-        }
-        self.push_changes(&params, &changes, out);
-    }
-
-    fn rib_snapshot(&self) -> std::collections::BTreeMap<super::route::RouteAttrs, Vec<IpNet>> {
-        let mut groups: std::collections::BTreeMap<_, Vec<IpNet>> = Default::default();
-        if let Some(desired) = &self.desired {
-            for prefix in desired.keys() {
-                if let Some(attrs) = self.rib_out.get(prefix) {
-                    groups.entry(attrs.clone()).or_default().push(*prefix);
-                }
-            }
-        }
-        for v in groups.values_mut() {
-            v.sort_unstable();
-        }
-        groups
-    }
-
-    /// Counts the peer's routes (RFC 4271 §9: we do not install them). With
-    /// `treat_as_withdraw`, every NLRI of the message counts as withdrawn (RFC 7606 §2).
-    fn count_update(
-        &mut self,
-        update: &BgpUpdateMessage,
-        treat_as_withdraw: bool,
-        out: &mut Vec<Action>,
-    ) {
-        let mut announced: Vec<IpNet> = Vec::new();
-        let mut withdrawn: Vec<IpNet> = update
-            .withdraw_routes()
-            .iter()
-            .map(|a| IpNet::V4(a.network().address()))
-            .collect();
-        announced.extend(
-            update
-                .nlri()
-                .iter()
-                .map(|a| IpNet::V4(a.network().address())),
-        );
-        for attr in update.path_attributes() {
-            match attr.value() {
-                PathAttributeValue::MpReach(MpReach::Ipv6Unicast { nlri, .. }) => {
-                    announced.extend(nlri.iter().map(|a| IpNet::V6(a.network().address())));
-                }
-                PathAttributeValue::MpReach(MpReach::Ipv4Unicast { nlri, .. }) => {
-                    announced.extend(nlri.iter().map(|a| IpNet::V4(a.network().address())));
-                }
-                PathAttributeValue::MpUnreach(MpUnreach::Ipv6Unicast { nlri }) => {
-                    withdrawn.extend(nlri.iter().map(|a| IpNet::V6(a.network().address())));
-                }
-                PathAttributeValue::MpUnreach(MpUnreach::Ipv4Unicast { nlri }) => {
-                    withdrawn.extend(nlri.iter().map(|a| IpNet::V4(a.network().address())));
-                }
-                _ => {}
-            }
-        }
-        for p in &withdrawn {
-            self.received.remove(p);
-        }
-        if treat_as_withdraw {
-            for p in &announced {
-                self.received.remove(p);
-            }
-            return;
-        }
-        for p in announced {
-            if self.received.len() >= self.config.max_received && !self.received.contains(&p) {
-                let n = BgpNotificationMessage::CeaseError(
-                    CeaseError::MaximumNumberOfPrefixesReached {
-                        value: Box::new([]),
-                    },
-                );
-                self.counters.last_error = Some(format!("sent {}", describe_notification(&n)));
-                out.push(Action::Send(BgpMessage::Notification(n)));
-                self.enter_idle(true, out);
-                return;
-            }
-            self.received.insert(p);
-        }
-    }
 }
+
+mod open;
+mod routes;
 
 #[cfg(test)]
 mod tests;

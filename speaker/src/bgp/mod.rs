@@ -3,19 +3,25 @@
 //! TCP.
 //!
 //! - [`codec`]: framing, encode/decode, RFC 7606 classification, NOTIFICATION helpers.
+//! - [`config`]: runtime configuration of a session.
 //! - [`route`]: the caller's desired routes and their attributes.
 //! - [`rib_out`]: Adj-RIB-Out and the diff to a desired set.
 //! - [`pack`]: UPDATE building (packing, attributes, End-of-RIB).
 //! - [`fsm`]: the session state machine (RFC 4271 §8).
-//! - [`driver`]: the tokio task per peer (TCP, timers, coalescing) and the listener.
+//! - [`driver`]: the tokio task per peer (TCP, timers, coalescing).
+//! - [`listener`]: accepts connections for passive peers (off by default).
+//! - `transport`: outbound connections with their socket options.
 //! - [`sockopt`]: TCP MD5 and GTSM socket options (the module's only unsafe code).
 //! - [`error`]: errors of this module.
 
 pub mod codec;
+pub mod config;
 pub mod driver;
 pub mod error;
 pub mod fsm;
+pub mod listener;
 pub mod pack;
 pub mod rib_out;
 pub mod route;
 pub mod sockopt;
+mod transport;

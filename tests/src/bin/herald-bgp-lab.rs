@@ -36,8 +36,9 @@ use anyhow::{Context, Result, bail};
 use herald_speaker::bfd::driver::{BfdConfig, BfdHandle, couple};
 use herald_speaker::bfd::profile::Profile;
 use herald_speaker::bfd::transport::Hop;
-use herald_speaker::bgp::driver::{Listener, PeerConfig, PeerHandle};
+use herald_speaker::bgp::driver::{PeerConfig, PeerHandle};
 use herald_speaker::bgp::fsm::SessionConfig;
+use herald_speaker::bgp::listener::Listener;
 use herald_speaker::bgp::route::{DesiredRoutes, RouteAttrs};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 

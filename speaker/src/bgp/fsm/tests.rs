@@ -15,8 +15,11 @@ use netgauze_bgp_pkt::open::{BgpOpenMessage, BgpOpenMessageParameter};
 use netgauze_bgp_pkt::route_refresh::BgpRouteRefreshMessage;
 use netgauze_iana::address_family::AddressType;
 
+use netgauze_bgp_pkt::update::BgpUpdateMessage;
+
 use super::*;
 use crate::bgp::codec::{Decoder, encode, notification_code};
+use crate::bgp::pack::AS_TRANS;
 use crate::bgp::route::RouteAttrs;
 
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
@@ -469,4 +472,25 @@ fn new_session_starts_from_empty_adj_rib_out_and_reannounces_everything() {
     let a = s.handle(keepalive());
     let (ann, wd, eor) = wire_routes(&a);
     assert_eq!((ann.len(), wd.len(), eor), (5, 0, 2));
+}
+
+#[test]
+fn collision_switch_restarts_the_open_exchange_on_the_surviving_connection() {
+    let mut s = Session::new(config());
+    s.handle(Event::ManualStart);
+    s.handle(Event::TcpEstablished { local: LOCAL });
+    s.handle(peer_open(64513, 90, true));
+    assert_eq!(s.state(), State::OpenConfirm);
+    let other = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5));
+    let a = s.handle(Event::CollisionSwitch { local: other });
+    assert_eq!(s.state(), State::OpenSent);
+    assert!(matches!(sent(&a)[..], [BgpMessage::Open(_)]));
+    assert!(a.contains(&Action::Arm(Timer::Hold, LARGE_HOLD_TIME)));
+    assert!(s.negotiated().is_none());
+    // The surviving connection's OPEN and KEEPALIVE then establish as usual.
+    s.handle(peer_open(64513, 90, true));
+    s.handle(keepalive());
+    assert_eq!(s.state(), State::Established);
+    // No switch once Established (§6.8: the Established connection wins).
+    assert!(s.handle(Event::CollisionSwitch { local: other }).is_empty());
 }
