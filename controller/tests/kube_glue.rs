@@ -601,3 +601,44 @@ mod election {
         server.done().await;
     }
 }
+
+mod admin {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use herald_controller::admin::{Shared, bind};
+    use herald_controller::metrics::Metrics;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn admin_http_serves_health_readiness_once_caches_fill_and_metrics() {
+        let metrics = Arc::new(Metrics::new());
+        let ready = Arc::new(AtomicBool::new(false));
+        let shared = Shared {
+            metrics: metrics.clone(),
+            ready: ready.clone(),
+        };
+        let (addr, serve) = bind("127.0.0.1:0".parse().unwrap(), shared).await.unwrap();
+        let server = tokio::spawn(serve);
+        assert!(get(addr, "/healthz").await.starts_with("HTTP/1.0 200"));
+        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.0 503"));
+        ready.store(true, Ordering::Release);
+        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.0 200"));
+        metrics.leader.set(1);
+        let body = get(addr, "/metrics").await;
+        assert!(body.contains("herald_controller_leader 1"), "{body}");
+        assert!(body.contains("herald_controller_conflicts 0"), "{body}");
+        server.abort();
+    }
+}
