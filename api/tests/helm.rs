@@ -93,7 +93,11 @@ fn yaml_scalar(v: &Value) -> String {
                 && s.parse::<f64>().is_err()
                 && !["true", "false", "null", "yes", "no", "on", "off", "~"]
                     .contains(&s.to_ascii_lowercase().as_str());
-            if plain { s.clone() } else { serde_json::to_string(s).unwrap() }
+            if plain {
+                s.clone()
+            } else {
+                serde_json::to_string(s).unwrap()
+            }
         }
         Value::Null => "null".to_owned(),
         other => other.to_string(),
@@ -129,7 +133,11 @@ fn to_yaml(v: &Value, out: &mut Vec<String>) {
                 let mut inner = Vec::new();
                 to_yaml(item, &mut inner);
                 for (i, line) in inner.into_iter().enumerate() {
-                    out.push(if i == 0 { format!("- {line}") } else { format!("  {line}") });
+                    out.push(if i == 0 {
+                        format!("- {line}")
+                    } else {
+                        format!("  {line}")
+                    });
                 }
             }
         }
@@ -163,7 +171,10 @@ fn render_lines(lines: &[&str], scope: &Scope<'_>, out: &mut Vec<String>) {
                 let end = block_end(lines, i);
                 let items = lookup(scope, list);
                 for item in items.as_array().into_iter().flatten() {
-                    let inner = Scope { root: scope.root, dot: item };
+                    let inner = Scope {
+                        root: scope.root,
+                        dot: item,
+                    };
                     render_lines(&lines[i + 1..end], &inner, out);
                 }
                 i = end + 1;
@@ -177,7 +188,10 @@ fn render_lines(lines: &[&str], scope: &Scope<'_>, out: &mut Vec<String>) {
                 let mut yaml = Vec::new();
                 to_yaml(lookup(scope, path), &mut yaml);
                 // `{{-` trims the preceding newline; `nindent` starts a new line.
-                out.extend(yaml.into_iter().map(|l| format!("{}{l}", " ".repeat(indent))));
+                out.extend(
+                    yaml.into_iter()
+                        .map(|l| format!("{}{l}", " ".repeat(indent))),
+                );
                 i += 1;
                 continue;
             }
@@ -189,7 +203,10 @@ fn render_lines(lines: &[&str], scope: &Scope<'_>, out: &mut Vec<String>) {
             rendered.push_str(&rest[..start]);
             let end = rest[start..].find("}}").expect("unclosed {{") + start;
             let expr = rest[start + 2..end].trim();
-            assert!(!expr.starts_with('-'), "inline {{- is unsupported: {line:?}");
+            assert!(
+                !expr.starts_with('-'),
+                "inline {{- is unsupported: {line:?}"
+            );
             rendered.push_str(&scalar(lookup(scope, expr), expr));
             rest = &rest[end + 2..];
         }
@@ -227,7 +244,10 @@ fn render(values_override: impl FnOnce(&mut Value)) -> String {
         "Release": { "Namespace": NAMESPACE, "Name": "herald" },
         "Chart": { "AppVersion": chart["appVersion"], "Version": chart["version"] },
     });
-    let scope = Scope { root: &root, dot: &Value::Null };
+    let scope = Scope {
+        root: &root,
+        dot: &Value::Null,
+    };
     let mut out = String::from(
         "# Generated from deploy/helm/herald with its default values (namespace.create: true)\n\
          # by api/tests/helm.rs. Do not edit: change the chart, then\n\
@@ -270,7 +290,10 @@ fn every_rendered_document_is_yaml_with_a_kind() {
     assert!(docs.len() >= 12, "{} documents", docs.len());
     for doc in docs {
         let v: Value = serde_saphyr::from_str(doc).unwrap_or_else(|e| panic!("{e}\n{doc}"));
-        assert!(v["kind"].is_string() && v["apiVersion"].is_string(), "{doc}");
+        assert!(
+            v["kind"].is_string() && v["apiVersion"].is_string(),
+            "{doc}"
+        );
     }
 }
 

@@ -642,3 +642,42 @@ mod admin {
         server.abort();
     }
 }
+
+mod dashboard {
+    use herald_controller::metrics::{KindLabel, Metrics, PoolLabels, ResultLabel};
+
+    /// Every controller metric the Grafana dashboard queries is one the controller exports.
+    #[test]
+    fn the_dashboard_queries_only_metrics_the_controller_exports() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/grafana/herald.json");
+        let text = std::fs::read_to_string(path).unwrap();
+        let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let m = Metrics::new();
+        m.reconciles
+            .get_or_create(&ResultLabel { result: "assigned" })
+            .inc();
+        m.reconcile_errors
+            .get_or_create(&KindLabel { kind: "api" })
+            .inc();
+        let pool = PoolLabels {
+            pool: "p".into(),
+            family: "ipv4",
+        };
+        m.pool_assigned.get_or_create(&pool).set(1.0);
+        m.pool_available.get_or_create(&pool).set(1.0);
+        let exported = m.encode();
+        let mut checked = 0;
+        for panel in dashboard["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                let expr = target["expr"].as_str().unwrap();
+                for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                    if word.starts_with("herald_controller_") || word.starts_with("herald_pool_") {
+                        assert!(exported.contains(word), "{word} is not exported");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked >= 8, "only {checked} controller metrics checked");
+    }
+}
