@@ -276,6 +276,67 @@ async fn a_service_that_stops_being_a_load_balancer_is_released_and_its_status_c
 }
 
 #[tokio::test]
+async fn changing_the_requested_address_moves_the_service_to_it_and_frees_the_old_one() {
+    let (client, mut server) = pair();
+    let (ctx, mut caches) = context(client);
+    caches.pool(pool("pool-a", &["10.0.0.10-10.0.0.11"], "1"));
+    ctx.sync_pools();
+    let web = annotate(
+        with_status(service("web", 80), &["10.0.0.10"]),
+        "herald.dev/allocated-from",
+        "pool-a",
+    );
+    hold(&ctx, &web);
+    let asks = annotate(web, "herald.dev/load-balancer-ips", "10.0.0.11");
+
+    let script = async {
+        // Same pool: the annotation stays as it is; only the status changes.
+        let st = server
+            .expect("PATCH", &format!("{STATUS}/web/status"))
+            .await;
+        assert_eq!(ingress_ips(&st.body), ["10.0.0.11"]);
+        let ev = server.expect("POST", EVENTS).await;
+        assert_eq!(ev.body["note"], "allocated 10.0.0.11 from pool pool-a");
+        let ps = server
+            .expect("PATCH", &format!("{POOLS}/pool-a/status"))
+            .await;
+        assert_eq!(ps.body["status"]["assignedIPv4"], 1);
+    };
+    let (action, ()) = tokio::join!(reconcile(Arc::new(asks), ctx.clone()), script);
+    action.unwrap();
+    assert!(ctx.allocator().holders(ip("10.0.0.10")).is_empty());
+    drop(ctx);
+    server.done().await;
+}
+
+#[tokio::test]
+async fn an_invalid_pool_is_reported_not_ready_naming_the_field() {
+    let (client, mut server) = pair();
+    let (ctx, mut caches) = context(client);
+    caches.pool(pool("broken", &["10.0.0.300"], "1"));
+    let script = async {
+        let ps = server
+            .expect("PATCH", &format!("{POOLS}/broken/status"))
+            .await;
+        let ready = &ps.body["status"]["conditions"][0];
+        assert_eq!(ready["type"], "Ready");
+        assert_eq!(ready["status"], "False");
+        assert_eq!(ready["reason"], "Invalid");
+        assert!(
+            ready["message"]
+                .as_str()
+                .unwrap()
+                .contains("spec.addresses[0]"),
+            "{ready}"
+        );
+    };
+    let (requeue, ()) = tokio::join!(on_pools_changed(&ctx), script);
+    assert!(requeue.is_empty());
+    drop(ctx);
+    server.done().await;
+}
+
+#[tokio::test]
 async fn restore_holds_every_status_address_before_a_new_service_is_allocated() {
     let (client, mut server) = pair();
     let (ctx, mut caches) = context(client);
