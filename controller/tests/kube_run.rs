@@ -1,0 +1,133 @@
+//! The whole controller (`run`: watches, restore, leadership, reconciles) against a mocked
+//! API server that answers by path, as a real one would, in whatever order the tasks ask.
+
+mod apiserver;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use apiserver::{annotate, created, list, pool, service, with_status};
+use herald_controller::context::Settings;
+use herald_controller::metrics::Metrics;
+use herald_controller::run::run;
+use http::{Request, Response};
+use kube::Client;
+use kube::client::Body;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tower_test::mock;
+
+fn reply(value: &Value) -> Response<Body> {
+    Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::to_vec(value).unwrap()))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_controller_restores_existing_addresses_before_it_allocates_a_new_one() {
+    let (service_mock, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service_mock, "default");
+    let old = annotate(
+        created(
+            with_status(service("old", 80), &["10.0.0.10"]),
+            1_600_000_000,
+        ),
+        "herald.dev/allocated-from",
+        "pool-a",
+    );
+    let fresh = created(service("fresh", 81), 1_700_000_000);
+    let pools = list(
+        "IPPoolList",
+        "herald.dev/v1alpha1",
+        &[pool("pool-a", &["10.0.0.10-10.0.0.11"], "1")],
+    );
+    let namespaces = list(
+        "NamespaceList",
+        "v1",
+        &[json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}})],
+    );
+    let services = list("ServiceList", "v1", &[old, fresh]);
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let controller = tokio::spawn(run(
+        client,
+        Settings {
+            lb_class: "herald.dev/lb".to_owned(),
+            instance: "controller-0".to_owned(),
+        },
+        None,
+        Arc::new(Metrics::new()),
+        Arc::new(AtomicBool::new(false)),
+        shutdown_rx,
+    ));
+
+    let mut watches = Vec::new();
+    let mut writes: Vec<(String, String, Value)> = Vec::new();
+    let server = async {
+        loop {
+            let (req, send) = handle
+                .next_request()
+                .await
+                .expect("controller stopped early");
+            let method = req.method().to_string();
+            let uri = req.uri().to_string();
+            let path = uri.split('?').next().unwrap().to_owned();
+            let bytes = req.into_body().collect_bytes().await.unwrap();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            if method == "GET" && uri.contains("watch=true") {
+                // Watches stay open and quiet.
+                watches.push(send);
+                continue;
+            }
+            match (method.as_str(), path.as_str()) {
+                ("GET", "/apis/herald.dev/v1alpha1/ippools") => send.send_response(reply(&pools)),
+                ("GET", "/api/v1/namespaces") => send.send_response(reply(&namespaces)),
+                ("GET", "/api/v1/services") => send.send_response(reply(&services)),
+                _ => {
+                    send.send_response(reply(&body));
+                    let done = path == "/api/v1/namespaces/default/services/fresh/status";
+                    writes.push((method, path, body));
+                    if done {
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), server)
+        .await
+        .expect("no status write for the new Service within 30 s");
+
+    let status = &writes.last().unwrap().2;
+    // 10.0.0.10 is in old's status: restored first, so fresh gets the other address.
+    assert_eq!(
+        status["status"]["loadBalancer"]["ingress"],
+        json!([{"ip": "10.0.0.11"}])
+    );
+    assert!(
+        writes
+            .iter()
+            .all(|(_, path, _)| !path.contains("/services/old")),
+        "the restored Service is left alone: {writes:?}"
+    );
+    shutdown_tx.send(true).unwrap();
+    // Keep answering until the controller has stopped.
+    let drain = async {
+        while let Some((req, send)) = handle.next_request().await {
+            if req.uri().to_string().contains("watch=true") {
+                watches.push(send);
+            } else {
+                let bytes = req.into_body().collect_bytes().await.unwrap();
+                let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                send.send_response(reply(&body));
+            }
+        }
+    };
+    tokio::select! {
+        r = controller => r.unwrap().unwrap(),
+        () = drain => {}
+    }
+}
