@@ -27,7 +27,8 @@ fn reply(value: &Value) -> Response<Body> {
 }
 
 #[tokio::test]
-async fn the_controller_restores_existing_addresses_before_it_allocates_a_new_one() {
+async fn the_controller_restores_existing_addresses_before_allocating_and_releases_deleted_services()
+ {
     let (service_mock, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service_mock, "default");
     let old = annotate(
@@ -79,7 +80,7 @@ async fn the_controller_restores_existing_addresses_before_it_allocates_a_new_on
             let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             if method == "GET" && uri.contains("watch=true") {
                 // Watches stay open and quiet.
-                watches.push(send);
+                watches.push((path, send));
                 continue;
             }
             match (method.as_str(), path.as_str()) {
@@ -113,12 +114,57 @@ async fn the_controller_restores_existing_addresses_before_it_allocates_a_new_on
             .all(|(_, path, _)| !path.contains("/services/old")),
         "the restored Service is left alone: {writes:?}"
     );
+
+    // Deleting the new Service (a DELETED watch event) releases its address: the pool's
+    // status counts one address again.
+    let svc_watch = watches
+        .iter()
+        .position(|(path, _)| path == "/api/v1/services")
+        .expect("a Service watch");
+    let (_, send) = watches.remove(svc_watch);
+    let mut gone = created(service("fresh", 81), 1_700_000_000);
+    gone.metadata.resource_version = Some("2".to_owned());
+    let event = json!({"type": "DELETED", "object": gone});
+    send.send_response(
+        Response::builder()
+            .status(200)
+            .header("content-type", "application/json")
+            .body(Body::from(format!("{event}\n").into_bytes()))
+            .unwrap(),
+    );
+    let released = async {
+        loop {
+            let (req, send) = handle
+                .next_request()
+                .await
+                .expect("controller stopped early");
+            let uri = req.uri().to_string();
+            let path = uri.split('?').next().unwrap().to_owned();
+            let bytes = req.into_body().collect_bytes().await.unwrap();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            if uri.contains("watch=true") {
+                watches.push((path, send));
+                continue;
+            }
+            send.send_response(reply(&body));
+            if path == "/apis/herald.dev/v1alpha1/ippools/pool-a/status"
+                && body["status"]["assignedIPv4"] == 1
+                && body["status"]["availableIPv4"] == 1
+            {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), released)
+        .await
+        .expect("the deleted Service's address was not released within 30 s");
+
     shutdown_tx.send(true).unwrap();
     // Keep answering until the controller has stopped.
     let drain = async {
         while let Some((req, send)) = handle.next_request().await {
             if req.uri().to_string().contains("watch=true") {
-                watches.push(send);
+                watches.push((String::new(), send));
             } else {
                 let bytes = req.into_body().collect_bytes().await.unwrap();
                 let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
