@@ -633,6 +633,62 @@ mod election {
         server.done().await;
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn the_election_loop_reports_leadership_and_its_loss_then_releases_on_shutdown() {
+        let (client, mut server) = pair();
+        let e = elector(client);
+        let (leading_tx, mut leading) = tokio::sync::watch::channel(false);
+        let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(e.run(leading_tx, shutdown));
+
+        // Round 1: it holds the Lease and renews it.
+        server
+            .expect_with(
+                "GET",
+                LEASE,
+                200,
+                lease("controller-0", Timestamp::now(), 0),
+            )
+            .await;
+        server.expect("PUT", LEASE).await;
+        leading.wait_for(|l| *l).await.unwrap();
+        // Round 2 (one retry period later, paused time): another replica took it.
+        server
+            .expect_with(
+                "GET",
+                LEASE,
+                200,
+                lease("controller-1", Timestamp::now(), 1),
+            )
+            .await;
+        leading.wait_for(|l| !*l).await.unwrap();
+        // Round 3: it is back (the other let it expire); then shutdown gives it up.
+        let stale = Timestamp::now() - SignedDuration::from_secs(60);
+        server
+            .expect_with("GET", LEASE, 200, lease("controller-1", stale, 1))
+            .await;
+        server.expect("PUT", LEASE).await;
+        leading.wait_for(|l| *l).await.unwrap();
+        shutdown_tx.send(true).unwrap();
+        server
+            .expect_with(
+                "GET",
+                LEASE,
+                200,
+                lease("controller-0", Timestamp::now(), 2),
+            )
+            .await;
+        let release = server.expect("PUT", LEASE).await;
+        assert!(
+            release.body["spec"].get("holderIdentity").is_none(),
+            "{}",
+            release.body
+        );
+        task.await.unwrap();
+        assert!(!*leading.borrow());
+        server.done().await;
+    }
+
     #[tokio::test]
     async fn the_first_replica_creates_the_missing_lease_and_leads() {
         let (client, mut server) = pair();
