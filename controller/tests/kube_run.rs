@@ -177,3 +177,127 @@ async fn the_controller_restores_existing_addresses_before_allocating_and_releas
         () = drain => {}
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_follower_writes_nothing_until_the_leader_lets_the_lease_expire_then_takes_over() {
+    use herald_controller::election::Timing;
+    use herald_controller::run::Election;
+    use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+    const LEASE: &str =
+        "/apis/coordination.k8s.io/v1/namespaces/herald-system/leases/herald-controller";
+    let (service_mock, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service_mock, "default");
+    let fresh = service("fresh", 81);
+    let pools = list(
+        "IPPoolList",
+        "herald.dev/v1alpha1",
+        &[pool("pool-a", &["10.0.0.10-10.0.0.11"], "1")],
+    );
+    let namespaces = list("NamespaceList", "v1", &Vec::<Value>::new());
+    let services = list("ServiceList", "v1", &[fresh]);
+    let lease = |renewed: Timestamp| {
+        json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "herald-controller", "namespace": "herald-system", "resourceVersion": "3"},
+            "spec": {"holderIdentity": "controller-1", "leaseDurationSeconds": 15,
+                     "renewTime": renewed.to_string(), "leaseTransitions": 0},
+        })
+    };
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let controller = tokio::spawn(run(
+        client,
+        Settings {
+            lb_class: "herald.dev/lb".to_owned(),
+            instance: "controller-0".to_owned(),
+        },
+        Some(Election {
+            namespace: "herald-system".to_owned(),
+            name: "herald-controller".to_owned(),
+            timing: Timing {
+                lease_duration: Duration::from_secs(15),
+                retry_period: Duration::from_secs(2),
+            },
+        }),
+        Arc::new(Metrics::new()),
+        Arc::new(AtomicBool::new(false)),
+        shutdown_rx,
+    ));
+
+    let mut watches = Vec::new();
+    let mut follower_rounds = 0;
+    let mut took_over = false;
+    let server = async {
+        loop {
+            let (req, send) = handle
+                .next_request()
+                .await
+                .expect("controller stopped early");
+            let method = req.method().to_string();
+            let uri = req.uri().to_string();
+            let path = uri.split('?').next().unwrap().to_owned();
+            let bytes = req.into_body().collect_bytes().await.unwrap();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            if method == "GET" && uri.contains("watch=true") {
+                watches.push(send);
+                continue;
+            }
+            match (method.as_str(), path.as_str()) {
+                ("GET", "/apis/herald.dev/v1alpha1/ippools") => send.send_response(reply(&pools)),
+                ("GET", "/api/v1/namespaces") => send.send_response(reply(&namespaces)),
+                ("GET", "/api/v1/services") => send.send_response(reply(&services)),
+                ("GET", LEASE) if follower_rounds < 3 => {
+                    // The other replica renews: this one follows.
+                    follower_rounds += 1;
+                    send.send_response(reply(&lease(Timestamp::now())));
+                }
+                ("GET", LEASE) => {
+                    // The other replica stopped renewing 16 s ago.
+                    send.send_response(reply(&lease(
+                        Timestamp::now() - SignedDuration::from_secs(16),
+                    )));
+                }
+                ("PUT", LEASE) => {
+                    assert_eq!(body["spec"]["holderIdentity"], "controller-0");
+                    took_over = true;
+                    send.send_response(reply(&body));
+                }
+                _ => {
+                    assert!(
+                        took_over,
+                        "a follower wrote {method} {path} before taking the Lease"
+                    );
+                    send.send_response(reply(&body));
+                    if path == "/api/v1/namespaces/default/services/fresh/status" {
+                        return body;
+                    }
+                }
+            }
+        }
+    };
+    let status = tokio::time::timeout(Duration::from_secs(300), server)
+        .await
+        .expect("no takeover within 300 s of (paused) time");
+    assert_eq!(
+        status["status"]["loadBalancer"]["ingress"],
+        json!([{"ip": "10.0.0.10"}])
+    );
+    assert_eq!(follower_rounds, 3);
+    shutdown_tx.send(true).unwrap();
+    let drain = async {
+        while let Some((req, send)) = handle.next_request().await {
+            if req.uri().to_string().contains("watch=true") {
+                watches.push(send);
+            } else {
+                let bytes = req.into_body().collect_bytes().await.unwrap();
+                let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                send.send_response(reply(&body));
+            }
+        }
+    };
+    tokio::select! {
+        r = controller => r.unwrap().unwrap(),
+        () = drain => {}
+    }
+}
