@@ -234,6 +234,34 @@ async fn a_deleted_service_releases_its_address_and_the_pool_status_counts_it_fr
 }
 
 #[tokio::test]
+async fn the_sweep_releases_services_deleted_while_unwatched_and_keeps_cached_ones() {
+    let (client, mut server) = pair();
+    let (ctx, mut caches) = context(client);
+    caches.pool(pool("pool-a", &["10.0.0.10-10.0.0.11"], "1"));
+    ctx.sync_pools();
+    let kept = service("kept", 80);
+    hold(&ctx, &kept);
+    caches.service(&kept);
+    hold(&ctx, &service("gone", 81));
+
+    let script = async {
+        let ps = server
+            .expect("PATCH", &format!("{POOLS}/pool-a/status"))
+            .await;
+        assert_eq!(ps.body["status"]["assignedIPv4"], 1);
+    };
+    let (released, ()) = tokio::join!(herald_controller::reconcile::sweep(&ctx), script);
+    assert_eq!(released, 1);
+    assert_eq!(
+        ctx.allocator().holders(ip("10.0.0.10")),
+        [ServiceKey::new("default", "kept")]
+    );
+    assert!(ctx.allocator().holders(ip("10.0.0.11")).is_empty());
+    drop(ctx);
+    server.done().await;
+}
+
+#[tokio::test]
 async fn a_service_that_stops_being_a_load_balancer_is_released_and_its_status_cleared() {
     let (client, mut server) = pair();
     let (ctx, mut caches) = context(client);
