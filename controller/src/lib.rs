@@ -5,6 +5,25 @@
 //!   It takes pools and services and returns assignments or reasons why not.
 //! - [`convert`]: `IPPool`s and core `v1` Services as the allocator's plain inputs; shared
 //!   by the Kubernetes reconciler and standalone mode.
+//! - [`status`]: what the controller writes (apply patches, pool status), as plain values.
+//! - [`context`]: what the reconcilers share (client, allocator, caches, metrics).
+//! - [`reconcile`]: the Service reconciler, release on deletion; [`pools`]: `IPPool`
+//!   status and pool changes; [`restore`]: restore before allocate.
+//! - [`election`]: leader election on a Lease (pure decision + driver).
+//! - [`run`]: wiring of watches, controller and election; [`admin`]: `/metrics`,
+//!   `/healthz`, `/readyz`; [`metrics`]; [`error`].
 
+pub mod admin;
+pub mod context;
 pub mod convert;
+pub mod election;
+pub mod error;
 pub mod ipam;
+pub mod metrics;
+pub mod pools;
+pub mod reconcile;
+pub mod restore;
+pub mod run;
+pub mod status;
+
+pub use error::Error;

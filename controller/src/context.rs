@@ -1,0 +1,255 @@
+//! What every reconciler shares: the client, the allocator, the caches, metrics.
+//!
+//! Only the [`Context`] owns the client and the metrics. The allocator sits behind a
+//! `std::sync::Mutex` that is never held across an `.await`: reconcilers lock, compute,
+//! copy the result out, unlock, then write.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use herald_api::pool::IPPool;
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, Resource, ResourceExt};
+use tracing::warn;
+
+use crate::convert;
+use crate::ipam::{Allocator, Error as IpamError, ServiceKey};
+use crate::metrics::Metrics;
+use crate::status::Readiness;
+
+/// Settings of the reconcilers.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The `spec.loadBalancerClass` served besides none (`--lb-class`).
+    pub lb_class: String,
+    /// This replica's name (Events' reporting instance, the Lease holder identity).
+    pub instance: String,
+}
+
+/// Caches of the objects the reconcilers read, fed by reflectors.
+#[derive(Clone)]
+pub struct Stores {
+    /// `IPPool`s.
+    pub pools: Store<IPPool>,
+    /// Namespaces (their labels, for `allocateTo.namespaceSelectors`).
+    pub namespaces: Store<Namespace>,
+    /// Services (for sweeping deletions missed while disconnected, and re-queues).
+    pub services: Store<Service>,
+}
+
+/// Pools as last given to the allocator: name -> (resourceVersion, readiness).
+type PoolsSeen = BTreeMap<String, (Option<String>, Readiness)>;
+
+/// Shared state of the reconcilers.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// Settings.
+    pub settings: Settings,
+    /// The caches.
+    pub stores: Stores,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    allocator: Mutex<Allocator>,
+    /// Pools as last given to the allocator: name -> (resourceVersion, readiness).
+    pools_seen: Mutex<Option<PoolsSeen>>,
+    /// Services whose last assignment failed, to re-queue when pools change.
+    failed: Mutex<BTreeSet<ServiceKey>>,
+    /// Services with a conflict already reported by an Event.
+    conflicted: Mutex<BTreeSet<ServiceKey>>,
+    recorder: Recorder,
+    leader: AtomicBool,
+}
+
+impl Context {
+    /// A context for `client`. Not leading until [`Context::set_leader`].
+    pub fn new(client: Client, settings: Settings, stores: Stores, metrics: Arc<Metrics>) -> Self {
+        let reporter = Reporter {
+            controller: crate::status::FIELD_MANAGER.to_owned(),
+            instance: Some(settings.instance.clone()),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            settings,
+            stores,
+            metrics,
+            allocator: Mutex::new(Allocator::new()),
+            pools_seen: Mutex::new(None),
+            failed: Mutex::new(BTreeSet::new()),
+            conflicted: Mutex::new(BTreeSet::new()),
+            leader: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether this replica may write.
+    pub fn is_leader(&self) -> bool {
+        self.leader.load(Ordering::Acquire)
+    }
+
+    /// Sets whether this replica leads. Losing leadership forgets every assignment: the
+    /// next leader (maybe this replica again) restores them from the Services.
+    pub fn set_leader(&self, leader: bool) {
+        let was = self.leader.swap(leader, Ordering::AcqRel);
+        if was != leader {
+            self.metrics.leader.set(i64::from(leader));
+            self.metrics.leader_transitions.inc();
+        }
+        if !leader {
+            *self.allocator() = Allocator::new();
+            *self.pools_seen.lock().expect("pools lock poisoned") = None;
+            self.failed.lock().expect("failed lock poisoned").clear();
+            self.conflicted
+                .lock()
+                .expect("conflicted lock poisoned")
+                .clear();
+        }
+    }
+
+    /// The allocator. Never hold the guard across an `.await`.
+    pub fn allocator(&self) -> MutexGuard<'_, Allocator> {
+        self.allocator.lock().expect("allocator lock poisoned")
+    }
+
+    /// Hands the pools in the store to the allocator if they changed since the last call.
+    /// Returns the names of pools that changed (added, edited, removed), sorted, and the
+    /// conflicts that exist afterwards; `None` when nothing changed.
+    pub fn sync_pools(&self) -> Option<(Vec<String>, Vec<IpamError>)> {
+        let pools = self.stores.pools.state();
+        self.sync_pools_from(pools.iter().map(|p| p.as_ref()))
+    }
+
+    /// [`Context::sync_pools`] from a given list (the restore path lists pools itself).
+    pub fn sync_pools_from<'a>(
+        &self,
+        pools: impl Iterator<Item = &'a IPPool>,
+    ) -> Option<(Vec<String>, Vec<IpamError>)> {
+        let mut seen = BTreeMap::new();
+        let mut valid = Vec::new();
+        for p in pools {
+            let name = p.name_any();
+            let readiness = match convert::pool(p) {
+                Ok(pool) => {
+                    valid.push(pool);
+                    Readiness::Ready
+                }
+                Err(e) => Readiness::Invalid(e.to_string()),
+            };
+            seen.insert(name, (p.resource_version(), readiness));
+        }
+        let mut last = self.pools_seen.lock().expect("pools lock poisoned");
+        if last.as_ref() == Some(&seen) {
+            return None;
+        }
+        let mut changed: BTreeSet<String> = BTreeSet::new();
+        let before = last.clone().unwrap_or_default();
+        for (name, v) in &seen {
+            if before.get(name) != Some(v) {
+                changed.insert(name.clone());
+            }
+        }
+        changed.extend(before.keys().filter(|n| !seen.contains_key(*n)).cloned());
+        let result = self.allocator().set_pools(valid);
+        let conflicts = match result {
+            Ok(conflicts) => conflicts,
+            Err(e) => {
+                // Refused whole; the previous pools stay in force. Mark every changed pool.
+                warn!(error = %e, "pool configuration refused");
+                for name in &changed {
+                    if let Some(entry) = seen.get_mut(name) {
+                        entry.1 = Readiness::Invalid(e.to_string());
+                    }
+                }
+                self.allocator().conflicts()
+            }
+        };
+        self.metrics.conflicts.set(conflicts.len() as i64);
+        *last = Some(seen);
+        Some((changed.into_iter().collect(), conflicts))
+    }
+
+    /// The readiness of a pool as last synced.
+    pub fn pool_readiness(&self, name: &str) -> Option<Readiness> {
+        self.pools_seen
+            .lock()
+            .expect("pools lock poisoned")
+            .as_ref()
+            .and_then(|s| s.get(name).map(|(_, r)| r.clone()))
+    }
+
+    /// Labels of a namespace, from the cache.
+    pub fn namespace_labels(&self, namespace: &str) -> BTreeMap<String, String> {
+        self.stores
+            .namespaces
+            .get(&ObjectRef::new(namespace))
+            .and_then(|ns| ns.metadata.labels.clone())
+            .unwrap_or_default()
+    }
+
+    /// Remembers whether a Service's last assignment failed.
+    pub fn set_failed(&self, key: &ServiceKey, failed: bool) {
+        let mut set = self.failed.lock().expect("failed lock poisoned");
+        if failed {
+            set.insert(key.clone());
+        } else {
+            set.remove(key);
+        }
+    }
+
+    /// Services whose last assignment failed.
+    pub fn failed(&self) -> Vec<ServiceKey> {
+        self.failed
+            .lock()
+            .expect("failed lock poisoned")
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Records that a conflict was reported; `true` the first time for this Service.
+    pub fn note_conflict(&self, key: &ServiceKey, conflicted: bool) -> bool {
+        let mut set = self.conflicted.lock().expect("conflicted lock poisoned");
+        if conflicted {
+            set.insert(key.clone())
+        } else {
+            set.remove(key);
+            false
+        }
+    }
+
+    /// Publishes an Event about `obj`. A failure is logged and counted, never fatal: the
+    /// state it reports is also in status and metrics.
+    pub async fn publish<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: reason.to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+            self.metrics.event_errors.inc();
+            warn!(error = %e, reason, "event not published");
+        }
+    }
+}
+
+/// The allocator's key of a Service.
+pub fn key_of(svc: &Service) -> ServiceKey {
+    ServiceKey::new(
+        svc.metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_owned()),
+        svc.name_any(),
+    )
+}

@@ -1,0 +1,253 @@
+//! Wiring: reflectors, the Service controller, pool changes, leader election.
+//!
+//! ```text
+//!  watch Services ──reflector──> store ──touched──> Controller ──> reconcile ──> writes
+//!        │                                              ^   │ ObjectNotFound (deleted)
+//!        │                                              │   └──> on_deleted (release)
+//!  watch IPPools ──reflector──> store ──any change──> on_pools_changed ──re-queue──┘
+//!  watch Namespaces ──reflector──> store (labels for allocateTo)
+//!  Elector (Lease) ──leading: watch<bool>──> leadership task:
+//!        gain: restore_all, then lead, then reconcile every Service
+//!        loss: stop writing, forget every assignment
+//! ```
+//!
+//! Every replica watches and keeps caches; only the leader's reconciles write. All tasks
+//! are owned by [`run`] and end with it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use herald_api::pool::IPPool;
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use kube::Client;
+use kube::api::Api;
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::context::{Context, Settings, Stores};
+use crate::election::{Elector, Timing};
+use crate::ipam::ServiceKey;
+use crate::metrics::Metrics;
+use crate::pools::on_pools_changed;
+use crate::reconcile::{error_policy, on_deleted, reconcile, sweep};
+use crate::restore::restore_all;
+
+/// Where the Lease lives.
+#[derive(Debug, Clone)]
+pub struct Election {
+    /// Namespace of the Lease.
+    pub namespace: String,
+    /// Name of the Lease.
+    pub name: String,
+    /// Timing.
+    pub timing: Timing,
+}
+
+/// How often Services gone from the cache are swept out of the allocator.
+const SWEEP_PERIOD: Duration = Duration::from_secs(60);
+
+/// Runs the controller until `shutdown` is set. `ready` is set once this replica's caches
+/// are filled (and, when leading, once restored).
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    election: Option<Election>,
+    metrics: Arc<Metrics>,
+    ready: Arc<std::sync::atomic::AtomicBool>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let (pools, pool_writer) = reflector::store::<IPPool>();
+    let (namespaces, ns_writer) = reflector::store::<Namespace>();
+    let (services, svc_writer) = reflector::store::<Service>();
+    let stores = Stores {
+        pools: pools.clone(),
+        namespaces: namespaces.clone(),
+        services: services.clone(),
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        settings.clone(),
+        stores,
+        metrics,
+    ));
+
+    let (requeue_tx, requeue_rx) = mpsc::unbounded_channel::<ObjectRef<Service>>();
+    let (all_tx, all_rx) = mpsc::unbounded_channel::<()>();
+
+    // Pools: every change goes to the allocator and re-queues the Services it affects.
+    let pool_task = {
+        let ctx = ctx.clone();
+        let requeue = requeue_tx.clone();
+        let stream = reflector::reflector(
+            pool_writer,
+            watcher(
+                Api::<IPPool>::all(client.clone()),
+                watcher::Config::default(),
+            ),
+        )
+        .default_backoff();
+        tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => continue,
+                    Ok(_) => {}
+                    Err(e) => {
+                        warn!(error = %e, "ippool watch");
+                        continue;
+                    }
+                }
+                for r in on_pools_changed(&ctx).await {
+                    let _ = requeue.send(r);
+                }
+            }
+        })
+    };
+    // Namespaces: a label change may change which pools a namespace's Services may use.
+    let ns_task = {
+        let services = services.clone();
+        let requeue = requeue_tx.clone();
+        let stream = reflector::reflector(
+            ns_writer,
+            watcher(
+                Api::<Namespace>::all(client.clone()),
+                watcher::Config::default(),
+            ),
+        )
+        .default_backoff()
+        .applied_objects();
+        tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(ns) = stream.next().await {
+                let Ok(ns) = ns else { continue };
+                let name = ns.metadata.name.unwrap_or_default();
+                for svc in services.state() {
+                    if svc.metadata.namespace.as_deref() == Some(name.as_str()) {
+                        let _ = requeue.send(ObjectRef::from_obj(&*svc));
+                    }
+                }
+            }
+        })
+    };
+
+    // Leadership: restore before lead; reconcile everything after.
+    let (leading_tx, mut leading_rx) = watch::channel(election.is_none());
+    let elector_task = election.map(|e| {
+        let elector = Elector::new(
+            Api::namespaced(client.clone(), &e.namespace),
+            &e.name,
+            &settings.instance,
+            e.timing,
+        );
+        tokio::spawn(elector.run(leading_tx.clone(), shutdown.clone()))
+    });
+    let leader_task = {
+        let ctx = ctx.clone();
+        let (pools, namespaces, services) = (pools.clone(), namespaces.clone(), services.clone());
+        let ready = ready.clone();
+        tokio::spawn(async move {
+            // Namespace labels decide pool admission: restore only with them known.
+            let _ = namespaces.wait_until_ready().await;
+            let _ = pools.wait_until_ready().await;
+            let _ = services.wait_until_ready().await;
+            ready.store(true, std::sync::atomic::Ordering::Release);
+            loop {
+                if *leading_rx.borrow_and_update() {
+                    loop {
+                        match restore_all(&ctx).await {
+                            Ok(r) => {
+                                info!(services = r.services, conflicts = r.conflicts, "leading");
+                                break;
+                            }
+                            Err(e) => {
+                                warn!(error = %e, "restore failed; retrying");
+                                tokio::time::sleep(Duration::from_secs(2)).await;
+                                if !*leading_rx.borrow() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    if *leading_rx.borrow() {
+                        ctx.set_leader(true);
+                        let _ = all_tx.send(());
+                    }
+                } else {
+                    ctx.set_leader(false);
+                }
+                if leading_rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    let sweep_task = {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SWEEP_PERIOD);
+            loop {
+                tick.tick().await;
+                if ctx.is_leader() {
+                    let n = sweep(&ctx).await;
+                    if n > 0 {
+                        info!(released = n, "released services deleted while unwatched");
+                    }
+                }
+            }
+        })
+    };
+
+    let svc_stream = reflector::reflector(
+        svc_writer,
+        watcher(
+            Api::<Service>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .touched_objects();
+    let mut shutdown_signal = shutdown.clone();
+    let controller = Controller::for_stream(svc_stream, services.clone())
+        .reconcile_on(tokio_stream_of(requeue_rx))
+        .reconcile_all_on(tokio_stream_of(all_rx))
+        .graceful_shutdown_on(async move {
+            let _ = shutdown_signal.wait_for(|s| *s).await;
+        })
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|result| {
+            let ctx = ctx.clone();
+            async move {
+                match result {
+                    Ok(_) => {}
+                    Err(controller::Error::ObjectNotFound(r)) => {
+                        let key = ServiceKey::new(
+                            r.namespace.clone().unwrap_or_default(),
+                            r.name.clone(),
+                        );
+                        on_deleted(key, &ctx).await;
+                    }
+                    Err(e) => warn!(error = %e, "controller"),
+                }
+            }
+        });
+    controller.await;
+    info!("controller stopped");
+    for task in [pool_task, ns_task, leader_task, sweep_task] {
+        task.abort();
+    }
+    if let Some(task) = elector_task {
+        // It releases the Lease once shutdown is set.
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    Ok(())
+}
+
+fn tokio_stream_of<T: Send + 'static>(
+    mut rx: mpsc::UnboundedReceiver<T>,
+) -> impl futures::Stream<Item = T> + Send + 'static {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
