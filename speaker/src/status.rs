@@ -310,8 +310,8 @@ impl StatusReport {
             .collect();
         table(
             &mut out,
-            "LAYER 2",
-            &["ADDRESS", "INTERFACES", "ELIGIBLE NODES"],
+            "LAYER 2 CANDIDATES (THIS NODE)",
+            &["ADDRESS", "INTERFACES", "ELIGIBLE (KNOWN NODES)"],
             &rows,
         );
         let rows: Vec<Vec<String>> = self
