@@ -195,7 +195,19 @@ impl Loader {
         }
     }
 
-    fn add_document(&mut self, at: Location, doc: Value) {
+    fn add_document(&mut self, at: Location, mut doc: Value) {
+        // Advertisements whose fields are all optional may omit `spec` (MetalLB's docs show
+        // `BGPAdvertisement` and `L2Advertisement` without one: "announce everything").
+        let spec_optional = matches!(
+            doc.get("kind").and_then(Value::as_str),
+            Some("BGPAdvertisement" | "L2Advertisement")
+        );
+        if let Some(obj) = doc
+            .as_object_mut()
+            .filter(|o| spec_optional && !o.contains_key("spec"))
+        {
+            obj.insert("spec".to_owned(), Value::Object(Default::default()));
+        }
         let field = |k: &str| {
             doc.get(k)
                 .and_then(Value::as_str)

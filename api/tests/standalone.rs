@@ -239,3 +239,15 @@ fn shipped_examples_load() {
     }
     assert!(seen > 0, "no example directories under {}", dir.display());
 }
+
+#[test]
+fn advertisements_may_omit_spec_as_in_metallb() {
+    let text = "apiVersion: herald.dev/v1alpha1\nkind: BGPAdvertisement\nmetadata: {name: all}\n---\n\
+                apiVersion: herald.dev/v1alpha1\nkind: L2Advertisement\nmetadata: {name: lan}\n";
+    let c = standalone::load_str(Path::new("lb.yaml"), text).unwrap();
+    assert!(c.bgp_advertisements[0].spec.ip_pools.is_empty());
+    assert!(c.l2_advertisements[0].spec.interfaces.is_empty());
+    // Kinds with required fields still say so.
+    let pool = "apiVersion: herald.dev/v1alpha1\nkind: IPPool\nmetadata: {name: p}\n";
+    assert!(errors(pool)[0].contains("spec"), "{:?}", errors(pool));
+}

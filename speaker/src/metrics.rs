@@ -61,6 +61,8 @@ pub struct Metrics {
     pub bgp_prefixes_sent: Family<PeerLabel, Gauge>,
     /// Prefixes the peer announces (counted, not installed).
     pub bgp_prefixes_received: Family<PeerLabel, Gauge>,
+    /// 1 while the BFD session with the peer is Up.
+    pub bfd_session_up: Family<PeerLabel, Gauge>,
     /// Addresses this node answers ARP/NDP for, per interface.
     pub l2_owned: Family<InterfaceLabel, Gauge>,
     /// Seconds from noticing a configuration change to the new desired state being handed
@@ -87,6 +89,7 @@ impl Metrics {
             desired_routes: Family::default(),
             bgp_session_up: Family::default(),
             l2_owned: Family::default(),
+            bfd_session_up: Family::default(),
             bgp_prefixes_sent: Family::default(),
             bgp_prefixes_received: Family::default(),
             change_to_announce_seconds: Histogram::new([

@@ -15,11 +15,14 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use herald_api::validate::FieldError;
-use herald_api::{BGPPeer, BGPPeerSpec};
+use herald_api::{BFDProfile, BGPPeer, BGPPeerSpec};
 use ipnet::IpNet;
 use tracing::{info, warn};
 
 use crate::announce;
+use crate::bfd::driver::{BfdConfig, BfdHandle, BfdStatus, couple};
+use crate::bfd::profile::Profile;
+use crate::bfd::transport::Hop;
 use crate::bgp::driver::{PeerConfig, PeerHandle, PeerStatus};
 use crate::bgp::fsm::SessionConfig;
 use crate::bgp::listener::Listener;
@@ -109,10 +112,52 @@ pub fn desired_routes(routes: &BTreeMap<IpNet, announce::RouteAttrs>) -> Desired
         .collect()
 }
 
+/// One peer as the configuration wants it: the BGP session and, with a `bfdProfile`, BFD.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WantedPeer {
+    /// The BGP session.
+    pub config: PeerConfig,
+    /// BFD timers (`BGPPeer.spec.bfdProfile`); the session then waits for BFD Up.
+    pub bfd: Option<Profile>,
+}
+
+/// A running peer: its configuration, the BGP task, and the BFD task with its coupling.
+#[derive(Debug)]
+struct Running {
+    wanted: WantedPeer,
+    handle: PeerHandle,
+    bfd: Option<(BfdHandle, Coupling)>,
+}
+
+/// The task passing BFD state to the BGP session; ends when dropped.
+#[derive(Debug)]
+struct Coupling(tokio::task::JoinHandle<()>);
+
+impl Drop for Coupling {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The address this host uses towards `peer` (the kernel's route choice), for BFD's source.
+fn local_address_towards(peer: IpAddr) -> std::io::Result<IpAddr> {
+    let bind: SocketAddr = if peer.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    }
+    .parse()
+    .expect("literal");
+    let probe = std::net::UdpSocket::bind(bind)?;
+    // Connecting a UDP socket sends nothing; it only selects the route and source address.
+    probe.connect(SocketAddr::new(peer, 9))?;
+    Ok(probe.local_addr()?.ip())
+}
+
 /// The running sessions, by peer object name.
 #[derive(Debug, Default)]
 pub struct Peers {
-    running: BTreeMap<String, (PeerConfig, PeerHandle)>,
+    running: BTreeMap<String, Running>,
     listener: Option<Listener>,
     listen_addr: Option<SocketAddr>,
 }
@@ -130,18 +175,18 @@ impl Peers {
     /// peers that could not be started, with why.
     pub async fn reconcile(
         &mut self,
-        wanted: BTreeMap<String, PeerConfig>,
+        wanted: BTreeMap<String, WantedPeer>,
     ) -> Vec<(String, String)> {
         let mut errors = Vec::new();
         let stale: Vec<String> = self
             .running
             .iter()
-            .filter(|(name, (config, _))| wanted.get(*name) != Some(config))
+            .filter(|(name, r)| wanted.get(*name) != Some(&r.wanted))
             .map(|(name, _)| name.clone())
             .collect();
         let mut changed = !stale.is_empty();
         for name in stale {
-            let (_, handle) = self.running.remove(&name).expect("listed above");
+            let Running { handle, .. } = self.running.remove(&name).expect("listed above");
             let reason = if wanted.contains_key(&name) {
                 "configuration change"
             } else {
@@ -150,26 +195,52 @@ impl Peers {
             info!(peer = %name, reason, "closing bgp session");
             handle.shutdown(reason).await;
         }
-        for (name, config) in wanted {
+        for (name, w) in wanted {
             if self.running.contains_key(&name) {
                 continue;
             }
-            match PeerHandle::spawn(config.clone()) {
-                Ok(handle) => {
-                    info!(peer = %name, address = %config.peer_addr, "starting bgp session");
-                    self.running.insert(name, (config, handle));
-                    changed = true;
+            let mut config = w.config.clone();
+            config.session.bfd = w.bfd.is_some();
+            let handle = match PeerHandle::spawn(config) {
+                Ok(h) => h,
+                Err(e) => {
+                    errors.push((name, e.to_string()));
+                    continue;
                 }
-                Err(e) => errors.push((name, e.to_string())),
-            }
+            };
+            info!(peer = %name, address = %w.config.peer_addr, bfd = w.bfd.is_some(), "starting bgp session");
+            let bfd = match w.bfd {
+                None => None,
+                Some(profile) => match start_bfd(&w.config, profile) {
+                    Ok(bfd) => {
+                        let coupling = tokio::spawn(couple(bfd.watch_status(), handle.bfd_link()));
+                        Some((bfd, Coupling(coupling)))
+                    }
+                    Err(e) => {
+                        // BGP waits for BFD Up, so without BFD the session would never come up:
+                        // report it rather than run a session that silently stays down.
+                        errors.push((name.clone(), format!("bfd: {e}")));
+                        None
+                    }
+                },
+            };
+            self.running.insert(
+                name,
+                Running {
+                    wanted: w,
+                    handle,
+                    bfd,
+                },
+            );
+            changed = true;
         }
         if changed {
             self.listener = None;
             let passive: Vec<&PeerHandle> = self
                 .running
                 .values()
-                .filter(|(c, _)| c.session.passive)
-                .map(|(_, h)| h)
+                .filter(|r| r.wanted.config.session.passive)
+                .map(|r| &r.handle)
                 .collect();
             if let (false, Some(addr)) = (passive.is_empty(), self.listen_addr) {
                 match Listener::bind(addr, &passive) {
@@ -187,8 +258,9 @@ impl Peers {
     /// Hands each session its whole desired route set (empty for peers without routes).
     pub fn set_routes(&self, desired: &BTreeMap<String, BTreeMap<IpNet, announce::RouteAttrs>>) {
         let empty = BTreeMap::new();
-        for (name, (_, handle)) in &self.running {
-            handle.set_routes(desired_routes(desired.get(name).unwrap_or(&empty)));
+        for (name, r) in &self.running {
+            r.handle
+                .set_routes(desired_routes(desired.get(name).unwrap_or(&empty)));
         }
     }
 
@@ -196,26 +268,55 @@ impl Peers {
     pub fn statuses(&self) -> Vec<(String, PeerStatus)> {
         self.running
             .iter()
-            .map(|(n, (_, h))| (n.clone(), h.status()))
+            .map(|(n, r)| (n.clone(), r.handle.status()))
+            .collect()
+    }
+
+    /// Each BFD session's status, by peer name.
+    pub fn bfd_statuses(&self) -> Vec<(String, BfdStatus)> {
+        self.running
+            .iter()
+            .filter_map(|(n, r)| Some((n.clone(), r.bfd.as_ref()?.0.status())))
             .collect()
     }
 
     /// Closes every session with a Cease carrying `reason`.
     pub async fn shutdown(&mut self, reason: &str) {
         self.listener = None;
-        for (name, (_, handle)) in std::mem::take(&mut self.running) {
+        for (name, running) in std::mem::take(&mut self.running) {
             info!(peer = %name, "closing bgp session");
-            handle.shutdown(reason).await;
+            running.handle.shutdown(reason).await;
         }
     }
+}
+
+fn start_bfd(config: &PeerConfig, profile: Profile) -> std::io::Result<BfdHandle> {
+    let local = match config.source_addr {
+        Some(a) => a,
+        None => local_address_towards(config.peer_addr)?,
+    };
+    let hop = if config.ttl.is_some_and(|t| t > 1) {
+        Hop::Multi {
+            minimum_ttl: profile.minimum_ttl,
+        }
+    } else {
+        Hop::Single
+    };
+    BfdHandle::spawn(BfdConfig {
+        peer: config.peer_addr,
+        local,
+        hop,
+        profile,
+    })
 }
 
 /// The peers this node runs: those whose `nodeSelectors` match `node_labels`, configured.
 pub fn wanted(
     peers: &[BGPPeer],
+    bfd_profiles: &[BFDProfile],
     node_labels: &BTreeMap<String, String>,
     host: &HostFacts,
-) -> Result<BTreeMap<String, PeerConfig>, (String, FieldError)> {
+) -> Result<BTreeMap<String, WantedPeer>, (String, FieldError)> {
     let mut out = BTreeMap::new();
     for p in peers {
         let name = p.metadata.name.clone().unwrap_or_default();
@@ -233,7 +334,23 @@ pub fn wanted(
             continue;
         }
         let config = peer_config(&p.spec, host).map_err(|e| (name.clone(), e))?;
-        out.insert(name, config);
+        let bfd = match &p.spec.bfd_profile {
+            None => None,
+            Some(profile) => {
+                let found = bfd_profiles
+                    .iter()
+                    .find(|b| b.metadata.name.as_deref() == Some(profile));
+                let spec = found.map(|b| &b.spec).ok_or_else(|| {
+                    let e = FieldError::new(
+                        "spec.bfdProfile",
+                        format!("no BFDProfile named {profile:?}"),
+                    );
+                    (name.clone(), e)
+                })?;
+                Some(Profile::from(spec))
+            }
+        };
+        out.insert(name, WantedPeer { config, bfd });
     }
     Ok(out)
 }

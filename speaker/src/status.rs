@@ -24,9 +24,28 @@ pub struct StatusReport {
     /// BGP sessions.
     #[serde(default)]
     pub bgp: Vec<BgpStatus>,
+    /// BFD sessions.
+    #[serde(default)]
+    pub bfd: Vec<BfdStatusRow>,
     /// Addresses this node answers ARP/NDP for, as `address@interface`.
     #[serde(default)]
     pub l2_owned: Vec<String>,
+}
+
+/// One BFD session.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BfdStatusRow {
+    /// Peer object name.
+    pub peer: String,
+    /// `AdminDown`, `Down`, `Init` or `Up`.
+    pub state: String,
+    /// Times the session left Up.
+    pub down_count: u64,
+    /// Control packets sent.
+    pub sent: u64,
+    /// Control packets accepted.
+    pub received: u64,
 }
 
 /// One BGP session.
@@ -280,6 +299,25 @@ impl StatusReport {
             &mut out,
             "DESIRED ROUTES",
             &["PEER", "PREFIX", "COMMUNITIES", "LOCAL PREF"],
+            &rows,
+        );
+        let rows: Vec<Vec<String>> = self
+            .bfd
+            .iter()
+            .map(|b| {
+                vec![
+                    b.peer.clone(),
+                    b.state.clone(),
+                    b.down_count.to_string(),
+                    b.sent.to_string(),
+                    b.received.to_string(),
+                ]
+            })
+            .collect();
+        table(
+            &mut out,
+            "BFD SESSIONS",
+            &["PEER", "STATE", "DOWNS", "SENT", "RECEIVED"],
             &rows,
         );
         let rows: Vec<Vec<String>> = self

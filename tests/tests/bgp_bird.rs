@@ -416,11 +416,12 @@ route 198.51.100.1/32";
         assert!(!bird.established("hrd"), "TTL 1 accepted by a GTSM peer");
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(
-        plain.status().contains("established=0"),
-        "{}",
-        plain.status()
-    );
+    // Herald's own view is not asserted: this kernel lets the segment that completes the
+    // handshake (often carrying our OPEN) past BIRD's IP_MINTTL while the socket is still a
+    // request socket, so BIRD may answer with OPEN + KEEPALIVE and Herald reach Established
+    // while BIRD, dropping everything after, never does (seen in ~1 of 4 runs). What GTSM
+    // promises is the peer's side, asserted above.
+    drop(plain);
 }
 
 #[test]

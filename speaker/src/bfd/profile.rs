@@ -55,3 +55,57 @@ impl Profile {
         self.detect_multiplier.max(1)
     }
 }
+
+impl From<&herald_api::BFDProfileSpec> for Profile {
+    /// The session profile of a `BFDProfile` object, with the CRD's defaults for unset fields.
+    /// The CRD schema bounds the multiplier (2..=255) and TTL (1..=254); values outside u8 are
+    /// clamped rather than wrapped, so a bypassed schema cannot turn 256 into 0.
+    fn from(spec: &herald_api::BFDProfileSpec) -> Self {
+        let clamp = |v: u32| u8::try_from(v).unwrap_or(u8::MAX);
+        Profile {
+            receive_interval: spec.receive_interval_ms(),
+            transmit_interval: spec.transmit_interval_ms(),
+            detect_multiplier: clamp(spec.detect_multiplier_or_default()),
+            passive_mode: spec.passive_mode,
+            minimum_ttl: clamp(spec.minimum_ttl_or_default()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(v: serde_json::Value) -> herald_api::BFDProfileSpec {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn a_bfd_profile_object_gives_its_values_and_metallb_defaults_for_the_rest() {
+        let p = Profile::from(&spec(serde_json::json!({
+            "receiveInterval": 100, "detectMultiplier": 5, "passiveMode": true
+        })));
+        assert_eq!(
+            p,
+            Profile {
+                receive_interval: 100,
+                transmit_interval: 300,
+                detect_multiplier: 5,
+                passive_mode: true,
+                minimum_ttl: 254,
+            }
+        );
+        assert_eq!(
+            Profile::from(&spec(serde_json::json!({}))),
+            Profile::default()
+        );
+    }
+
+    #[test]
+    fn out_of_range_values_clamp_instead_of_wrapping() {
+        let p = Profile::from(&spec(
+            serde_json::json!({"detectMultiplier": 256, "minimumTtl": 300}),
+        ));
+        assert_eq!((p.detect_multiplier, p.minimum_ttl), (255, 255));
+    }
+}

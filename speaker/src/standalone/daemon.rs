@@ -31,13 +31,12 @@ use super::allocate::{Embedded, Outcome};
 use super::state;
 use crate::admin::{self, Shared};
 use crate::announce::{self, BackendMode, Desired, Inputs, Interface, from_api};
-use crate::bgp::driver::PeerConfig;
 use crate::l2::agent::{Agent, AgentConfig, NodeStatus};
 use crate::l2::election::{AddressPolicy, NodeSelector};
 use crate::l2::gossip::GossipConfig;
 use crate::l2::gossip::seal::GossipKey;
 use crate::metrics::{PeerLabel, PoolLabels, ResultLabel};
-use crate::peers::{self, HostFacts, Peers};
+use crate::peers::{self, HostFacts, Peers, WantedPeer};
 use crate::status::{
     BgpStatus, ConfigStatus, DesiredStatus, L2Status, PoolStatus, RouteStatus, ServiceStatus,
     StatusReport, VipStatus,
@@ -101,7 +100,7 @@ pub enum DaemonError {
 struct Candidate {
     config: StandaloneConfig,
     announce: announce::Config,
-    peers: BTreeMap<String, PeerConfig>,
+    peers: BTreeMap<String, WantedPeer>,
 }
 
 fn load(path: &Path, node_name: &str) -> Result<Candidate, String> {
@@ -119,8 +118,13 @@ fn load(path: &Path, node_name: &str) -> Result<Candidate, String> {
         .find(|n| n.metadata.name.as_deref() == Some(node_name))
         .and_then(|n| n.metadata.labels.clone())
         .unwrap_or_default();
-    let peers = peers::wanted(&config.bgp_peers, &labels, &HostFacts::read())
-        .map_err(|(peer, e)| format!("BGPPeer {peer:?}: {e}"))?;
+    let peers = peers::wanted(
+        &config.bgp_peers,
+        &config.bfd_profiles,
+        &labels,
+        &HostFacts::read(),
+    )
+    .map_err(|(peer, e)| format!("BGPPeer {peer:?}: {e}"))?;
     Ok(Candidate {
         config,
         announce,
@@ -459,6 +463,21 @@ impl Engine {
                 last_error: s.last_error.clone(),
             });
         }
+        m.bfd_session_up.clear();
+        let mut bfd_rows = Vec::new();
+        for (name, b) in self.peers.bfd_statuses() {
+            let up = b.state == crate::bfd::packet::State::Up;
+            m.bfd_session_up
+                .get_or_create(&PeerLabel { peer: name.clone() })
+                .set(i64::from(up));
+            bfd_rows.push(crate::status::BfdStatusRow {
+                peer: name,
+                state: format!("{:?}", b.state),
+                down_count: b.down_count,
+                sent: b.sent,
+                received: b.received,
+            });
+        }
         let owned: Vec<(String, String)> = self
             .l2
             .as_ref()
@@ -485,6 +504,7 @@ impl Engine {
         let l2_owned = owned.iter().map(|(a, i)| format!("{a}@{i}")).collect();
         self.shared.update_status(|st| {
             st.bgp = rows;
+            st.bfd = bfd_rows;
             st.l2_owned = l2_owned;
         });
     }
