@@ -28,6 +28,7 @@ fn birdc(sock: &std::path::Path, args: &[&str]) -> String {
 pub struct Bird {
     daemon: Daemon,
     sock: PathBuf,
+    conf: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -67,8 +68,14 @@ impl Bird {
         Self {
             daemon,
             sock,
+            conf,
             _dir: dir,
         }
+    }
+
+    /// The configuration file (rewrite it, then `birdc configure`).
+    pub fn config_path(&self) -> &std::path::Path {
+        &self.conf
     }
 
     /// The daemon (for signals).
