@@ -146,3 +146,102 @@ fn config_change_to_route_at_bird() {
     );
     assert!(h99 <= Duration::from_secs(10));
 }
+
+fn proc_field(pid: u32, file: &str, key: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(key))
+        .unwrap_or_else(|| panic!("{key}"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// utime + stime of `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+#[test]
+#[ignore = "benchmark; run explicitly"]
+fn rss_and_idle_cpu_with_1000_vips_and_4_peers() {
+    require_privileged!();
+    const VIPS: usize = 1000;
+    let (node, router) = (Netns::new("sbr-n"), Netns::new("sbr-r"));
+    veth_pair(
+        &node,
+        &["10.0.0.1/24", "10.0.0.3/24", "10.0.0.4/24", "10.0.0.5/24"],
+        &router,
+        &["10.0.0.2/24"],
+    );
+    let mut bird_conf = String::from("router id 10.0.0.2;\nprotocol device { }\n");
+    for i in [1, 3, 4, 5] {
+        bird_conf.push_str(&format!(
+            "protocol bgp n{i} {{ local 10.0.0.2 as 64513; neighbor 10.0.0.{i} as 64512; passive on;\n\
+             ipv4 {{ import all; export none; }}; }}\n"
+        ));
+    }
+    let receiver = Bird::start(&router, &bird_conf);
+
+    let mut text = String::from(
+        "apiVersion: herald.dev/v1alpha1\nkind: IPPool\nmetadata: {name: public}\n\
+         spec: {addresses: [198.51.96.0/20]}\n---\n\
+         apiVersion: herald.dev/v1alpha1\nkind: BGPAdvertisement\nmetadata: {name: all}\n",
+    );
+    for i in [1, 3, 4, 5] {
+        text.push_str(&format!(
+            "---\napiVersion: herald.dev/v1alpha1\nkind: BGPPeer\nmetadata: {{name: p{i}}}\n\
+             spec: {{peerAddress: 10.0.0.2, peerASN: 64513, myASN: 64512, sourceAddress: 10.0.0.{i}}}\n"
+        ));
+    }
+    for i in 0..VIPS {
+        text.push_str(&format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, namespace: b}}\n\
+             spec: {{type: LoadBalancer, ports: [{{port: 80}}]}}\n"
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("lb.yaml");
+    std::fs::write(&config, text).unwrap();
+    let bin = workspace_binary("herald-speaker");
+    let mut cmd = node.command(bin.to_str().unwrap());
+    cmd.args(["standalone", "--node-name", "n1"])
+        .arg("--config")
+        .arg(&config);
+    cmd.arg("--state-dir").arg(dir.path().join("state"));
+    let speaker = Daemon::spawn("herald-speaker", &mut cmd);
+    for i in [1, 3, 4, 5] {
+        let proto = format!("n{i}");
+        wait_until(
+            &format!("{VIPS} routes from {proto}"),
+            Duration::from_secs(60),
+            || match receiver.route_count(&proto) {
+                Ok(n) if n == VIPS => Ok(()),
+                other => Err(format!("{other:?}")),
+            },
+        );
+    }
+    let pid = speaker.pid();
+    let ticks0 = cpu_ticks(pid);
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(10)); // measuring idle CPU: the interval is the point
+    let idle = (cpu_ticks(pid) - ticks0) as f64 / 100.0 / t0.elapsed().as_secs_f64();
+    let rss = proc_field(pid, "status", "VmRSS:");
+    let bird_rss = proc_field(receiver.daemon().pid(), "status", "VmRSS:");
+    println!("{VIPS} VIPs announced to 4 peers");
+    println!(
+        "herald-speaker: RSS {:.1} MiB, idle CPU {:.2} % of a core",
+        rss as f64 / 1024.0,
+        idle * 100.0
+    );
+    println!(
+        "BIRD receiving 4 x {VIPS} routes: RSS {:.1} MiB",
+        bird_rss as f64 / 1024.0
+    );
+    println!(
+        "ratio RSS herald / BIRD: {:.2}",
+        rss as f64 / bird_rss as f64
+    );
+}
