@@ -336,3 +336,32 @@ fn an_invalid_config_at_start_is_refused_naming_file_object_and_field() {
         "{err}"
     );
 }
+
+#[test]
+fn layer2_advertisements_without_gossip_flags_are_refused_naming_the_flags() {
+    let (_dir, config, state) = setup();
+    let text = format!(
+        "{BASE}---\napiVersion: herald.dev/v1alpha1\nkind: L2Advertisement\nmetadata: {{name: lan}}\n"
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "standalone",
+            "--node-name",
+            "n1",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--config")
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("L2Advertisement \"lan\"") && err.contains("--gossip-key-file"),
+        "{err}"
+    );
+}

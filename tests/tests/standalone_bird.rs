@@ -136,13 +136,23 @@ fn config_becomes_routes_edits_follow_restart_keeps_them_and_sigterm_withdraws()
         assert!(routes.contains(want), "missing {want:?} in\n{routes}");
     }
 
-    // Edits: add api (next address), then remove web.
+    // Edits: add api (next address), then remove web. The session itself must not flap:
+    // an unchanged BGPPeer keeps its session across reloads.
+    let since = || {
+        let p = lab.bird.birdc(&["show", "protocols", "node1"]);
+        p.lines()
+            .find(|l| l.starts_with("node1"))
+            .map(str::to_owned)
+            .unwrap_or(p)
+    };
+    let before = since();
     write_config(&lab.config(), &["web", "api"]);
     lab.wait_routes("198.51.100.1/32 for api", |r| r.contains("198.51.100.1/32"));
     write_config(&lab.config(), &["api"]);
     lab.wait_routes("web's route withdrawn", |r| {
         !r.contains("198.51.100.0/32") && r.contains("198.51.100.1/32")
     });
+    assert_eq!(since(), before, "the BGP session was restarted by a reload");
 
     // Crash and restart with the same state dir: the router keeps the route all along
     // (graceful restart), and it is the same address.
