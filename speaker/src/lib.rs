@@ -9,6 +9,8 @@
 //! - [`bfd`]: BFD core (RFC 5880/5881/5883): Control packet codec, sans-IO session state
 //!   machine, port and TTL rules. No sockets; a UDP driver wraps it.
 //! - [`dataplane`]: what user space computes for the XDP fast path (weighted Maglev tables).
+//! - [`engine`]: the per-node machinery every mode drives: snapshot of objects and granted
+//!   addresses -> announce -> BGP sessions, layer-2 agent, dataplane.
 //! - [`metrics`]: Prometheus metrics, all named `herald_*`.
 //! - [`peers`]: the BGP sessions of this node, reconciled with the configuration.
 //! - [`status`]: the `/status` document and its table rendering.
@@ -22,6 +24,7 @@ pub mod announce;
 pub mod bfd;
 pub mod bgp;
 pub mod dataplane;
+pub mod engine;
 pub mod error;
 pub mod l2;
 pub mod metrics;

@@ -1,4 +1,5 @@
-//! `herald-speaker standalone`: the long-running loop.
+//! `herald-speaker standalone`: the long-running loop. The per-node machinery it drives is
+//! [`crate::engine`]; this module adds the file source, the embedded allocator and its state.
 //!
 //! ```text
 //!   config file/dir ──inotify──┐
@@ -13,14 +14,13 @@
 //! with file, document, object and field, counted, and shown in `/status`.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use herald_api::standalone::{self, StandaloneConfig};
-use herald_controller::convert::{self, DEFAULT_LB_CLASS};
+use herald_api::standalone;
 use notify::{RecursiveMode, Watcher};
 use thiserror::Error;
 use tokio::signal::unix::{SignalKind, signal};
@@ -30,17 +30,11 @@ use tracing::{error, info, warn};
 use super::allocate::{Embedded, Outcome};
 use super::state;
 use crate::admin::{self, Shared};
-use crate::announce::{self, BackendMode, Desired, Inputs, Interface, from_api};
-use crate::l2::agent::{Agent, AgentConfig, NodeStatus};
-use crate::l2::election::{AddressPolicy, NodeSelector};
-use crate::l2::gossip::GossipConfig;
-use crate::l2::gossip::seal::GossipKey;
-use crate::metrics::{PeerLabel, PoolLabels, ResultLabel};
-use crate::peers::{self, HostFacts, Peers, WantedPeer};
-use crate::status::{
-    BgpStatus, ConfigStatus, DesiredStatus, L2Status, PoolStatus, RouteStatus, ServiceStatus,
-    StatusReport, VipStatus,
-};
+use crate::announce::{BackendMode, Desired};
+pub use crate::engine::GossipOptions;
+use crate::engine::{Assigned, Engine, EngineOptions, Snapshot};
+use crate::metrics::{PoolLabels, ResultLabel};
+use crate::status::{ConfigStatus, PoolStatus, ServiceStatus, StatusReport};
 
 /// How long to wait for more file events before reloading: editors write a file in
 /// several steps (truncate, write, rename); one reload after the burst is enough.
@@ -61,17 +55,6 @@ pub struct Options {
     pub bgp_listen_addr: SocketAddr,
     /// Layer-2 mode's gossip among speakers; `None`: layer 2 is off.
     pub gossip: Option<GossipOptions>,
-}
-
-/// `--gossip-*`: how this speaker finds and authenticates the others (layer-2 mode).
-#[derive(Debug, Clone)]
-pub struct GossipOptions {
-    /// `--gossip-bind`: local UDP address (other speakers reach this node here).
-    pub bind: SocketAddr,
-    /// `--gossip-peer`: speakers to join through.
-    pub peers: Vec<SocketAddr>,
-    /// `--gossip-key-file`: the shared key (32 bytes raw, or 64 hex digits).
-    pub key_file: PathBuf,
 }
 
 /// Why the daemon could not start or had to stop.
@@ -96,114 +79,27 @@ pub enum DaemonError {
     },
 }
 
-/// A configuration that loaded and converted, ready to apply.
-struct Candidate {
-    config: StandaloneConfig,
-    announce: announce::Config,
-    peers: BTreeMap<String, WantedPeer>,
-}
-
-fn load(path: &Path, node_name: &str) -> Result<Candidate, String> {
+fn load(path: &Path, node_name: &str) -> Result<Snapshot, String> {
     let config = standalone::load(path).map_err(|e| e.to_string())?;
-    let announce = from_api::config(
-        &config.ip_pools,
-        &config.bgp_peers,
-        &config.bgp_advertisements,
-        &config.l2_advertisements,
-    )
-    .map_err(|e| e.to_string())?;
-    let labels = config
-        .nodes
+    Snapshot::new(config, node_name)
+}
+
+/// The granted addresses of an allocation outcome, as the engine takes them.
+fn granted(outcome: &Outcome) -> Assigned {
+    outcome
+        .assigned
         .iter()
-        .find(|n| n.metadata.name.as_deref() == Some(node_name))
-        .and_then(|n| n.metadata.labels.clone())
-        .unwrap_or_default();
-    let peers = peers::wanted(
-        &config.bgp_peers,
-        &config.bfd_profiles,
-        &labels,
-        &HostFacts::read(),
-    )
-    .map_err(|(peer, e)| format!("BGPPeer {peer:?}: {e}"))?;
-    Ok(Candidate {
-        config,
-        announce,
-        peers,
-    })
+        .map(|(k, addrs)| {
+            let granted = addrs
+                .iter()
+                .filter_map(|(a, p)| Some((*a, p.clone()?)))
+                .collect();
+            (k.clone(), granted)
+        })
+        .collect()
 }
 
-/// This host's interfaces: up means administratively up with carrier (`IFF_RUNNING`).
-fn interfaces() -> Vec<Interface> {
-    use nix::net::if_::InterfaceFlags as F;
-    let mut out: BTreeMap<String, Interface> = BTreeMap::new();
-    if let Ok(addrs) = nix::ifaddrs::getifaddrs() {
-        for a in addrs {
-            out.entry(a.interface_name.clone()).or_insert(Interface {
-                name: a.interface_name,
-                up: a.flags.contains(F::IFF_UP) && a.flags.contains(F::IFF_RUNNING),
-                loopback: a.flags.contains(F::IFF_LOOPBACK),
-            });
-        }
-    }
-    out.into_values().collect()
-}
-
-/// The managed Services with their granted addresses, as announce reads them.
-fn announce_services(config: &StandaloneConfig, outcome: &Outcome) -> Vec<announce::Service> {
-    let mut services = Vec::new();
-    for svc in config
-        .services
-        .iter()
-        .filter(|s| convert::is_managed(s, DEFAULT_LB_CLASS))
-    {
-        let key = format!(
-            "{}/{}",
-            svc.metadata.namespace.as_deref().unwrap_or("default"),
-            svc.metadata.name.as_deref().unwrap_or_default()
-        );
-        // Addresses kept under a conflict (no granting pool) are not announced.
-        let addrs: Vec<(IpAddr, String)> = outcome
-            .assigned
-            .get(&key)
-            .into_iter()
-            .flatten()
-            .filter_map(|(a, p)| Some((*a, p.clone()?)))
-            .collect();
-        if let Ok(s) = from_api::service(svc, addrs, &config.endpoint_slices) {
-            services.push(s);
-        }
-    }
-    services
-}
-
-/// Announce's inputs from a config and the allocation outcome.
-fn desired(candidate: &Candidate, outcome: &Outcome, node_name: &str) -> Desired {
-    let config = &candidate.config;
-    let services = announce_services(config, outcome);
-    let mut nodes: Vec<announce::Node> = config.nodes.iter().map(from_api::node).collect();
-    if !nodes.iter().any(|n| n.name == node_name) {
-        // Standalone hosts need not list themselves: an unlisted node is Ready, unlabelled.
-        nodes.push(announce::Node {
-            name: node_name.to_owned(),
-            ready: true,
-            ..Default::default()
-        });
-    }
-    announce::compute(Inputs {
-        config: &candidate.announce,
-        services: &services,
-        nodes: &nodes,
-        node_name,
-        interfaces: &interfaces(),
-        backend_mode: BackendMode::EndpointHosts,
-    })
-}
-
-fn community(c: u32) -> String {
-    format!("{}:{}", c >> 16, c & 0xffff)
-}
-
-fn publish(shared: &Shared, outcome: &Outcome, desired: &Desired) {
+fn publish(shared: &Shared, outcome: &Outcome) {
     let m = &shared.metrics;
     let errors: BTreeMap<String, String> = outcome
         .errors
@@ -260,147 +156,26 @@ fn publish(shared: &Shared, outcome: &Outcome, desired: &Desired) {
             available_ipv6: c.v6.available.to_string(),
         });
     }
-    m.desired_routes.clear();
-    let mut routes = Vec::new();
-    for (peer, prefixes) in &desired.bgp {
-        m.desired_routes
-            .get_or_create(&PeerLabel { peer: peer.clone() })
-            .set(prefixes.len() as i64);
-        for (prefix, attrs) in prefixes {
-            let mut communities: Vec<String> =
-                attrs.communities.iter().map(|c| community(*c)).collect();
-            communities.extend(
-                attrs
-                    .large_communities
-                    .iter()
-                    .map(|[a, b, c]| format!("{a}:{b}:{c}")),
-            );
-            routes.push(RouteStatus {
-                peer: peer.clone(),
-                prefix: prefix.to_string(),
-                communities,
-                local_pref: attrs.local_pref,
-            });
-        }
-    }
-    let desired_status = DesiredStatus {
-        excluded: desired.excluded.map(|e| format!("{e:?}")),
-        routes,
-        l2: desired
-            .l2
-            .iter()
-            .map(|l| L2Status {
-                address: l.address.to_string(),
-                interfaces: l.interfaces.iter().cloned().collect(),
-                eligible_nodes: l.eligible_nodes.iter().cloned().collect(),
-            })
-            .collect(),
-        vips: desired
-            .dataplane
-            .iter()
-            .map(|v| VipStatus {
-                vip: match v.address {
-                    IpAddr::V4(a) => format!("{a}:{}/{}", v.port, v.protocol),
-                    IpAddr::V6(a) => format!("[{a}]:{}/{}", v.port, v.protocol),
-                },
-                backends: v.backends.iter().map(|(b, w)| format!("{b}*{w}")).collect(),
-            })
-            .collect(),
-    };
     shared.update_status(|s| {
         s.services = services;
         s.pools = pools;
-        s.desired = desired_status;
     });
 }
 
-/// The layer-2 election's inputs: one policy per (address, advertisement), and the nodes'
-/// status (`None` when the configuration lists no Node objects: every live speaker counts as
-/// Ready and unlabelled).
-fn l2_inputs(
-    candidate: &Candidate,
-    outcome: &Outcome,
-) -> (Vec<AddressPolicy>, Option<BTreeMap<String, NodeStatus>>) {
-    let services = announce_services(&candidate.config, outcome);
-    let policies = announce::l2_policies(&candidate.announce, &services)
-        .into_iter()
-        .map(|p| AddressPolicy {
-            addr: p.address,
-            interfaces: p.interfaces,
-            node_selectors: p.node_selectors.iter().map(NodeSelector::from).collect(),
-            local_endpoint_nodes: p.local_endpoint_nodes,
-        })
-        .collect();
-    let status = (!candidate.config.nodes.is_empty()).then(|| {
-        candidate
-            .config
-            .nodes
-            .iter()
-            .map(from_api::node)
-            .map(|n| {
-                let status = NodeStatus {
-                    labels: n.labels,
-                    ready: n.ready,
-                    network_unavailable: n.network_unavailable,
-                };
-                (n.name, status)
-            })
-            .collect()
-    });
-    (policies, status)
-}
-
-/// Starts the layer-2 agent (link watcher, gossip, responder) if gossip is configured.
-async fn start_l2(opts: &Options) -> Result<Option<Agent>, DaemonError> {
-    let Some(g) = &opts.gossip else {
-        return Ok(None);
-    };
-    let key = GossipKey::from_file(&g.key_file).map_err(|e| DaemonError::L2(e.to_string()))?;
-    let agent = Agent::spawn(AgentConfig {
-        node: opts.node_name.clone(),
-        interfaces: Vec::new(),
-        gossip: GossipConfig {
-            name: opts.node_name.clone(),
-            bind: g.bind,
-            advertise: g.bind,
-            seeds: g.peers.clone(),
-            key,
-            timing: Default::default(),
-            facts_interval: Duration::from_millis(500),
-        },
-        announce: Default::default(),
-    })
-    .await
-    .map_err(|e| DaemonError::L2(e.to_string()))?;
-    info!(bind = %g.bind, peers = g.peers.len(), "layer-2 gossip started");
-    Ok(Some(agent))
-}
-
-/// The reload half of the loop: owns the allocator and applies candidates.
-struct Engine {
+/// The reload half of the loop: owns the allocator and applies snapshots to the engine.
+struct Reloader {
     opts: Options,
     embedded: Embedded,
     shared: Arc<Shared>,
     generation: u64,
-    peers: Peers,
-    l2: Option<Agent>,
+    engine: Engine,
 }
 
-impl Engine {
-    /// Applies `candidate`; `Err` leaves everything as it was.
-    async fn apply(&mut self, candidate: Candidate) -> Result<Desired, String> {
-        if self.l2.is_none() && !candidate.config.l2_advertisements.is_empty() {
-            let name = candidate.config.l2_advertisements[0]
-                .metadata
-                .name
-                .clone()
-                .unwrap_or_default();
-            return Err(format!(
-                "L2Advertisement {name:?}: layer-2 mode needs the gossip among speakers: start \
-                 herald-speaker with --gossip-bind and --gossip-key-file (and --gossip-peer for each other node)"
-            ));
-        }
-        let outcome = self.embedded.apply(&candidate.config).map_err(|errs| {
+impl Reloader {
+    /// Applies `snapshot`; `Err` leaves everything as it was.
+    async fn apply(&mut self, snapshot: Snapshot) -> Result<Desired, String> {
+        self.engine.check(&snapshot)?;
+        let outcome = self.embedded.apply(&snapshot.objects).map_err(|errs| {
             errs.iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
@@ -414,18 +189,8 @@ impl Engine {
         for e in &outcome.errors {
             warn!(service = %e.service, reason = %e.reason, "service not fully assigned");
         }
-        let desired = desired(&candidate, &outcome, &self.opts.node_name);
-        publish(&self.shared, &outcome, &desired);
-        for (peer, e) in self.peers.reconcile(candidate.peers.clone()).await {
-            error!(%peer, error = %e, "bgp session not started");
-        }
-        self.peers.set_routes(&desired.bgp);
-        if let Some(agent) = &self.l2 {
-            let (policies, status) = l2_inputs(&candidate, &outcome);
-            agent.set_policies(policies);
-            agent.set_node_status(status);
-        }
-        self.refresh_sessions();
+        publish(&self.shared, &outcome);
+        let desired = self.engine.apply(&snapshot, &granted(&outcome)).await;
         self.generation += 1;
         let generation = self.generation;
         self.shared.update_status(|s| {
@@ -433,80 +198,6 @@ impl Engine {
             s.config.last_error = None;
         });
         Ok(desired)
-    }
-
-    /// Copies the sessions' state into `/status` and the metrics.
-    fn refresh_sessions(&self) {
-        let statuses = self.peers.statuses();
-        let m = &self.shared.metrics;
-        m.bgp_session_up.clear();
-        m.bgp_prefixes_sent.clear();
-        m.bgp_prefixes_received.clear();
-        let mut rows = Vec::new();
-        for (name, s) in &statuses {
-            let label = PeerLabel { peer: name.clone() };
-            let up = s.state == crate::bgp::fsm::State::Established;
-            m.bgp_session_up.get_or_create(&label).set(i64::from(up));
-            m.bgp_prefixes_sent
-                .get_or_create(&label)
-                .set(s.prefixes_sent as i64);
-            m.bgp_prefixes_received
-                .get_or_create(&label)
-                .set(s.prefixes_received as i64);
-            rows.push(BgpStatus {
-                peer: name.clone(),
-                address: s.peer.to_string(),
-                state: s.state.as_str().to_owned(),
-                uptime_seconds: s.uptime().map(|d| d.as_secs()),
-                prefixes_sent: s.prefixes_sent as u64,
-                prefixes_received: s.prefixes_received as u64,
-                last_error: s.last_error.clone(),
-            });
-        }
-        m.bfd_session_up.clear();
-        let mut bfd_rows = Vec::new();
-        for (name, b) in self.peers.bfd_statuses() {
-            let up = b.state == crate::bfd::packet::State::Up;
-            m.bfd_session_up
-                .get_or_create(&PeerLabel { peer: name.clone() })
-                .set(i64::from(up));
-            bfd_rows.push(crate::status::BfdStatusRow {
-                peer: name,
-                state: format!("{:?}", b.state),
-                down_count: b.down_count,
-                sent: b.sent,
-                received: b.received,
-            });
-        }
-        let owned: Vec<(String, String)> = self
-            .l2
-            .as_ref()
-            .map(|a| {
-                a.owned()
-                    .borrow()
-                    .iter()
-                    .map(|(addr, i)| (addr.to_string(), i.clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        m.l2_owned.clear();
-        let mut per_if: BTreeMap<&str, i64> = BTreeMap::new();
-        for (_, i) in &owned {
-            *per_if.entry(i.as_str()).or_default() += 1;
-        }
-        for (i, n) in per_if {
-            m.l2_owned
-                .get_or_create(&crate::metrics::InterfaceLabel {
-                    interface: i.to_owned(),
-                })
-                .set(n);
-        }
-        let l2_owned = owned.iter().map(|(a, i)| format!("{a}@{i}")).collect();
-        self.shared.update_status(|st| {
-            st.bgp = rows;
-            st.bfd = bfd_rows;
-            st.l2_owned = l2_owned;
-        });
     }
 
     async fn reload(&mut self, noticed: Instant) {
@@ -622,13 +313,24 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     let server = tokio::spawn(serve);
     info!(%admin_addr, "admin HTTP listening");
 
-    let mut engine = Engine {
+    let engine = Engine::start(
+        EngineOptions {
+            node_name: opts.node_name.clone(),
+            bgp_listen_addr: opts.bgp_listen_addr,
+            gossip: opts.gossip.clone(),
+            backend_mode: BackendMode::EndpointHosts,
+            unlisted_node_ready: true,
+        },
+        shared.clone(),
+    )
+    .await
+    .map_err(|e| DaemonError::L2(e.to_string()))?;
+    let mut engine = Reloader {
         opts: opts.clone(),
         embedded: Embedded::new(persisted),
         shared: shared.clone(),
         generation: 0,
-        peers: Peers::new(opts.bgp_listen_addr),
-        l2: start_l2(&opts).await?,
+        engine,
     };
     // Watch before the first load, so an edit made meanwhile is not missed.
     let (tx, mut changes) = mpsc::channel(1);
@@ -656,19 +358,14 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
                 info!("SIGHUP: reloading the configuration");
                 engine.reload(Instant::now()).await;
             }
-            _ = refresh.tick() => engine.refresh_sessions(),
+            _ = refresh.tick() => engine.engine.refresh(),
             _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
             _ = int.recv() => { info!("SIGINT: shutting down"); break; }
         }
     }
     // Cease to every peer (RFC 8203 text), so routers withdraw at once rather than after
-    // the hold time.
-    if let Some(agent) = &engine.l2 {
-        // Stop answering and tell the others at once, so they take over without waiting
-        // for failure detection.
-        agent.leave();
-    }
-    engine.peers.shutdown("herald-speaker shutting down").await;
+    // the hold time; the layer-2 agent leaves so the others take over at once.
+    engine.engine.shutdown("herald-speaker shutting down").await;
     server.abort();
     Ok(())
 }

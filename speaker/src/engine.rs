@@ -1,0 +1,445 @@
+//! The per-node machinery every mode drives: from a [`Snapshot`] of objects and the addresses
+//! granted to Services, compute this node's desired state ([`announce`]) and carry it out
+//! (BGP sessions, the layer-2 agent), publishing what it did in `/status` and the metrics.
+//!
+//! ```text
+//!   standalone: YAML -> embedded allocator ─┐
+//!                                           ├─> Snapshot + Assigned ─> Engine::apply
+//!   cluster:    API objects + Service status┘        announce::compute ─> peers / L2
+//! ```
+//!
+//! The source decides where objects and addresses come from; the engine does not know.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_api::standalone::StandaloneConfig;
+use herald_controller::convert::{self, DEFAULT_LB_CLASS};
+use thiserror::Error;
+use tracing::{error, info};
+
+use crate::admin::Shared;
+use crate::announce::{self, BackendMode, Desired, Inputs, Interface, from_api};
+use crate::l2::agent::{Agent, AgentConfig, NodeStatus};
+use crate::l2::election::{AddressPolicy, NodeSelector};
+use crate::l2::gossip::GossipConfig;
+use crate::l2::gossip::seal::GossipKey;
+use crate::metrics::PeerLabel;
+use crate::peers::{self, HostFacts, Peers, WantedPeer};
+use crate::status::{BgpStatus, DesiredStatus, L2Status, RouteStatus, VipStatus};
+
+/// Per Service key (`namespace/name`): the addresses granted to it and the pool of each.
+/// Addresses held without a granting pool (a conflict after a pool edit) are left out: they
+/// are not announced.
+pub type Assigned = BTreeMap<String, Vec<(IpAddr, String)>>;
+
+/// What the engine needs at start.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// This node's name.
+    pub node_name: String,
+    /// Where passive BGP peers are accepted (bound only if one exists).
+    pub bgp_listen_addr: SocketAddr,
+    /// Layer-2 mode's gossip among speakers; `None`: layer 2 is off.
+    pub gossip: Option<GossipOptions>,
+    /// How dataplane backends are derived from endpoints.
+    pub backend_mode: BackendMode,
+    /// Standalone: when no Node object names this node, it counts as Ready and unlabelled
+    /// (hosts need not list themselves). In a cluster an unknown node announces nothing.
+    pub unlisted_node_ready: bool,
+}
+
+/// `--gossip-*`: how this speaker finds and authenticates the others (layer-2 mode).
+#[derive(Debug, Clone)]
+pub struct GossipOptions {
+    /// `--gossip-bind`: local UDP address (other speakers reach this node here).
+    pub bind: SocketAddr,
+    /// `--gossip-peer`: speakers to join through.
+    pub peers: Vec<SocketAddr>,
+    /// `--gossip-key-file`: the shared key (32 bytes raw, or 64 hex digits).
+    pub key_file: PathBuf,
+}
+
+/// Why the engine could not start.
+#[derive(Debug, Error)]
+pub enum EngineError {
+    /// Layer-2 mode could not start (gossip key, socket, netlink).
+    #[error("layer 2: {0}")]
+    L2(String),
+}
+
+/// The objects this node acts on, converted and checked: a snapshot is applied whole or not
+/// at all.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The objects as read (standalone file or API server).
+    pub objects: StandaloneConfig,
+    /// Pools and advertisements in announce's terms.
+    pub announce: announce::Config,
+    /// The BGP sessions this node should run.
+    pub peers: BTreeMap<String, WantedPeer>,
+}
+
+impl Snapshot {
+    /// Converts `objects` for `node_name`; errors name the object and the field.
+    ///
+    /// `BGPPeer.passwordSecret` must have been resolved into `password` by the caller.
+    pub fn new(objects: StandaloneConfig, node_name: &str) -> Result<Self, String> {
+        let announce = from_api::config(
+            &objects.ip_pools,
+            &objects.bgp_peers,
+            &objects.bgp_advertisements,
+            &objects.l2_advertisements,
+        )
+        .map_err(|e| e.to_string())?;
+        let labels = objects
+            .nodes
+            .iter()
+            .find(|n| n.metadata.name.as_deref() == Some(node_name))
+            .and_then(|n| n.metadata.labels.clone())
+            .unwrap_or_default();
+        let peers = peers::wanted(
+            &objects.bgp_peers,
+            &objects.bfd_profiles,
+            &labels,
+            &HostFacts::read(),
+        )
+        .map_err(|(peer, e)| format!("BGPPeer {peer:?}: {e}"))?;
+        Ok(Self {
+            objects,
+            announce,
+            peers,
+        })
+    }
+}
+
+/// This host's interfaces: up means administratively up with carrier (`IFF_RUNNING`).
+pub fn interfaces() -> Vec<Interface> {
+    use nix::net::if_::InterfaceFlags as F;
+    let mut out: BTreeMap<String, Interface> = BTreeMap::new();
+    if let Ok(addrs) = nix::ifaddrs::getifaddrs() {
+        for a in addrs {
+            out.entry(a.interface_name.clone()).or_insert(Interface {
+                name: a.interface_name,
+                up: a.flags.contains(F::IFF_UP) && a.flags.contains(F::IFF_RUNNING),
+                loopback: a.flags.contains(F::IFF_LOOPBACK),
+            });
+        }
+    }
+    out.into_values().collect()
+}
+
+/// The managed Services with their granted addresses, as announce reads them.
+pub fn announce_services(
+    objects: &StandaloneConfig,
+    assigned: &Assigned,
+) -> Vec<announce::Service> {
+    let mut services = Vec::new();
+    for svc in objects
+        .services
+        .iter()
+        .filter(|s| convert::is_managed(s, DEFAULT_LB_CLASS))
+    {
+        let key = format!(
+            "{}/{}",
+            svc.metadata.namespace.as_deref().unwrap_or("default"),
+            svc.metadata.name.as_deref().unwrap_or_default()
+        );
+        let addrs = assigned.get(&key).cloned().unwrap_or_default();
+        if let Ok(s) = from_api::service(svc, addrs, &objects.endpoint_slices) {
+            services.push(s);
+        }
+    }
+    services
+}
+
+/// This node's desired state for `snapshot` and `assigned`.
+pub fn desired(snapshot: &Snapshot, assigned: &Assigned, opts: &EngineOptions) -> Desired {
+    let node_name = opts.node_name.as_str();
+    let objects = &snapshot.objects;
+    let services = announce_services(objects, assigned);
+    let mut nodes: Vec<announce::Node> = objects.nodes.iter().map(from_api::node).collect();
+    if opts.unlisted_node_ready && !nodes.iter().any(|n| n.name == node_name) {
+        nodes.push(announce::Node {
+            name: node_name.to_owned(),
+            ready: true,
+            ..Default::default()
+        });
+    }
+    announce::compute(Inputs {
+        config: &snapshot.announce,
+        services: &services,
+        nodes: &nodes,
+        node_name,
+        interfaces: &interfaces(),
+        backend_mode: opts.backend_mode,
+    })
+}
+
+fn community(c: u32) -> String {
+    format!("{}:{}", c >> 16, c & 0xffff)
+}
+
+/// `/status`'s view of a desired state.
+fn desired_status(desired: &Desired) -> DesiredStatus {
+    let mut routes = Vec::new();
+    for (peer, prefixes) in &desired.bgp {
+        for (prefix, attrs) in prefixes {
+            let mut communities: Vec<String> =
+                attrs.communities.iter().map(|c| community(*c)).collect();
+            communities.extend(
+                attrs
+                    .large_communities
+                    .iter()
+                    .map(|[a, b, c]| format!("{a}:{b}:{c}")),
+            );
+            routes.push(RouteStatus {
+                peer: peer.clone(),
+                prefix: prefix.to_string(),
+                communities,
+                local_pref: attrs.local_pref,
+            });
+        }
+    }
+    DesiredStatus {
+        excluded: desired.excluded.map(|e| format!("{e:?}")),
+        routes,
+        l2: desired
+            .l2
+            .iter()
+            .map(|l| L2Status {
+                address: l.address.to_string(),
+                interfaces: l.interfaces.iter().cloned().collect(),
+                eligible_nodes: l.eligible_nodes.iter().cloned().collect(),
+            })
+            .collect(),
+        vips: desired
+            .dataplane
+            .iter()
+            .map(|v| VipStatus {
+                vip: match v.address {
+                    IpAddr::V4(a) => format!("{a}:{}/{}", v.port, v.protocol),
+                    IpAddr::V6(a) => format!("[{a}]:{}/{}", v.port, v.protocol),
+                },
+                backends: v.backends.iter().map(|(b, w)| format!("{b}*{w}")).collect(),
+            })
+            .collect(),
+    }
+}
+
+/// The layer-2 election's inputs: one policy per (address, advertisement), and the nodes'
+/// status (`None` when the snapshot lists no Node objects: every live speaker counts as
+/// Ready and unlabelled).
+fn l2_inputs(
+    snapshot: &Snapshot,
+    assigned: &Assigned,
+) -> (Vec<AddressPolicy>, Option<BTreeMap<String, NodeStatus>>) {
+    let services = announce_services(&snapshot.objects, assigned);
+    let policies = announce::l2_policies(&snapshot.announce, &services)
+        .into_iter()
+        .map(|p| AddressPolicy {
+            addr: p.address,
+            interfaces: p.interfaces,
+            node_selectors: p.node_selectors.iter().map(NodeSelector::from).collect(),
+            local_endpoint_nodes: p.local_endpoint_nodes,
+        })
+        .collect();
+    let nodes = &snapshot.objects.nodes;
+    let status = (!nodes.is_empty()).then(|| {
+        nodes
+            .iter()
+            .map(from_api::node)
+            .map(|n| {
+                let status = NodeStatus {
+                    labels: n.labels,
+                    ready: n.ready,
+                    network_unavailable: n.network_unavailable,
+                };
+                (n.name, status)
+            })
+            .collect()
+    });
+    (policies, status)
+}
+
+/// Starts the layer-2 agent (link watcher, gossip, responder) if gossip is configured.
+async fn start_l2(opts: &EngineOptions) -> Result<Option<Agent>, EngineError> {
+    let Some(g) = &opts.gossip else {
+        return Ok(None);
+    };
+    let key = GossipKey::from_file(&g.key_file).map_err(|e| EngineError::L2(e.to_string()))?;
+    let agent = Agent::spawn(AgentConfig {
+        node: opts.node_name.clone(),
+        interfaces: Vec::new(),
+        gossip: GossipConfig {
+            name: opts.node_name.clone(),
+            bind: g.bind,
+            advertise: g.bind,
+            seeds: g.peers.clone(),
+            key,
+            timing: Default::default(),
+            facts_interval: Duration::from_millis(500),
+        },
+        announce: Default::default(),
+    })
+    .await
+    .map_err(|e| EngineError::L2(e.to_string()))?;
+    info!(bind = %g.bind, peers = g.peers.len(), "layer-2 gossip started");
+    Ok(Some(agent))
+}
+
+/// This node's sessions and agents, driven by snapshots.
+pub struct Engine {
+    opts: EngineOptions,
+    shared: Arc<Shared>,
+    peers: Peers,
+    l2: Option<Agent>,
+}
+
+impl Engine {
+    /// Starts the layer-2 agent if configured; BGP sessions start with the first snapshot.
+    pub async fn start(opts: EngineOptions, shared: Arc<Shared>) -> Result<Self, EngineError> {
+        Ok(Self {
+            peers: Peers::new(opts.bgp_listen_addr),
+            l2: start_l2(&opts).await?,
+            opts,
+            shared,
+        })
+    }
+
+    /// Refuses a snapshot this engine cannot carry out (before anything is changed).
+    pub fn check(&self, snapshot: &Snapshot) -> Result<(), String> {
+        if let (None, Some(adv)) = (&self.l2, snapshot.objects.l2_advertisements.first()) {
+            let name = adv.metadata.name.clone().unwrap_or_default();
+            return Err(format!(
+                "L2Advertisement {name:?}: layer-2 mode needs the gossip among speakers: start \
+                 herald-speaker with --gossip-bind and --gossip-key-file (and --gossip-peer for each other node)"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Computes the desired state and hands it to the sessions and agents; returns it.
+    pub async fn apply(&mut self, snapshot: &Snapshot, assigned: &Assigned) -> Desired {
+        let desired = desired(snapshot, assigned, &self.opts);
+        let m = &self.shared.metrics;
+        m.desired_routes.clear();
+        for (peer, prefixes) in &desired.bgp {
+            m.desired_routes
+                .get_or_create(&PeerLabel { peer: peer.clone() })
+                .set(prefixes.len() as i64);
+        }
+        let status = desired_status(&desired);
+        self.shared.update_status(|s| s.desired = status);
+        for (peer, e) in self.peers.reconcile(snapshot.peers.clone()).await {
+            error!(%peer, error = %e, "bgp session not started");
+        }
+        self.peers.set_routes(&desired.bgp);
+        if let Some(agent) = &self.l2 {
+            let (policies, status) = l2_inputs(snapshot, assigned);
+            agent.set_policies(policies);
+            agent.set_node_status(status);
+        }
+        self.refresh();
+        desired
+    }
+
+    /// The BGP sessions' state, by peer name.
+    pub fn bgp_statuses(&self) -> Vec<BgpStatus> {
+        self.peers
+            .statuses()
+            .iter()
+            .map(|(name, s)| BgpStatus {
+                peer: name.clone(),
+                address: s.peer.to_string(),
+                state: s.state.as_str().to_owned(),
+                uptime_seconds: s.uptime().map(|d| d.as_secs()),
+                prefixes_sent: s.prefixes_sent as u64,
+                prefixes_received: s.prefixes_received as u64,
+                last_error: s.last_error.clone(),
+            })
+            .collect()
+    }
+
+    /// The addresses this node answers ARP/NDP for, with the interface.
+    pub fn l2_owned(&self) -> Vec<(IpAddr, String)> {
+        self.l2
+            .as_ref()
+            .map(|a| {
+                a.owned()
+                    .borrow()
+                    .iter()
+                    .map(|(a, i)| (*a, i.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Copies the sessions' state into `/status` and the metrics.
+    pub fn refresh(&self) {
+        let m = &self.shared.metrics;
+        let rows = self.bgp_statuses();
+        m.bgp_session_up.clear();
+        m.bgp_prefixes_sent.clear();
+        m.bgp_prefixes_received.clear();
+        for row in &rows {
+            let label = PeerLabel {
+                peer: row.peer.clone(),
+            };
+            let up = row.state == crate::bgp::fsm::State::Established.as_str();
+            m.bgp_session_up.get_or_create(&label).set(i64::from(up));
+            m.bgp_prefixes_sent
+                .get_or_create(&label)
+                .set(row.prefixes_sent as i64);
+            m.bgp_prefixes_received
+                .get_or_create(&label)
+                .set(row.prefixes_received as i64);
+        }
+        m.bfd_session_up.clear();
+        let mut bfd_rows = Vec::new();
+        for (name, b) in self.peers.bfd_statuses() {
+            let up = b.state == crate::bfd::packet::State::Up;
+            m.bfd_session_up
+                .get_or_create(&PeerLabel { peer: name.clone() })
+                .set(i64::from(up));
+            bfd_rows.push(crate::status::BfdStatusRow {
+                peer: name,
+                state: format!("{:?}", b.state),
+                down_count: b.down_count,
+                sent: b.sent,
+                received: b.received,
+            });
+        }
+        let owned = self.l2_owned();
+        m.l2_owned.clear();
+        let mut per_if: BTreeMap<&str, i64> = BTreeMap::new();
+        for (_, i) in &owned {
+            *per_if.entry(i.as_str()).or_default() += 1;
+        }
+        for (i, n) in per_if {
+            m.l2_owned
+                .get_or_create(&crate::metrics::InterfaceLabel {
+                    interface: i.to_owned(),
+                })
+                .set(n);
+        }
+        let l2_owned = owned.iter().map(|(a, i)| format!("{a}@{i}")).collect();
+        self.shared.update_status(|st| {
+            st.bgp = rows;
+            st.bfd = bfd_rows;
+            st.l2_owned = l2_owned;
+        });
+    }
+
+    /// Graceful stop: the layer-2 agent leaves (the others take over at once), every BGP
+    /// session ends with a Cease NOTIFICATION carrying `reason` (RFC 8203).
+    pub async fn shutdown(mut self, reason: &str) {
+        if let Some(agent) = &self.l2 {
+            agent.leave();
+        }
+        self.peers.shutdown(reason).await;
+    }
+}
