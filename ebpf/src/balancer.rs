@@ -260,6 +260,33 @@ impl Balancer {
         self.set_backend(id, &Backend::default())
     }
 
+    /// The VIPs the program knows, with their ids (for example kept in pinned maps from a
+    /// previous run).
+    pub fn vips(&self) -> Result<Vec<(VipKey, u32)>, Error> {
+        let map: HashMap<_, VipKey, Vip> = HashMap::try_from(self.map(map_name::VIPS)?)
+            .map_err(map_err(map_name::VIPS, "open"))?;
+        map.iter()
+            .map(|r| r.map(|(k, v)| (k, v.id)))
+            .collect::<Result<_, _>>()
+            .map_err(map_err(map_name::VIPS, "read"))
+    }
+
+    /// The backend slots in use, with what they hold.
+    pub fn backends(&self) -> Result<Vec<(u32, Backend)>, Error> {
+        let map: Array<_, Backend> = Array::try_from(self.map(map_name::BACKENDS)?)
+            .map_err(map_err(map_name::BACKENDS, "open"))?;
+        let mut out = Vec::new();
+        for id in 0..MAX_BACKENDS {
+            let b = map
+                .get(&id, 0)
+                .map_err(map_err(map_name::BACKENDS, "read"))?;
+            if b.family != 0 {
+                out.push((id, b));
+            }
+        }
+        Ok(out)
+    }
+
     /// Installs `table` (backend ids, one per Maglev slot, as built by the speaker) for VIP
     /// `vip_id`. The table is written to a new map which then replaces the old one in a single
     /// update, so the program sees either the old table or the new one, never a mix.

@@ -18,10 +18,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use common::packet::TCP;
-use common::server::NameServer;
 use common::*;
 use herald_ebpf::abi::FlowKey;
 use herald_ebpf::{Balancer, Decap, LoadOptions, Variant, XdpMode};
+use herald_tests::NameServer;
 use herald_tests::{Netns, veth_pair};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);

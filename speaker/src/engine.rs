@@ -23,13 +23,16 @@ use tracing::{error, info};
 
 use crate::admin::Shared;
 use crate::announce::{self, BackendMode, Desired, Inputs, Interface, from_api};
+use crate::dataplane::driver::{Dataplane, DataplaneError, DataplaneOptions};
 use crate::l2::agent::{Agent, AgentConfig, NodeStatus};
 use crate::l2::election::{AddressPolicy, NodeSelector};
 use crate::l2::gossip::GossipConfig;
 use crate::l2::gossip::seal::GossipKey;
-use crate::metrics::PeerLabel;
+use crate::metrics::{InterfaceLabel, PeerLabel, ReasonLabel, VipLabels};
 use crate::peers::{self, HostFacts, Peers, WantedPeer};
-use crate::status::{BgpStatus, DesiredStatus, L2Status, RouteStatus, VipStatus};
+use crate::status::{
+    BgpStatus, DataplaneStatus, DataplaneVip, DesiredStatus, L2Status, RouteStatus, VipStatus,
+};
 
 /// Per Service key (`namespace/name`): the addresses granted to it and the pool of each.
 /// Addresses held without a granting pool (a conflict after a pool edit) are left out: they
@@ -47,6 +50,8 @@ pub struct EngineOptions {
     pub gossip: Option<GossipOptions>,
     /// How dataplane backends are derived from endpoints.
     pub backend_mode: BackendMode,
+    /// The XDP balancer and decapsulation on this host.
+    pub dataplane: DataplaneOptions,
     /// Standalone: when no Node object names this node, it counts as Ready and unlabelled
     /// (hosts need not list themselves). In a cluster an unknown node announces nothing.
     pub unlisted_node_ready: bool,
@@ -69,6 +74,9 @@ pub enum EngineError {
     /// Layer-2 mode could not start (gossip key, socket, netlink).
     #[error("layer 2: {0}")]
     L2(String),
+    /// The dataplane could not start (loading, attaching the programs).
+    #[error("dataplane: {0}")]
+    Dataplane(#[from] DataplaneError),
 }
 
 /// The objects this node acts on, converted and checked: a snapshot is applied whole or not
@@ -297,14 +305,24 @@ pub struct Engine {
     shared: Arc<Shared>,
     peers: Peers,
     l2: Option<Agent>,
+    dataplane: Option<Dataplane>,
+    dataplane_errors: Vec<String>,
 }
 
 impl Engine {
-    /// Starts the layer-2 agent if configured; BGP sessions start with the first snapshot.
+    /// Starts the dataplane and the layer-2 agent if configured; BGP sessions start with
+    /// the first snapshot.
     pub async fn start(opts: EngineOptions, shared: Arc<Shared>) -> Result<Self, EngineError> {
+        let dataplane = if opts.dataplane.enabled() {
+            Some(Dataplane::start(opts.dataplane.clone()).await?)
+        } else {
+            None
+        };
         Ok(Self {
             peers: Peers::new(opts.bgp_listen_addr),
             l2: start_l2(&opts).await?,
+            dataplane,
+            dataplane_errors: Vec::new(),
             opts,
             shared,
         })
@@ -336,6 +354,13 @@ impl Engine {
         self.shared.update_status(|s| s.desired = status);
         for (peer, e) in self.peers.reconcile(snapshot.peers.clone()).await {
             error!(%peer, error = %e, "bgp session not started");
+        }
+        if let Some(dataplane) = &mut self.dataplane {
+            // Before the routes: traffic the new routes attract finds its VIP programmed.
+            self.dataplane_errors = dataplane.apply(&desired.dataplane).await;
+            for e in &self.dataplane_errors {
+                error!(error = %e, "dataplane");
+            }
         }
         self.peers.set_routes(&desired.bgp);
         if let Some(agent) = &self.l2 {
@@ -427,11 +452,76 @@ impl Engine {
                 .set(n);
         }
         let l2_owned = owned.iter().map(|(a, i)| format!("{a}@{i}")).collect();
+        let dataplane = self.refresh_dataplane();
         self.shared.update_status(|st| {
             st.bgp = rows;
             st.bfd = bfd_rows;
             st.l2_owned = l2_owned;
+            st.dataplane = dataplane;
         });
+    }
+
+    fn refresh_dataplane(&self) -> DataplaneStatus {
+        let Some(dataplane) = &self.dataplane else {
+            return DataplaneStatus::default();
+        };
+        let snap = dataplane.snapshot();
+        let m = &self.shared.metrics;
+        m.dataplane_attached.clear();
+        for (interface, _) in &snap.attached {
+            m.dataplane_attached
+                .get_or_create(&InterfaceLabel {
+                    interface: interface.clone(),
+                })
+                .set(1);
+        }
+        m.dataplane_packets.clear();
+        m.dataplane_bytes.clear();
+        let mut vips = Vec::new();
+        for v in &snap.vips {
+            let vip = match v.vip.address {
+                IpAddr::V4(a) => format!("{a}:{}/{}", v.vip.port, v.vip.proto),
+                IpAddr::V6(a) => format!("[{a}]:{}/{}", v.vip.port, v.vip.proto),
+            };
+            let labels = VipLabels {
+                service: v.service.clone(),
+                vip: vip.clone(),
+            };
+            m.dataplane_packets
+                .get_or_create(&labels)
+                .set(v.packets as i64);
+            m.dataplane_bytes.get_or_create(&labels).set(v.bytes as i64);
+            vips.push(DataplaneVip {
+                vip,
+                service: v.service.clone(),
+                packets: v.packets,
+                bytes: v.bytes,
+            });
+        }
+        for (reason, n) in &snap.drops {
+            m.dataplane_drops
+                .get_or_create(&ReasonLabel { reason })
+                .set(*n as i64);
+        }
+        m.dataplane_decapsulated.set(snap.decapsulated as i64);
+        DataplaneStatus {
+            attached: snap
+                .attached
+                .iter()
+                .map(|(i, mode)| format!("{i} ({mode})"))
+                .collect(),
+            decap: snap.decap.clone(),
+            bound: snap.bound.iter().map(ToString::to_string).collect(),
+            vips,
+            drops: snap
+                .drops
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(r, n)| ((*r).to_owned(), *n))
+                .collect(),
+            decapsulated: snap.decapsulated,
+            errors: self.dataplane_errors.clone(),
+        }
     }
 
     /// Graceful stop: the layer-2 agent leaves (the others take over at once), every BGP
@@ -441,5 +531,8 @@ impl Engine {
             agent.leave();
         }
         self.peers.shutdown(reason).await;
+        if let Some(dataplane) = self.dataplane.take() {
+            dataplane.shutdown().await;
+        }
     }
 }

@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use herald_speaker::dataplane::driver::{DEFAULT_PIN_DIR, DataplaneOptions, Mode};
 use herald_speaker::standalone::daemon::{self, GossipOptions, Options};
 use herald_speaker::status::StatusReport;
 
@@ -27,6 +28,7 @@ enum LogFormat {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once at start
 enum Command {
     /// Run the whole system on this host from YAML files, without Kubernetes.
     Standalone {
@@ -63,6 +65,8 @@ enum Command {
         /// hex digits (for example `openssl rand -hex 32`).
         #[arg(long, requires = "gossip_bind")]
         gossip_key_file: Option<PathBuf>,
+        #[command(flatten)]
+        dataplane: DataplaneArgs,
     },
     /// Print a running speaker's /status as tables.
     Status {
@@ -73,6 +77,59 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// The fast path on this host (DESIGN §6).
+#[derive(Debug, Args)]
+struct DataplaneArgs {
+    /// Attach the XDP balancer to this uplink: VIP traffic arriving there is forwarded to
+    /// the backends (Maglev, IPIP/IP6IP6, direct server return). Repeat for each uplink.
+    /// An interface that already carries another XDP program is refused, not taken over.
+    #[arg(long = "xdp-interface", value_name = "IFACE")]
+    xdp_interfaces: Vec<String>,
+    /// `native` runs in the driver (fast; veth and most 10G+ NICs); `generic` works on any
+    /// interface, slower.
+    #[arg(long, value_enum, default_value_t = XdpModeArg::Native)]
+    xdp_mode: XdpModeArg,
+    /// On SIGTERM leave the XDP balancer attached and its maps pinned, so forwarding goes on
+    /// until the next start adopts them (upgrades). Default: detach and remove them.
+    #[arg(long)]
+    xdp_keep_on_exit: bool,
+    /// This host is a backend: decapsulate IPIP/IP6IP6 from the balancers (TC ingress) and
+    /// bind the VIPs it serves to `lo` (this sets net.ipv4.conf.all.arp_ignore=1 and
+    /// arp_announce=2 so the host does not answer ARP for them).
+    #[arg(long)]
+    decap: bool,
+    /// Decapsulate only on this interface (repeatable). Default: every non-loopback
+    /// interface present at start.
+    #[arg(long = "decap-interface", value_name = "IFACE", requires = "decap")]
+    decap_interfaces: Vec<String>,
+    /// Directory on a bpf filesystem where maps and attachments are pinned, so a restarted
+    /// speaker keeps forwarding. bpffs is mounted at /sys/fs/bpf if needed.
+    #[arg(long, default_value = DEFAULT_PIN_DIR)]
+    bpf_pin_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum XdpModeArg {
+    Native,
+    Generic,
+}
+
+impl From<DataplaneArgs> for DataplaneOptions {
+    fn from(a: DataplaneArgs) -> Self {
+        Self {
+            xdp_interfaces: a.xdp_interfaces,
+            xdp_mode: match a.xdp_mode {
+                XdpModeArg::Native => Mode::Native,
+                XdpModeArg::Generic => Mode::Generic,
+            },
+            keep_on_exit: a.xdp_keep_on_exit,
+            decap: a.decap,
+            decap_interfaces: a.decap_interfaces,
+            pin_dir: a.bpf_pin_dir,
+        }
+    }
 }
 
 fn init_logging(format: LogFormat) {
@@ -121,6 +178,7 @@ fn main() -> ExitCode {
             gossip_bind,
             gossip_peers,
             gossip_key_file,
+            dataplane,
         } => {
             let gossip = match (gossip_bind, gossip_key_file) {
                 (Some(bind), Some(key_file)) => Some(GossipOptions {
@@ -148,6 +206,7 @@ fn main() -> ExitCode {
                     admin_addr,
                     bgp_listen_addr,
                     gossip,
+                    dataplane: dataplane.into(),
                 }))
                 .map_err(|e| e.to_string())
         }

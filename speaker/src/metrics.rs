@@ -39,6 +39,22 @@ pub struct InterfaceLabel {
     pub interface: String,
 }
 
+/// Per-VIP dataplane labels (bounded by the number of VIPs).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VipLabels {
+    /// The Service (`namespace/name`).
+    pub service: String,
+    /// `address:port/protocol-number`.
+    pub vip: String,
+}
+
+/// Drop reason label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// Why.
+    pub reason: &'static str,
+}
+
 /// Every metric the speaker exports, registered once.
 #[derive(Debug)]
 pub struct Metrics {
@@ -68,6 +84,16 @@ pub struct Metrics {
     /// Seconds from noticing a configuration change to the new desired state being handed
     /// to the announcers.
     pub change_to_announce_seconds: Histogram,
+    /// 1 per interface the XDP balancer is attached to.
+    pub dataplane_attached: Family<InterfaceLabel, Gauge>,
+    /// Packets the XDP balancer forwarded per VIP (kernel counter, since the maps were made).
+    pub dataplane_packets: Family<VipLabels, Gauge>,
+    /// Bytes the XDP balancer forwarded per VIP.
+    pub dataplane_bytes: Family<VipLabels, Gauge>,
+    /// VIP packets the XDP balancer dropped, per reason.
+    pub dataplane_drops: Family<ReasonLabel, Gauge>,
+    /// Packets the decapsulation program unwrapped on this host.
+    pub dataplane_decapsulated: Gauge,
 }
 
 impl Default for Metrics {
@@ -95,6 +121,11 @@ impl Metrics {
             change_to_announce_seconds: Histogram::new([
                 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
             ]),
+            dataplane_attached: Family::default(),
+            dataplane_packets: Family::default(),
+            dataplane_bytes: Family::default(),
+            dataplane_drops: Family::default(),
+            dataplane_decapsulated: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -151,6 +182,31 @@ impl Metrics {
             "change_to_announce_seconds",
             "Time from a configuration change to the new desired state handed to the sessions",
             m.change_to_announce_seconds.clone(),
+        );
+        registry.register(
+            "dataplane_attached",
+            "1 per interface the XDP balancer is attached to",
+            m.dataplane_attached.clone(),
+        );
+        registry.register(
+            "dataplane_vip_packets",
+            "Packets the XDP balancer forwarded for the VIP (kernel counter)",
+            m.dataplane_packets.clone(),
+        );
+        registry.register(
+            "dataplane_vip_bytes",
+            "Bytes the XDP balancer forwarded for the VIP (kernel counter)",
+            m.dataplane_bytes.clone(),
+        );
+        registry.register(
+            "dataplane_drops",
+            "VIP packets the XDP balancer dropped, by reason (kernel counter)",
+            m.dataplane_drops.clone(),
+        );
+        registry.register(
+            "dataplane_decapsulated_packets",
+            "Packets the decapsulation program unwrapped on this host (kernel counter)",
+            m.dataplane_decapsulated.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -3,6 +3,7 @@
 //! One serde type serves both sides: the daemon serialises it, the `status` command parses
 //! it back, so the two never disagree about field names.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
@@ -30,6 +31,43 @@ pub struct StatusReport {
     /// Addresses this node answers ARP/NDP for, as `address@interface`.
     #[serde(default)]
     pub l2_owned: Vec<String>,
+    /// The XDP balancer and decapsulation on this node.
+    #[serde(default)]
+    pub dataplane: DataplaneStatus,
+}
+
+/// The dataplane as it is (attachments, counters), next to the desired VIPs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DataplaneStatus {
+    /// `interface (mode)` for each XDP attachment.
+    pub attached: Vec<String>,
+    /// Interfaces decapsulating (backend host).
+    pub decap: Vec<String>,
+    /// VIPs bound to `lo` (this host is one of their backends).
+    pub bound: Vec<String>,
+    /// Programmed VIPs with their counters.
+    pub vips: Vec<DataplaneVip>,
+    /// Dropped VIP packets per reason (non-zero only).
+    pub drops: BTreeMap<String, u64>,
+    /// Packets decapsulated here.
+    pub decapsulated: u64,
+    /// What could not be programmed at the last change.
+    pub errors: Vec<String>,
+}
+
+/// One programmed VIP and its counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DataplaneVip {
+    /// `address:port/protocol-number`.
+    pub vip: String,
+    /// Service.
+    pub service: String,
+    /// Packets forwarded.
+    pub packets: u64,
+    /// Bytes forwarded.
+    pub bytes: u64,
 }
 
 /// One BFD session.
@@ -167,6 +205,14 @@ pub struct VipStatus {
     pub vip: String,
     /// `backend*weight`.
     pub backends: Vec<String>,
+}
+
+fn or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "-".to_owned()
+    } else {
+        items.join(",")
+    }
 }
 
 /// Renders rows as a left-aligned table with a header.
@@ -359,6 +405,41 @@ impl StatusReport {
             .map(|v| vec![v.vip.clone(), v.backends.join(" ")])
             .collect();
         table(&mut out, "DATAPLANE VIPS", &["VIP", "BACKENDS"], &rows);
+        let d = &self.dataplane;
+        if !d.attached.is_empty() || !d.decap.is_empty() {
+            let _ = writeln!(
+                out,
+                "XDP attached: {}   decap: {}   bound to lo: {}   decapsulated: {}",
+                or_none(&d.attached),
+                or_none(&d.decap),
+                or_none(&d.bound),
+                d.decapsulated
+            );
+            let drops: Vec<String> = d.drops.iter().map(|(r, n)| format!("{r}={n}")).collect();
+            let _ = writeln!(out, "drops: {}", or_none(&drops));
+            for e in &d.errors {
+                let _ = writeln!(out, "not programmed: {e}");
+            }
+            out.push('\n');
+            let rows: Vec<Vec<String>> = d
+                .vips
+                .iter()
+                .map(|v| {
+                    vec![
+                        v.vip.clone(),
+                        v.service.clone(),
+                        v.packets.to_string(),
+                        v.bytes.to_string(),
+                    ]
+                })
+                .collect();
+            table(
+                &mut out,
+                "XDP FORWARDING",
+                &["VIP", "SERVICE", "PACKETS", "BYTES"],
+                &rows,
+            );
+        }
         out
     }
 }

@@ -9,6 +9,7 @@
 //! - [`privileged`]: the skip / fail-loudly gate ([`require_privileged!`], [`require_command`]).
 //! - [`netns`]: [`Netns`], a uniquely named namespace deleted on drop, with veth helpers.
 //! - [`process`]: [`Daemon`], a child process ended by its own pid on drop.
+//! - [`bpffs`]: [`BpfFs`], a private bpf filesystem for pinned maps, unmounted on drop.
 //! - [`bird`]: [`bird::Bird`], BIRD 2 as a BGP peer read back through `birdc`.
 //! - [`frr`]: [`frr::Frr`], FRR 8 (zebra, bgpd, bfdd) read back through `vtysh ... json`.
 //! - [`gobgp`]: [`gobgp::GoBgp`], GoBGP 3 read back through `gobgp ... -j`.
@@ -16,23 +17,32 @@
 //! - [`l2lab`]: `herald-l2-lab` node processes and a client-side wire capture.
 //! - [`segment`]: a bridge namespace with node and client namespaces (layer-2 tests) and
 //!   `arping` / `ndisc6` wrappers.
+//! - [`name_server`]: [`NameServer`], a TCP server in a namespace answering with its name.
+//! - [`xdp_pass`]: [`XdpPass`], a pass-everything XDP program for the receiving side of a
+//!   veth that a balancer transmits on.
 //! - [`wait`]: [`wait_until`], polling a condition with a deadline instead of sleeping.
 
 pub mod bird;
+pub mod bpffs;
 pub mod frr;
 pub mod gobgp;
 pub mod l2lab;
 pub mod lab;
+pub mod name_server;
 pub mod netns;
 pub mod privileged;
 pub mod process;
 pub mod segment;
 pub mod wait;
+pub mod xdp_pass;
 
+pub use bpffs::BpfFs;
+pub use name_server::NameServer;
 pub use netns::{Netns, unique_ifname, veth_pair};
 pub use privileged::{require_command, skip_privileged};
 pub use process::Daemon;
 pub use wait::wait_until;
+pub use xdp_pass::XdpPass;
 
 /// The path of a binary of this workspace (`herald-speaker`, ...), next to the test
 /// executable's directory. `cargo test --workspace` (what `make test` runs) builds them.

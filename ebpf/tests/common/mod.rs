@@ -3,7 +3,6 @@
 #![allow(dead_code)] // each test binary uses a different part
 
 pub mod packet;
-pub mod server;
 pub mod vip;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

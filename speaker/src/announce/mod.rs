@@ -227,6 +227,8 @@ pub struct Vip {
     pub protocol: Protocol,
     /// Backend hosts with weights, sorted by address.
     pub backends: Vec<(IpAddr, u32)>,
+    /// The Service (`namespace/name`) this VIP serves.
+    pub service: String,
 }
 
 /// Why this node announces nothing.
@@ -505,6 +507,7 @@ fn dataplane(services: &[Service], nodes: &[Node], mode: BackendMode) -> Vec<Vip
                     port,
                     protocol,
                     backends: weights.iter().map(|(a, w)| (*a, *w)).collect(),
+                    service: svc.key.clone(),
                 });
             }
         }

@@ -31,6 +31,7 @@ use super::allocate::{Embedded, Outcome};
 use super::state;
 use crate::admin::{self, Shared};
 use crate::announce::{BackendMode, Desired};
+use crate::dataplane::driver::DataplaneOptions;
 pub use crate::engine::GossipOptions;
 use crate::engine::{Assigned, Engine, EngineOptions, Snapshot};
 use crate::metrics::{PoolLabels, ResultLabel};
@@ -55,6 +56,8 @@ pub struct Options {
     pub bgp_listen_addr: SocketAddr,
     /// Layer-2 mode's gossip among speakers; `None`: layer 2 is off.
     pub gossip: Option<GossipOptions>,
+    /// `--xdp-*`, `--decap*`, `--bpf-pin-dir`.
+    pub dataplane: DataplaneOptions,
 }
 
 /// Why the daemon could not start or had to stop.
@@ -63,9 +66,9 @@ pub enum DaemonError {
     /// The configuration at start-up is invalid (there is no previous one to keep).
     #[error("configuration refused:\n{0}")]
     Config(String),
-    /// Layer-2 mode could not start (gossip key, socket, netlink).
-    #[error("layer 2: {0}")]
-    L2(String),
+    /// Layer 2 or the dataplane could not start.
+    #[error(transparent)]
+    Engine(crate::engine::EngineError),
     /// The state directory cannot be used.
     #[error(transparent)]
     State(#[from] state::StateError),
@@ -319,12 +322,13 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
             bgp_listen_addr: opts.bgp_listen_addr,
             gossip: opts.gossip.clone(),
             backend_mode: BackendMode::EndpointHosts,
+            dataplane: opts.dataplane.clone(),
             unlisted_node_ready: true,
         },
         shared.clone(),
     )
     .await
-    .map_err(|e| DaemonError::L2(e.to_string()))?;
+    .map_err(DaemonError::Engine)?;
     let mut engine = Reloader {
         opts: opts.clone(),
         embedded: Embedded::new(persisted),

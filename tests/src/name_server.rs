@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use herald_tests::Netns;
+use crate::Netns;
 
 /// The server; stopped and joined on drop.
 pub struct NameServer {
