@@ -7,18 +7,23 @@
 #                        (BIRD, AS 64513)  10.20.0.1
 #
 # node1 and node2 run `herald-speaker standalone` with examples/demo/lb.yaml and announce the
-# Services' addresses to the router over BGP; the router installs them as ECMP routes.
+# Services' addresses to the router over BGP; the router installs them as ECMP routes. Their
+# XDP program (--xdp-interface eth0) balances the web VIP to the three backend hosts, which run
+# `herald-speaker standalone --decap` and a small HTTP server, and answer the client directly.
 # Everything this script creates is removed at the end, on Ctrl-C and on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 [[ $(id -u) -eq 0 ]] || { echo "demo: run as root (network namespaces)" >&2; exit 1; }
-for cmd in ip bird birdc arping python3; do
+for cmd in ip bird birdc arping python3 ethtool mount; do
   command -v "$cmd" >/dev/null || { echo "demo: $cmd missing; run 'make demo' (it installs it)" >&2; exit 1; }
 done
 
 BIN=${HERALD_BIN:-${CARGO_TARGET_DIR:-target}/debug/herald-speaker}
-[[ -x $BIN ]] || { echo "demo: $BIN not built; run 'make demo'" >&2; exit 1; }
+PASS=$(dirname "$BIN")/herald-xdp-pass
+for b in "$BIN" "$PASS"; do
+  [[ -x $b ]] || { echo "demo: $b not built; run 'make demo'" >&2; exit 1; }
+done
 CONFIG=$PWD/examples/demo/lb.yaml
 P=hd$$                       # prefix: unique per run, so two demos never collide
 WORK=$(mktemp -d /tmp/herald-demo.XXXXXX)
@@ -39,6 +44,7 @@ cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
   for n in "${NSS[@]}"; do ip netns del "$(ns "$n")" 2>/dev/null || true; done
+  umount -l "$WORK/bpf" 2>/dev/null || true
   rm -rf "$WORK"
   if ((rc != 0)); then echo "demo: failed (exit $rc); everything it created is removed" >&2; fi
   exit "$rc"
@@ -84,6 +90,21 @@ for i in 1 2 3; do link bnet "be$i" eth0 "10.20.0.1$i/24"; done
 nx router sysctl -qw net.ipv4.ip_forward=1 net.ipv4.fib_multipath_hash_policy=1
 for n in node1 node2 client; do ip -n "$(ns "$n")" route add default via 10.10.0.1; done
 for i in 1 2 3; do ip -n "$(ns "be$i")" route add default via 10.20.0.1; done
+# The backends answer from the VIP straight to the client (direct server return): the router
+# must not drop those replies for arriving where the VIP's route does not point.
+for n in router be1 be2 be3; do nx "$n" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0; done
+# The XDP program looks the next hop up in the FIB, which needs forwarding on.
+for n in node1 node2; do nx "$n" sysctl -qw net.ipv4.ip_forward=1; done
+# veth quirks a physical NIC does not have: TCP checksums left to "hardware" are lost on the
+# XDP path (so the client computes them), and frames a node sends back out with XDP_TX are
+# delivered only to a peer that runs XDP itself (a pass-everything program on the bridge ports).
+nx client ethtool -K eth0 tx off >/dev/null
+ip netns exec "$(ns lan)" "$PASS" node1eth0 node2eth0 >"$WORK/xdp-pass.log" 2>&1 &
+PIDS+=($!)
+wait_for "the bridge ports' pass program" 10 grep -q attached "$WORK/xdp-pass.log"
+# Pinned maps live here (a bpf filesystem of the demo's own), so a restarted speaker would
+# adopt them; removed at the end.
+mkdir -p "$WORK/bpf" && mount -t bpf bpf "$WORK/bpf"
 
 cat >"$WORK/bird.conf" <<BIRD
 router id 10.10.0.1;
@@ -105,14 +126,26 @@ ip netns exec "$(ns router)" bird -f -c "$WORK/bird.conf" -s "$WORK/bird.ctl" -P
 PIDS+=($!)
 wait_for "BIRD" 10 birdc -s "$WORK/bird.ctl" show status
 
-say "starting herald-speaker standalone on node1 and node2"
+say "starting the backends: an HTTP server and herald-speaker standalone --decap on be1..be3"
+for i in 1 2 3; do
+  mkdir -p "$WORK/www$i" && echo "be$i" >"$WORK/www$i/index.html"
+  ip netns exec "$(ns "be$i")" python3 -m http.server 80 --bind :: --directory "$WORK/www$i" \
+    >"$WORK/http$i.log" 2>&1 &
+  PIDS+=($!)
+  ip netns exec "$(ns "be$i")" "$BIN" standalone --config "$CONFIG" --node-name "be$i" \
+    --state-dir "$WORK/be$i-state" --decap --bpf-pin-dir "$WORK/bpf/be$i" >"$WORK/be$i.log" 2>&1 &
+  PIDS+=($!)
+done
+
+say "starting herald-speaker standalone on node1 and node2 (BGP, layer 2, XDP on eth0)"
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$WORK/gossip.key"   # shared gossip key
 declare -A SPEAKER IP=([node1]=10.10.0.11 [node2]=10.10.0.12) OTHER=([node1]=node2 [node2]=node1)
 for n in node1 node2; do
   ip netns exec "$(ns "$n")" "$BIN" standalone --config "$CONFIG" --node-name "$n" \
     --state-dir "$WORK/$n-state" --admin-addr 127.0.0.1:9471 \
     --gossip-bind "${IP[$n]}:7946" --gossip-peer "${IP[${OTHER[$n]}]}:7946" \
-    --gossip-key-file "$WORK/gossip.key" >"$WORK/$n.log" 2>&1 &
+    --gossip-key-file "$WORK/gossip.key" \
+    --xdp-interface eth0 --bpf-pin-dir "$WORK/bpf/$n" >"$WORK/$n.log" 2>&1 &
   PIDS+=($!)
   SPEAKER[$n]=$!
 done
@@ -127,6 +160,33 @@ wait_for "two next hops for $VIP" 30 bash -c \
 birdc -s "$WORK/bird.ctl" show route "$VIP/32" all
 echo
 ip -n "$(ns router)" route show "$VIP"
+
+say "100 HTTP requests from the client to http://$VIP/ (XDP on the nodes -> backends)"
+for i in 1 2 3; do
+  wait_for "be$i to bind $VIP" 20 bash -c "ip -n $(ns "be$i") addr show dev lo | grep -q '$VIP/32'"
+done
+nx client python3 - "$VIP" <<'PY'
+import collections, sys, urllib.request
+vip, spread, failed = sys.argv[1], collections.Counter(), 0
+for _ in range(100):
+    try:
+        with urllib.request.urlopen(f"http://{vip}/", timeout=3) as r:
+            spread[r.read().decode().strip()] += 1
+    except OSError as e:
+        failed += 1
+        print("request failed:", e)
+for name, n in sorted(spread.items()):
+    print(f"  {name}: {n:3d} {'#' * n}")
+print(f"{sum(spread.values())} answered, {failed} failed")
+sys.exit(1 if failed or len(spread) < 3 else 0)
+PY
+echo "XDP counters on the nodes (packets the fast path forwarded; ECMP at the router splits the"
+echo "clients' connections between node1 and node2, Maglev picks the same backend on either):"
+for n in node1 node2; do
+  printf '  %s: ' "$n"
+  nx "$n" "$BIN" status --json | python3 -c \
+    'import json,sys; d=json.load(sys.stdin)["dataplane"]; print(", ".join("%s (%s) %d packets" % (v["vip"], v["service"], v["packets"]) for v in d["vips"]) or "-")'
+done
 
 mac() { ip -n "$(ns "$1")" -o link show dev eth0 | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2; }
 # arp_owner ADDR: the node whose MAC answers one ARP request from the client (empty if none).

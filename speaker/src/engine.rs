@@ -89,6 +89,8 @@ pub struct Snapshot {
     pub announce: announce::Config,
     /// The BGP sessions this node should run.
     pub peers: BTreeMap<String, WantedPeer>,
+    /// This node's labels (from its Node object; none if it is not listed).
+    pub node_labels: BTreeMap<String, String>,
 }
 
 impl Snapshot {
@@ -120,6 +122,7 @@ impl Snapshot {
             objects,
             announce,
             peers,
+            node_labels: labels,
         })
     }
 }
@@ -330,8 +333,14 @@ impl Engine {
 
     /// Refuses a snapshot this engine cannot carry out (before anything is changed).
     pub fn check(&self, snapshot: &Snapshot) -> Result<(), String> {
-        if let (None, Some(adv)) = (&self.l2, snapshot.objects.l2_advertisements.first()) {
-            let name = adv.metadata.name.clone().unwrap_or_default();
+        // Only an advertisement that could elect this node needs the gossip here: backend
+        // hosts and BGP-only nodes outside its nodeSelectors run without it.
+        let selecting = snapshot.announce.l2_advertisements.iter().find(|adv| {
+            let selectors = &adv.scope.node_selectors;
+            selectors.is_empty() || selectors.iter().any(|s| s.matches(&snapshot.node_labels))
+        });
+        if let (None, Some(adv)) = (&self.l2, selecting) {
+            let name = &adv.name;
             return Err(format!(
                 "L2Advertisement {name:?}: layer-2 mode needs the gossip among speakers: start \
                  herald-speaker with --gossip-bind and --gossip-key-file (and --gossip-peer for each other node)"

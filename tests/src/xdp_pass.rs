@@ -26,13 +26,20 @@ impl XdpPass {
 
     /// Attaches it (native mode) to `ifname` in `ns`.
     pub fn attach(&mut self, ns: &Netns, ifname: &str) {
+        ns.run_in(|| {
+            self.attach_here(ifname)
+                .unwrap_or_else(|e| panic!("attaching the pass program to {ifname}: {e}"));
+        });
+    }
+
+    /// Attaches it (native mode) to `ifname` in the calling thread's namespace.
+    pub fn attach_here(&mut self, ifname: &str) -> Result<(), String> {
         let prog = self
             .balancer
             .empty_program_mut()
-            .expect("the bench build has the empty program");
-        ns.run_in(|| {
-            prog.attach(ifname, XdpMode::Driver)
-                .unwrap_or_else(|e| panic!("attaching the pass program to {ifname}: {e}"));
-        });
+            .ok_or("the bench build has no empty program")?;
+        prog.attach(ifname, XdpMode::Driver)
+            .map(drop)
+            .map_err(|e| e.to_string())
     }
 }
