@@ -455,10 +455,19 @@ impl Engine {
         }
         for (i, n) in per_if {
             m.l2_owned
-                .get_or_create(&crate::metrics::InterfaceLabel {
+                .get_or_create(&InterfaceLabel {
                     interface: i.to_owned(),
                 })
                 .set(n);
+        }
+        if let Some(agent) = &self.l2 {
+            for (interface, (replies, announcements)) in agent.sent_per_interface() {
+                let label = InterfaceLabel { interface };
+                m.l2_replies.get_or_create(&label).set(replies as i64);
+                m.l2_announcements
+                    .get_or_create(&label)
+                    .set(announcements as i64);
+            }
         }
         let l2_owned = owned.iter().map(|(a, i)| format!("{a}@{i}")).collect();
         let dataplane = self.refresh_dataplane();

@@ -81,6 +81,10 @@ pub struct Metrics {
     pub bfd_session_up: Family<PeerLabel, Gauge>,
     /// Addresses this node answers ARP/NDP for, per interface.
     pub l2_owned: Family<InterfaceLabel, Gauge>,
+    /// ARP replies and solicited neighbour advertisements sent, per interface.
+    pub l2_replies: Family<InterfaceLabel, Gauge>,
+    /// Gratuitous ARPs and unsolicited neighbour advertisements sent, per interface.
+    pub l2_announcements: Family<InterfaceLabel, Gauge>,
     /// Seconds from noticing a configuration change to the new desired state being handed
     /// to the announcers.
     pub change_to_announce_seconds: Histogram,
@@ -115,6 +119,8 @@ impl Metrics {
             desired_routes: Family::default(),
             bgp_session_up: Family::default(),
             l2_owned: Family::default(),
+            l2_replies: Family::default(),
+            l2_announcements: Family::default(),
             bfd_session_up: Family::default(),
             bgp_prefixes_sent: Family::default(),
             bgp_prefixes_received: Family::default(),
@@ -177,6 +183,16 @@ impl Metrics {
             "l2_owned_addresses",
             "Addresses this node answers ARP/NDP for",
             m.l2_owned.clone(),
+        );
+        registry.register(
+            "l2_replies_sent",
+            "ARP replies and solicited neighbour advertisements sent (since start)",
+            m.l2_replies.clone(),
+        );
+        registry.register(
+            "l2_announcements_sent",
+            "Gratuitous ARPs and unsolicited neighbour advertisements sent (since start)",
+            m.l2_announcements.clone(),
         );
         registry.register(
             "change_to_announce_seconds",

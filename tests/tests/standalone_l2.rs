@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use herald_tests::http;
 use herald_tests::segment::{Segment, arping};
 use herald_tests::{Daemon, require_command, require_privileged, wait_until, workspace_binary};
 
@@ -34,7 +35,7 @@ fn speaker(seg: &Segment, i: usize, dir: &Path) -> Daemon {
         "--node-name",
         &format!("node{i}"),
         "--admin-addr",
-        "127.0.0.1:0",
+        "127.0.0.1:9471",
     ])
     .arg("--config")
     .arg(dir.join("lb.yaml"))
@@ -100,5 +101,25 @@ fn exactly_one_node_answers_arp_for_a_configured_vip_and_the_other_takes_over() 
             Err(format!("{replies:?}"))
         }
     });
+
+    // Its metrics count the takeover's gratuitous ARPs and the replies, on its interface.
+    let interface = &seg.nodes[survivor].ifname;
+    let admin = "127.0.0.1:9471".parse().unwrap();
+    wait_until(
+        "the survivor's layer-2 counters",
+        Duration::from_secs(10),
+        || {
+            let text = http::get(&seg.nodes[survivor].ns, admin, "/metrics")?;
+            let sent = |name: &str| {
+                http::metric(&text, &format!("{name}{{interface=\"{interface}\"}}")).unwrap_or(0.0)
+            };
+            if sent("herald_l2_announcements_sent") >= 1.0 && sent("herald_l2_replies_sent") >= 1.0
+            {
+                Ok(())
+            } else {
+                Err(text)
+            }
+        },
+    );
     drop(nodes);
 }

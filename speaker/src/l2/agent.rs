@@ -67,6 +67,7 @@ pub struct Agent {
     intent: watch::Sender<Intent>,
     owned: watch::Receiver<Desired>,
     gossip: std::sync::Arc<Gossip>,
+    stats: std::sync::Arc<super::responder::ResponderStats>,
     task: JoinHandle<()>,
 }
 
@@ -76,6 +77,7 @@ impl Agent {
         let watcher = LinkWatcher::spawn().await?;
         let gossip = std::sync::Arc::new(Gossip::spawn(config.gossip.clone()).await?);
         let responder = Responder::spawn(config.announce);
+        let stats = responder.stats_handle();
         let (intent, intent_rx) = watch::channel(Intent::default());
         let (owned_tx, owned) = watch::channel(Desired::new());
         let task = tokio::spawn(run(
@@ -90,6 +92,7 @@ impl Agent {
             intent,
             owned,
             gossip,
+            stats,
             task,
         })
     }
@@ -108,6 +111,12 @@ impl Agent {
     /// The (address, interface) pairs this node announces, updated on every change.
     pub fn owned(&self) -> watch::Receiver<Desired> {
         self.owned.clone()
+    }
+
+    /// Per interface: (ARP replies and solicited NAs, gratuitous ARPs and unsolicited NAs)
+    /// sent since start.
+    pub fn sent_per_interface(&self) -> BTreeMap<String, (u64, u64)> {
+        self.stats.per_interface()
     }
 
     /// Leaves the gossip gracefully, so the others take over without waiting for failure

@@ -77,6 +77,35 @@ pub struct ResponderStats {
     pub ignored: AtomicU64,
     /// Frames that could not be sent.
     pub send_errors: AtomicU64,
+    /// Per interface: (replies, announcements) sent.
+    per_interface: std::sync::Mutex<BTreeMap<String, (u64, u64)>>,
+}
+
+impl ResponderStats {
+    /// Per interface: (replies, announcements) sent since start.
+    pub fn per_interface(&self) -> BTreeMap<String, (u64, u64)> {
+        self.per_interface
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default()
+    }
+
+    fn count(&self, interface: &str, reply: bool) {
+        let counter = if reply {
+            &self.replies
+        } else {
+            &self.announcements
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut m) = self.per_interface.lock() {
+            let entry = m.entry(interface.to_owned()).or_default();
+            if reply {
+                entry.0 += 1;
+            } else {
+                entry.1 += 1;
+            }
+        }
+    }
 }
 
 /// The set the responder converges to: (address, interface) pairs this node answers for.
@@ -115,6 +144,11 @@ impl Responder {
     /// Counters of what the responder has done.
     pub fn stats(&self) -> &ResponderStats {
         &self.stats
+    }
+
+    /// A shared handle on the counters (they outlive moves of the responder).
+    pub fn stats_handle(&self) -> Arc<ResponderStats> {
+        self.stats.clone()
     }
 }
 
@@ -301,7 +335,7 @@ impl Link {
             _ => None,
         };
         match reply {
-            Some(reply) => self.send(&reply, &stats.replies, stats),
+            Some(reply) => self.send(&reply, true, stats),
             None => {
                 stats.ignored.fetch_add(1, Ordering::Relaxed);
             }
@@ -313,18 +347,16 @@ impl Link {
             IpAddr::V4(a) => packet::gratuitous_arp(a, self.mac, None),
             IpAddr::V6(a) => packet::unsolicited_neighbor_advert(a, self.mac, None),
         };
-        self.send(&frame, &stats.announcements, stats);
+        self.send(&frame, false, stats);
     }
 
-    fn send(&self, frame: &[u8], counter: &AtomicU64, stats: &ResponderStats) {
+    fn send(&self, frame: &[u8], reply: bool, stats: &ResponderStats) {
         let fd = match frame.get(12..14) {
             Some([0x08, 0x06]) => &self.arp,
             _ => &self.ipv6,
         };
         match nix::unistd::write(fd.get_ref(), frame) {
-            Ok(_) => {
-                counter.fetch_add(1, Ordering::Relaxed);
-            }
+            Ok(_) => stats.count(&self.name, reply),
             Err(e) => {
                 stats.send_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(interface = %self.name, error = %e, "sending frame failed");
