@@ -332,3 +332,5 @@ pub async fn run(
 async fn stopping(shutdown: &mut signal::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
+#[cfg(test)]
+mod tests;
