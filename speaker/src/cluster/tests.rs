@@ -1,6 +1,9 @@
 //! Table tests of cluster mode's pure parts: translation of API objects into the engine's
 //! inputs, and the per-Service announcement report with its Events.
 
+// Table rows are tuples spelled out where they are used.
+#![allow(clippy::type_complexity)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
@@ -381,7 +384,6 @@ fn a_services_announcement_reads_from_routes_sessions_and_l2_ownership() {
         ..Default::default()
     };
     // (case, desired, sessions, l2 owned, services, expected, sentence)
-    #[allow(clippy::type_complexity)]
     let table: Vec<(
         &str,
         Desired,

@@ -172,10 +172,10 @@ pub fn granted(svc: &Service, pools: &[(String, Vec<(IpAddr, IpAddr)>)]) -> Vec<
                     .find(|(_, ranges)| contains(ranges, ip))
                     .map(|(n, _)| n.clone())
             });
-        if let Some(pool) = pool {
-            if !out.iter().any(|(a, _)| *a == ip) {
-                out.push((ip, pool));
-            }
+        if let Some(pool) = pool
+            && !out.iter().any(|(a, _)| *a == ip)
+        {
+            out.push((ip, pool));
         }
     }
     out

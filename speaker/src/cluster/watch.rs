@@ -62,9 +62,9 @@ where
     store
 }
 
-fn all<K: Clone>(store: &Store<K>) -> Vec<K>
+fn all<K>(store: &Store<K>) -> Vec<K>
 where
-    K: kube::Resource + 'static,
+    K: kube::Resource + Clone + 'static,
     K::DynamicType: std::hash::Hash + Eq + Clone,
 {
     store.state().iter().map(|o| (**o).clone()).collect()
