@@ -508,3 +508,60 @@ async fn an_object_that_does_not_convert_is_refused_and_the_previous_snapshot_ke
     .await;
     speaker.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn events_beyond_a_burst_are_paced_and_a_full_queue_drops_new_ones() {
+    use herald_speaker::cluster::events::{BURST, PACE, Publisher, QUEUE_LIMIT};
+    use k8s_openapi::api::core::v1::ObjectReference;
+
+    let (client, mut server) = ApiServer::start(BTreeMap::new());
+    let publisher = Publisher::spawn(client, NODE);
+    let regarding = ObjectReference {
+        kind: Some("Service".to_owned()),
+        name: Some("web".to_owned()),
+        namespace: Some("default".to_owned()),
+        ..Default::default()
+    };
+    let start = tokio::time::Instant::now();
+    // Nothing is sent before this loop yields: the queue fills, then refuses.
+    let queued = (0..QUEUE_LIMIT + 10)
+        .filter(|i| publisher.publish(regarding.clone(), "Announced", false, i.to_string()))
+        .count();
+    assert_eq!(queued, QUEUE_LIMIT);
+    for i in 0..BURST as usize {
+        let (_, _, _, note) = next_event(&mut server, EVENTS).await;
+        assert_eq!(note, i.to_string(), "in order");
+    }
+    assert!(start.elapsed() < PACE, "the burst goes out at once");
+    let (_, _, _, note) = next_event(&mut server, EVENTS).await;
+    assert_eq!(note, BURST.to_string());
+    assert!(start.elapsed() >= PACE, "then one per {PACE:?}");
+    let (_, _, _, _) = next_event(&mut server, EVENTS).await;
+    assert!(start.elapsed() >= 2 * PACE);
+}
+
+#[tokio::test]
+async fn a_configuration_refused_at_start_keeps_the_node_unready_until_it_is_fixed() {
+    let mut objects = announced_web(vec![]);
+    objects[2] = (
+        BGP_ADVERTISEMENTS,
+        vec![advertisement(&["not-a-community"], "1")],
+    );
+    let (client, server) = ApiServer::start(lists(objects));
+    let speaker = Speaker::start(client);
+    let error = eventually("the refusal in /status", DEADLINE, || async {
+        speaker.status().config.last_error
+    })
+    .await;
+    assert!(error.contains("BGPAdvertisement \"adv\""), "{error}");
+    assert!(!speaker.shared.ready.load(Ordering::Acquire));
+    assert_eq!(speaker.status().config.generation, 0);
+
+    server.push(BGP_ADVERTISEMENTS, vec![modified(advertisement(&[], "2"))]);
+    eventually("ready", DEADLINE, || async {
+        speaker.shared.ready.load(Ordering::Acquire).then_some(())
+    })
+    .await;
+    assert_eq!(speaker.status().config.last_error, None);
+    speaker.stop().await;
+}

@@ -4,6 +4,12 @@
 //! Not kube's `Recorder`: it folds events with the same reason into a series and keeps the
 //! first note, so "announced via BGP to 2 peers" followed by "... to 3 peers" would show
 //! the old sentence. Events here are only published on a change, so each is created anew.
+//!
+//! A restart announces every Service again, one Event each: the task publishes a burst of
+//! [`BURST`], then one per [`PACE`]; beyond [`QUEUE_LIMIT`] waiting Events new ones are
+//! dropped and logged (the state is in `/status` regardless).
+
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event;
@@ -14,6 +20,13 @@ use kube::api::{Api, PostParams};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::warn;
+
+/// Events published at once before pacing starts.
+pub const BURST: u32 = 50;
+/// Pace after the burst (the allowance refills at this rate up to [`BURST`]).
+pub const PACE: Duration = Duration::from_millis(100);
+/// Events waiting beyond this are dropped.
+pub const QUEUE_LIMIT: usize = 1000;
 
 /// `reportingController` of every Event.
 pub const REPORTING_CONTROLLER: &str = "herald.dev/speaker";
@@ -60,17 +73,30 @@ pub fn event(p: &Pending, node: &str, now: Timestamp) -> Event {
 
 /// The publishing task's handle.
 pub struct Publisher {
-    tx: Option<mpsc::UnboundedSender<Pending>>,
+    tx: Option<mpsc::Sender<Pending>>,
     task: JoinHandle<()>,
 }
 
 impl Publisher {
     /// Starts the task; Events name `node` as the reporting instance.
     pub fn spawn(client: Client, node: &str) -> Self {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
+        let (tx, mut rx) = mpsc::channel::<Pending>(QUEUE_LIMIT);
         let node = node.to_owned();
         let task = tokio::spawn(async move {
+            let mut allowance = BURST;
+            let mut refilled = tokio::time::Instant::now();
             while let Some(p) = rx.recv().await {
+                let earned = (refilled.elapsed().as_millis() / PACE.as_millis()) as u32;
+                if earned > 0 {
+                    allowance = (allowance + earned).min(BURST);
+                    refilled = tokio::time::Instant::now();
+                }
+                if allowance == 0 {
+                    tokio::time::sleep_until(refilled + PACE).await;
+                    refilled += PACE;
+                } else {
+                    allowance -= 1;
+                }
                 let ev = event(&p, &node, Timestamp::now());
                 let api: Api<Event> = Api::namespaced(
                     client.clone(),
@@ -85,15 +111,28 @@ impl Publisher {
         Publisher { tx: Some(tx), task }
     }
 
-    /// Queues an Event.
-    pub fn publish(&self, regarding: ObjectReference, reason: &str, warning: bool, note: String) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(Pending {
-                regarding,
-                reason: reason.to_owned(),
-                warning,
-                note,
-            });
+    /// Queues an Event; `false` when it was dropped (the queue is full).
+    pub fn publish(
+        &self,
+        regarding: ObjectReference,
+        reason: &str,
+        warning: bool,
+        note: String,
+    ) -> bool {
+        let Some(tx) = &self.tx else { return false };
+        let pending = Pending {
+            regarding,
+            reason: reason.to_owned(),
+            warning,
+            note,
+        };
+        match tx.try_send(pending) {
+            Ok(()) => true,
+            Err(e) => {
+                let p = e.into_inner();
+                warn!(reason = %p.reason, note = %p.note, "event dropped: {QUEUE_LIMIT} already waiting");
+                false
+            }
         }
     }
 

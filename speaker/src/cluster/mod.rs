@@ -15,8 +15,9 @@
 //!
 //! A snapshot that does not convert (an object with an invalid field) is logged, counted
 //! (`herald_config_reloads_total{result="failure"}`), shown in `/status`, and the previous
-//! one keeps running. `/readyz` turns true once every store has its initial list and the
-//! first snapshot has been applied.
+//! one keeps running. `/readyz` turns true once every store has its initial list and a
+//! snapshot has been applied (a refused first snapshot keeps the node unready, so a broken
+//! configuration stalls a DaemonSet rollout instead of passing unnoticed).
 //!
 //! Per Service, the node reports how it announces it with Events on the Service (reason
 //! `Announced` / `Withdrawn`, note "announced by node X via BGP to 2 peers"), only when that
@@ -45,7 +46,7 @@ use self::report::{Announcement, announcements, changes};
 use self::translate::{service_key, translate};
 use self::watch::Stores;
 use crate::admin::Shared;
-use crate::announce::{BackendMode, Desired};
+use crate::announce::{self, BackendMode, Desired};
 use crate::engine::{
     Assigned, Engine, EngineError, EngineOptions, GossipOptions, Snapshot, announce_services,
 };
@@ -88,6 +89,8 @@ struct Current {
     snapshot: Snapshot,
     assigned: Assigned,
     desired: Desired,
+    /// The managed Services as announce reads them (kept for the report on each tick).
+    services: Vec<announce::Service>,
 }
 
 /// The loop's state: owns the engine.
@@ -156,10 +159,13 @@ impl Speaker {
                     "snapshot applied"
                 );
                 self.current = Some(Current {
+                    services: announce_services(&snapshot.objects, &t.assigned),
                     snapshot,
                     assigned: t.assigned,
                     desired,
                 });
+                // The first applied snapshot makes the node ready; a refused one does not.
+                self.shared.ready.store(true, Ordering::Release);
                 self.report();
             }
             Err(message) => {
@@ -179,11 +185,10 @@ impl Speaker {
     fn report(&mut self) {
         let Some(cur) = &self.current else { return };
         let node = &self.opts.node_name;
-        let services = announce_services(&cur.snapshot.objects, &cur.assigned);
         let now = announcements(
             node,
             &cur.assigned,
-            &services,
+            &cur.services,
             &cur.desired,
             &self.engine.bgp_statuses(),
             &self.engine.l2_owned(),
@@ -298,7 +303,6 @@ pub async fn run(
     // The initial lists' changes are all in the first snapshot.
     while changed.try_recv().is_ok() {}
     speaker.apply(Instant::now()).await;
-    shared.ready.store(true, Ordering::Release);
     info!(node = %speaker.opts.node_name, "cluster speaker running");
 
     let mut refresh = tokio::time::interval(REFRESH);

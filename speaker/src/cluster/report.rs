@@ -10,6 +10,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use herald_controller::ipam::TrafficPolicy;
+use ipnet::IpNet;
 
 use crate::announce::{self, Desired, Exclusion};
 use crate::bgp::fsm::State;
@@ -115,7 +116,7 @@ impl Announcement {
 }
 
 /// Whether `prefix` (a desired route) covers `addr`.
-fn covers(prefix: &ipnet::IpNet, addr: IpAddr) -> bool {
+fn covers(prefix: &IpNet, addr: IpAddr) -> bool {
     prefix.contains(&addr)
 }
 
@@ -133,6 +134,21 @@ pub fn announcements(
         .filter(|s| s.state == State::Established.as_str())
         .map(|s| s.peer.as_str())
         .collect();
+    let routes: Vec<PeerRoutes<'_>> = desired
+        .bgp
+        .iter()
+        .map(|(peer, hosts)| PeerRoutes {
+            peer,
+            hosts,
+            aggregates: hosts
+                .keys()
+                .filter(|p| p.prefix_len() < p.max_prefix_len())
+                .copied()
+                .collect(),
+        })
+        .collect();
+    let by_key: BTreeMap<&str, &announce::Service> =
+        services.iter().map(|s| (s.key.as_str(), s)).collect();
     let mut out = BTreeMap::new();
     for (key, addrs) in assigned {
         if addrs.is_empty() {
@@ -144,7 +160,8 @@ pub fn announcements(
             one(
                 node,
                 addrs,
-                services.iter().find(|s| &s.key == key),
+                by_key.get(key.as_str()).copied(),
+                &routes,
                 desired,
                 &established,
                 l2_owned,
@@ -155,24 +172,31 @@ pub fn announcements(
     out
 }
 
+/// One peer's desired routes: host routes are looked up, only aggregates need a scan.
+struct PeerRoutes<'a> {
+    peer: &'a str,
+    hosts: &'a BTreeMap<IpNet, announce::RouteAttrs>,
+    aggregates: Vec<IpNet>,
+}
+
 fn one(
     node: &str,
     addrs: &[(IpAddr, String)],
     service: Option<&announce::Service>,
+    routes: &[PeerRoutes<'_>],
     desired: &Desired,
     established: &BTreeSet<&str>,
     l2_owned: &[(IpAddr, String)],
 ) -> Announcement {
     let mine = |a: &IpAddr| addrs.iter().any(|(x, _)| x == a);
-    let wanted: BTreeSet<&str> = desired
-        .bgp
+    let wanted: BTreeSet<&str> = routes
         .iter()
-        .filter(|(_, routes)| {
-            routes
-                .keys()
-                .any(|p| addrs.iter().any(|(a, _)| covers(p, *a)))
+        .filter(|r| {
+            addrs.iter().any(|(a, _)| {
+                r.hosts.contains_key(&IpNet::from(*a)) || r.aggregates.iter().any(|p| covers(p, *a))
+            })
         })
-        .map(|(peer, _)| peer.as_str())
+        .map(|r| r.peer)
         .collect();
     let bgp_peers = wanted.iter().filter(|p| established.contains(*p)).count();
     let l2_interfaces: BTreeSet<String> = l2_owned
