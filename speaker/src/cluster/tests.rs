@@ -598,3 +598,29 @@ fn changes_name_each_service_whose_announcement_changed() {
         ]
     );
 }
+
+#[test]
+fn the_status_table_shows_announcements_and_peers_left_out() {
+    use crate::status::{AnnouncementStatus, StatusReport};
+    let mut report = StatusReport::default();
+    report.config.left_out =
+        vec!["BGPPeer \"tor\": passwordSecret herald-system/bgp-auth: Secret not found".into()];
+    report.announcements = vec![AnnouncementStatus {
+        service: "default/web".into(),
+        announcement: "announced by node n1 via BGP to 2 peers".into(),
+    }];
+    let text = report.render();
+    assert!(
+        text.contains("left out: BGPPeer \"tor\": passwordSecret herald-system/bgp-auth"),
+        "{text}"
+    );
+    assert!(text.contains("ANNOUNCEMENTS"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("default/web")
+                && l.contains("announced by node n1 via BGP to 2 peers")),
+        "{text}"
+    );
+    // Standalone reports have neither: no empty table.
+    assert!(!StatusReport::default().render().contains("ANNOUNCEMENTS"));
+}
