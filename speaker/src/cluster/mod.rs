@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use kube::{Client, Resource};
 use thiserror::Error;
 use tokio::sync::{mpsc, watch as signal};
-use tracing::{error, info};
+use tracing::{debug, error, info};
 
 use self::events::Publisher;
 use self::report::{Announcement, announcements, changes};
@@ -172,7 +172,22 @@ impl Speaker {
                 m.config_reloads
                     .get_or_create(&ResultLabel { result: "failure" })
                     .inc();
-                error!("snapshot refused, the previous one keeps running:\n{message}");
+                // Every later change is refused the same way until the object is fixed:
+                // say it once, count it each time.
+                let repeated = self
+                    .shared
+                    .status
+                    .read()
+                    .expect("status lock poisoned")
+                    .config
+                    .last_error
+                    .as_ref()
+                    == Some(&message);
+                if repeated {
+                    debug!("snapshot refused again:\n{message}");
+                } else {
+                    error!("snapshot refused, the previous one keeps running:\n{message}");
+                }
                 self.shared.update_status(|s| {
                     s.config.last_error = Some(message);
                     s.config.left_out = left_out;
