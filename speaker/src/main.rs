@@ -62,7 +62,8 @@ struct ClusterArgs {
     /// give the node's own IP, not 0.0.0.0. Needed when there are L2Advertisements.
     #[arg(long, requires = "gossip_key_file")]
     gossip_bind: Option<SocketAddr>,
-    /// Another speaker's --gossip-bind address to join through; repeat for each.
+    /// Another speaker's --gossip-bind address to join through; repeat for each. Default:
+    /// every other Node's InternalIP (of --gossip-bind's family) at --gossip-bind's port.
     #[arg(long = "gossip-peer", requires = "gossip_bind")]
     gossip_peers: Vec<SocketAddr>,
     /// File with the key every speaker shares to authenticate gossip: 32 raw bytes or 64

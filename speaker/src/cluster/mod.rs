@@ -5,7 +5,7 @@
 //! ```text
 //!  watch Services, EndpointSlices, Nodes, IPPools, BGPPeers, BGPAdvertisements,
 //!        L2Advertisements, BFDProfiles, Secrets (--secrets-namespace)
-//!     │ reflectors ──> stores
+//!     │ reflectors ──> stores ──all listed──> Engine::start (gossip seeds from the Nodes)
 //!     └─ any change ──> changed (mpsc, capacity 1) ──settle 50 ms──> translate (pure)
 //!           -> Snapshot::new -> Engine::check -> Engine::apply ──> BGP / L2 / /status
 //!  refresh tick (500 ms) ──> Engine::refresh
@@ -43,7 +43,7 @@ use tracing::{debug, error, info};
 
 use self::events::Publisher;
 use self::report::{Announcement, announcements, changes};
-use self::translate::{service_key, translate};
+use self::translate::{gossip_seeds, service_key, translate};
 use self::watch::Stores;
 use crate::admin::Shared;
 use crate::announce::{self, BackendMode, Desired};
@@ -72,7 +72,8 @@ pub struct Options {
     pub secrets_namespace: String,
     /// `--bgp-listen-addr`.
     pub bgp_listen_addr: SocketAddr,
-    /// Layer-2 mode's gossip among speakers; `None`: layer 2 is off.
+    /// Layer-2 mode's gossip among speakers; `None`: layer 2 is off. Without `peers`, the
+    /// other Nodes' InternalIPs at the bind port ([`translate::gossip_seeds`]).
     pub gossip: Option<GossipOptions>,
 }
 
@@ -283,11 +284,27 @@ pub async fn run(
         },
         ..Default::default()
     });
+    let (changed_tx, mut changed) = mpsc::channel(1);
+    let stores = Stores::watch(&client, &opts.secrets_namespace, changed_tx);
+    tokio::select! {
+        () = stores.ready() => {}
+        () = stopping(&mut shutdown) => return Ok(()),
+    }
+    let mut gossip = opts.gossip.clone();
+    if let Some(g) = gossip.as_mut().filter(|g| g.peers.is_empty()) {
+        // The Nodes known at start; a node that starts later joins through these, and the
+        // gossip itself spreads membership from then on.
+        g.peers = gossip_seeds(&stores.objects().nodes, &opts.node_name, g.bind);
+        info!(
+            seeds = g.peers.len(),
+            "layer-2 gossip seeds from the Nodes' InternalIPs"
+        );
+    }
     let engine = Engine::start(
         EngineOptions {
             node_name: opts.node_name.clone(),
             bgp_listen_addr: opts.bgp_listen_addr,
-            gossip: opts.gossip.clone(),
+            gossip,
             // DESIGN §6: in a cluster the backends are the nodes with ready endpoints.
             backend_mode: BackendMode::Nodes,
             unlisted_node_ready: false,
@@ -295,8 +312,6 @@ pub async fn run(
         shared.clone(),
     )
     .await?;
-    let (changed_tx, mut changed) = mpsc::channel(1);
-    let stores = Stores::watch(&client, &opts.secrets_namespace, changed_tx);
     let mut speaker = Speaker {
         events: Publisher::spawn(client, &opts.node_name),
         opts,
@@ -308,13 +323,6 @@ pub async fn run(
         peer_errors: BTreeSet::new(),
         generation: 0,
     };
-    tokio::select! {
-        () = speaker.stores.ready() => {}
-        () = stopping(&mut shutdown) => {
-            speaker.engine.shutdown("herald-speaker shutting down").await;
-            return Ok(());
-        }
-    }
     // The initial lists' changes are all in the first snapshot.
     while changed.try_recv().is_ok() {}
     speaker.apply(Instant::now()).await;

@@ -624,3 +624,40 @@ fn the_status_table_shows_announcements_and_peers_left_out() {
     // Standalone reports have neither: no empty table.
     assert!(!StatusReport::default().render().contains("ANNOUNCEMENTS"));
 }
+
+#[test]
+fn gossip_seeds_are_the_other_nodes_internal_ips_of_the_bind_family_at_the_bind_port() {
+    use k8s_openapi::api::core::v1::Node;
+    let node = |name: &str, addrs: &[(&str, &str)]| -> Node {
+        serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "status": {"addresses": addrs.iter().map(|(t, a)| json!({"type": t, "address": a})).collect::<Vec<_>>()},
+        }))
+        .unwrap()
+    };
+    let nodes = [
+        node("n1", &[("InternalIP", "10.1.0.1")]),
+        node(
+            "n3",
+            &[
+                ("InternalIP", "10.1.0.3"),
+                ("InternalIP", "fd00::3"),
+                ("ExternalIP", "203.0.113.3"),
+            ],
+        ),
+        node("n2", &[("InternalIP", "10.1.0.2"), ("Hostname", "n2")]),
+        node("n4", &[]),
+        node("n5", &[("InternalIP", "10.1.0.2")]),
+    ];
+    // (bind, expected)
+    let table: &[(&str, &[&str])] = &[
+        ("10.1.0.1:7946", &["10.1.0.2:7946", "10.1.0.3:7946"]),
+        ("10.1.0.1:8000", &["10.1.0.2:8000", "10.1.0.3:8000"]),
+        ("[fd00::1]:7946", &["[fd00::3]:7946"]),
+    ];
+    for (bind, want) in table {
+        let got = super::translate::gossip_seeds(&nodes, "n1", bind.parse().unwrap());
+        let want: Vec<std::net::SocketAddr> = want.iter().map(|s| s.parse().unwrap()).collect();
+        assert_eq!(got, want, "{bind}");
+    }
+}

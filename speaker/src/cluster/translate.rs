@@ -14,7 +14,7 @@
 //!   would let one mistyped Secret stop every announcement of the node.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use herald_api::addresses::to_u128;
 use herald_api::annotations::ALLOCATED_FROM;
@@ -22,7 +22,7 @@ use herald_api::bgp::DEFAULT_PASSWORD_KEY;
 use herald_api::standalone::StandaloneConfig;
 use herald_api::{BGPPeer, IPPool};
 use herald_controller::convert;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{Node, Secret, Service};
 use thiserror::Error;
 
 use crate::engine::Assigned;
@@ -231,6 +231,30 @@ pub fn resolve_password(
         .ok_or_else(|| fail(PasswordProblem::Unusable(key.clone())))?;
     peer.spec.password = Some(password);
     Ok(peer)
+}
+
+/// Layer-2 gossip seeds when `--gossip-peer` is not given: every other Node's `InternalIP`
+/// of the `--gossip-bind` address's family, at its port (every speaker binds the same port,
+/// as the DaemonSet gives them the same flags). Sorted, without repeats.
+pub fn gossip_seeds(nodes: &[Node], node_name: &str, bind: SocketAddr) -> Vec<SocketAddr> {
+    let mut seeds: Vec<SocketAddr> = nodes
+        .iter()
+        .filter(|n| n.metadata.name.as_deref() != Some(node_name))
+        .flat_map(|n| {
+            n.status
+                .as_ref()
+                .and_then(|s| s.addresses.as_ref())
+                .into_iter()
+                .flatten()
+        })
+        .filter(|a| a.type_ == "InternalIP")
+        .filter_map(|a| a.address.parse::<IpAddr>().ok())
+        .filter(|ip| ip.is_ipv4() == bind.is_ipv4())
+        .map(|ip| SocketAddr::new(ip, bind.port()))
+        .collect();
+    seeds.sort();
+    seeds.dedup();
+    seeds
 }
 
 /// Keys of `assigned` with their Services' object references, for Events.
