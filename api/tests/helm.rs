@@ -123,6 +123,49 @@ fn configuration_values_render_as_herald_objects() {
 }
 
 #[test]
+fn a_gossip_key_secret_turns_on_layer_2_gossip_for_the_speakers() {
+    let Some(rendered) = render(&["--set", "speaker.gossip.keySecret=herald-gossip"]) else {
+        return;
+    };
+    let doc = rendered
+        .split("\n---\n")
+        .find(|d| d.contains("kind: DaemonSet"))
+        .expect("the speaker DaemonSet");
+    let ds: Value = serde_saphyr::from_str(doc).unwrap();
+    let pod = &ds["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(args.contains(&"--gossip-bind=$(HOST_IP):7946"), "{args:?}");
+    assert!(
+        args.contains(&"--gossip-key-file=/etc/herald/gossip/key"),
+        "{args:?}"
+    );
+    assert!(
+        c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "HOST_IP"
+                && e["valueFrom"]["fieldRef"]["fieldPath"] == "status.hostIP")
+    );
+    assert!(
+        pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["secret"]["secretName"] == "herald-gossip")
+    );
+    // Off by default.
+    let plain = render(&[]).expect("helm ran above");
+    assert!(!plain.contains("--gossip-bind"));
+}
+
+#[test]
 fn the_chart_ships_the_generated_crds() {
     let generated = deploy().join("crds");
     let shipped = deploy().join("helm/herald/crds");

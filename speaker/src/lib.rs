@@ -8,6 +8,7 @@
 //!   with UPDATE packing, tokio session driver.
 //! - [`bfd`]: BFD core (RFC 5880/5881/5883): Control packet codec, sans-IO session state
 //!   machine, port and TTL rules. No sockets; a UDP driver wraps it.
+//! - [`cluster`]: cluster mode: watches the API server, feeds the engine, reports per Service.
 //! - [`dataplane`]: what user space computes for the XDP fast path (weighted Maglev tables).
 //! - [`engine`]: the per-node machinery every mode drives: snapshot of objects and granted
 //!   addresses -> announce -> BGP sessions, layer-2 agent, dataplane.
@@ -23,6 +24,7 @@ pub mod admin;
 pub mod announce;
 pub mod bfd;
 pub mod bgp;
+pub mod cluster;
 pub mod dataplane;
 pub mod engine;
 pub mod error;

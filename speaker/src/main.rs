@@ -5,20 +5,74 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use herald_controller::convert::DEFAULT_LB_CLASS;
 use herald_speaker::dataplane::driver::{DEFAULT_PIN_DIR, DataplaneOptions, Mode};
 use herald_speaker::standalone::daemon::{self, GossipOptions, Options};
 use herald_speaker::status::StatusReport;
 
 /// Herald's speaker: announces load-balancer addresses over BGP or ARP/NDP and balances
 /// their traffic.
+///
+/// Without a subcommand it runs on a Kubernetes node (cluster mode): it watches the API
+/// server and announces the addresses the controller wrote to Services' status.
 #[derive(Debug, Parser)]
-#[command(name = "herald-speaker", version, about)]
+#[command(
+    name = "herald-speaker",
+    version,
+    about,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 struct Cli {
     /// Log format: `text` for people, `json` for log pipelines.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     log_format: LogFormat,
+    #[command(flatten)]
+    cluster: ClusterArgs,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+}
+
+/// Cluster mode's flags.
+#[derive(Debug, Args)]
+struct ClusterArgs {
+    /// This node's name: its Node object (labels, Ready) and EndpointSlice nodeName.
+    /// Cluster mode; in a DaemonSet, from the downward API (spec.nodeName).
+    #[arg(long, env = "NODE_NAME", required = true)]
+    node_name: Option<String>,
+    /// Kubeconfig file; without it, the in-cluster configuration (service account), else
+    /// `$KUBECONFIG` / `~/.kube/config`.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// The `spec.loadBalancerClass` announced besides none (the controller's --lb-class).
+    #[arg(long, default_value = DEFAULT_LB_CLASS)]
+    lb_class: String,
+    /// Namespace of the Secrets that BGPPeer.passwordSecret names (the speakers may read
+    /// Secrets there only).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "herald-system")]
+    secrets_namespace: String,
+    /// Address of the admin HTTP server (/metrics, /healthz, /readyz, /status).
+    #[arg(long, default_value = "0.0.0.0:9471")]
+    admin_addr: SocketAddr,
+    /// Where to accept BGP connections from peers marked `passive`. Nothing is bound
+    /// unless such a peer exists, so Herald can run beside a CNI's BGP daemon.
+    #[arg(long, default_value = "[::]:179")]
+    bgp_listen_addr: SocketAddr,
+    /// Layer-2 mode: the UDP address this speaker gossips on (SWIM membership among
+    /// speakers, default port 7946). Other speakers reach this node at this address, so
+    /// give the node's own IP, not 0.0.0.0. Needed when there are L2Advertisements.
+    #[arg(long, requires = "gossip_key_file")]
+    gossip_bind: Option<SocketAddr>,
+    /// Another speaker's --gossip-bind address to join through; repeat for each. Default:
+    /// every other Node's InternalIP (of --gossip-bind's family) at --gossip-bind's port.
+    #[arg(long = "gossip-peer", requires = "gossip_bind")]
+    gossip_peers: Vec<SocketAddr>,
+    /// File with the key every speaker shares to authenticate gossip: 32 raw bytes or 64
+    /// hex digits (for example from a Secret mounted as a file).
+    #[arg(long, requires = "gossip_bind")]
+    gossip_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    dataplane: DataplaneArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -165,11 +219,93 @@ fn status(admin_addr: SocketAddr, json: bool) -> Result<(), String> {
     Ok(())
 }
 
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+async fn kube_client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client, String> {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = Kubeconfig::read_from(path)
+                .map_err(|e| format!("reading kubeconfig {}: {e}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
+                .await
+                .map_err(|e| format!("kubeconfig {}: {e}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| format!("no Kubernetes configuration: {e}"))?,
+    };
+    kube::Client::try_from(config).map_err(|e| format!("Kubernetes client: {e}"))
+}
+
+/// Cluster mode: client, admin server, signals, then [`herald_speaker::cluster::run`].
+async fn cluster(args: ClusterArgs) -> Result<(), String> {
+    use std::sync::Arc;
+
+    use herald_speaker::admin::{self, Shared};
+    use herald_speaker::cluster;
+    use tokio::signal::unix::{SignalKind, signal};
+
+    let node_name = args
+        .node_name
+        .ok_or("--node-name (or NODE_NAME) is required in cluster mode")?;
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| format!("installing the SIGTERM handler: {e}"))?;
+    let mut int = signal(SignalKind::interrupt())
+        .map_err(|e| format!("installing the SIGINT handler: {e}"))?;
+    let client = kube_client(args.kubeconfig.as_ref()).await?;
+    let shared = Arc::new(Shared::default());
+    let (bound, serve) = admin::bind(args.admin_addr, shared.clone())
+        .await
+        .map_err(|e| format!("binding the admin address {}: {e}", args.admin_addr))?;
+    let server = tokio::spawn(serve);
+    tracing::info!(admin_addr = %bound, "admin HTTP listening");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+        let _ = stop_tx.send(true);
+    });
+    let gossip = match (args.gossip_bind, args.gossip_key_file) {
+        (Some(bind), Some(key_file)) => Some(GossipOptions {
+            bind,
+            peers: args.gossip_peers,
+            key_file,
+        }),
+        _ => None,
+    };
+    let result = cluster::run(
+        client,
+        cluster::Options {
+            node_name,
+            lb_class: args.lb_class,
+            secrets_namespace: args.secrets_namespace,
+            bgp_listen_addr: args.bgp_listen_addr,
+            gossip,
+            dataplane: args.dataplane.into(),
+        },
+        shared,
+        stop_rx,
+    )
+    .await
+    .map_err(|e| e.to_string());
+    server.abort();
+    result
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let result = match cli.command {
-        Command::Standalone {
+        None => runtime().and_then(|r| r.block_on(cluster(cli.cluster))),
+        Some(Command::Standalone {
             config,
             node_name,
             state_dir,
@@ -179,7 +315,7 @@ fn main() -> ExitCode {
             gossip_peers,
             gossip_key_file,
             dataplane,
-        } => {
+        }) => {
             let gossip = match (gossip_bind, gossip_key_file) {
                 (Some(bind), Some(key_file)) => Some(GossipOptions {
                     bind,
@@ -210,7 +346,7 @@ fn main() -> ExitCode {
                 }))
                 .map_err(|e| e.to_string())
         }
-        Command::Status { admin_addr, json } => status(admin_addr, json),
+        Some(Command::Status { admin_addr, json }) => status(admin_addr, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -34,6 +34,9 @@ pub struct StatusReport {
     /// The XDP balancer and decapsulation on this node.
     #[serde(default)]
     pub dataplane: DataplaneStatus,
+    /// Cluster mode: how this node announces each Service with an address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub announcements: Vec<AnnouncementStatus>,
 }
 
 /// The dataplane as it is (attachments, counters), next to the desired VIPs.
@@ -68,6 +71,16 @@ pub struct DataplaneVip {
     pub packets: u64,
     /// Bytes forwarded.
     pub bytes: u64,
+}
+
+/// How this node announces one Service (cluster mode).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnnouncementStatus {
+    /// `namespace/name`.
+    pub service: String,
+    /// "announced by node X via BGP to 2 peers", "not announced by node X: ...".
+    pub announcement: String,
 }
 
 /// One BFD session.
@@ -122,6 +135,10 @@ pub struct ConfigStatus {
     /// Problems found with the persisted state at start-up.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub state_warnings: Vec<String>,
+    /// Objects left out of the configuration in force, and why (cluster mode: a BGPPeer
+    /// whose password Secret cannot be read).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<String>,
 }
 
 /// One Service.
@@ -258,6 +275,9 @@ impl StatusReport {
         for w in &self.config.state_warnings {
             let _ = writeln!(out, "state: {w}");
         }
+        for w in &self.config.left_out {
+            let _ = writeln!(out, "left out: {w}");
+        }
         if let Some(e) = &self.desired.excluded {
             let _ = writeln!(out, "this node announces nothing: {e}");
         }
@@ -280,6 +300,14 @@ impl StatusReport {
             &["SERVICE", "ADDRESSES", "POOLS", "ERROR"],
             &rows,
         );
+        if !self.announcements.is_empty() {
+            let rows: Vec<Vec<String>> = self
+                .announcements
+                .iter()
+                .map(|a| vec![a.service.clone(), a.announcement.clone()])
+                .collect();
+            table(&mut out, "ANNOUNCEMENTS", &["SERVICE", "HOW"], &rows);
+        }
         let rows: Vec<Vec<String>> = self
             .pools
             .iter()

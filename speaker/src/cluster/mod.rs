@@ -1,0 +1,367 @@
+//! Cluster mode (`herald-speaker --node-name NAME`): the API server is the source. The
+//! controller allocates; this node reads the addresses from the Services' status and drives
+//! the same [`crate::engine`] as standalone mode.
+//!
+//! ```text
+//!  watch Services, EndpointSlices, Nodes, IPPools, BGPPeers, BGPAdvertisements,
+//!        L2Advertisements, BFDProfiles, Secrets (--secrets-namespace)
+//!     │ reflectors ──> stores ──all listed──> Engine::start (gossip seeds from the Nodes)
+//!     └─ any change ──> changed (mpsc, capacity 1) ──settle 50 ms──> translate (pure)
+//!           -> Snapshot::new -> Engine::check -> Engine::apply ──> BGP / L2 / /status
+//!  refresh tick (500 ms) ──> Engine::refresh
+//!  after each apply and tick: report (pure) ──changed?──> Events (publisher task)
+//!  shutdown (watch<bool>) ──> Engine::shutdown (Cease to every peer, L2 leave)
+//! ```
+//!
+//! A snapshot that does not convert (an object with an invalid field) is logged, counted
+//! (`herald_config_reloads_total{result="failure"}`), shown in `/status`, and the previous
+//! one keeps running. `/readyz` turns true once every store has its initial list and a
+//! snapshot has been applied (a refused first snapshot keeps the node unready, so a broken
+//! configuration stalls a DaemonSet rollout instead of passing unnoticed).
+//!
+//! Per Service, the node reports how it announces it with Events on the Service (reason
+//! `Announced` / `Withdrawn`, note "announced by node X via BGP to 2 peers"), only when that
+//! changes. There is no status condition: each of N speakers would own one on the same
+//! Service, and N nodes writing Service status on every session flap costs the API server
+//! more than the information is worth; Events are per node by nature and expire.
+
+pub mod events;
+pub mod report;
+pub mod translate;
+mod watch;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use kube::{Client, Resource};
+use thiserror::Error;
+use tokio::sync::{mpsc, watch as signal};
+use tracing::{debug, error, info};
+
+use self::events::Publisher;
+use self::report::{Announcement, announcements, changes};
+use self::translate::{gossip_seeds, service_key, translate};
+use self::watch::Stores;
+use crate::admin::Shared;
+use crate::announce::{self, BackendMode, Desired};
+use crate::dataplane::driver::DataplaneOptions;
+use crate::engine::{
+    Assigned, Engine, EngineError, EngineOptions, GossipOptions, Snapshot, announce_services,
+};
+use crate::metrics::ResultLabel;
+use crate::status::{AnnouncementStatus, ConfigStatus, ServiceStatus, StatusReport};
+
+/// How long the API must be quiet before a snapshot is taken: one rollout changes many
+/// EndpointSlices in a burst; one snapshot after it is enough.
+pub const SETTLE: Duration = Duration::from_millis(50);
+/// The longest a stream of changes delays a snapshot.
+pub const SETTLE_MAX: Duration = Duration::from_millis(500);
+/// How often session state is copied to `/status` and the announcement report refreshed.
+const REFRESH: Duration = Duration::from_millis(500);
+
+/// What cluster mode was asked to do.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `--node-name`: this node's Node object.
+    pub node_name: String,
+    /// `--lb-class`: the `spec.loadBalancerClass` served besides none.
+    pub lb_class: String,
+    /// `--secrets-namespace`: where `BGPPeer.passwordSecret` Secrets are read.
+    pub secrets_namespace: String,
+    /// `--bgp-listen-addr`.
+    pub bgp_listen_addr: SocketAddr,
+    /// Layer-2 mode's gossip among speakers; `None`: layer 2 is off. Without `peers`, the
+    /// other Nodes' InternalIPs at the bind port ([`translate::gossip_seeds`]).
+    pub gossip: Option<GossipOptions>,
+    /// `--xdp-*`, `--decap*`, `--bpf-pin-dir`.
+    pub dataplane: DataplaneOptions,
+}
+
+/// Why cluster mode could not start.
+#[derive(Debug, Error)]
+pub enum ClusterError {
+    /// The engine (layer-2 agent) could not start.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// The snapshot in force.
+struct Current {
+    snapshot: Snapshot,
+    assigned: Assigned,
+    desired: Desired,
+    /// The managed Services as announce reads them (kept for the report on each tick).
+    services: Vec<announce::Service>,
+}
+
+/// The loop's state: owns the engine.
+struct Speaker {
+    opts: Options,
+    shared: Arc<Shared>,
+    engine: Engine,
+    stores: Stores,
+    events: Publisher,
+    current: Option<Current>,
+    announced: BTreeMap<String, Announcement>,
+    /// Peer errors already reported by an Event.
+    peer_errors: BTreeSet<String>,
+    generation: u64,
+}
+
+impl Speaker {
+    /// Takes a snapshot of the stores and applies it; a refused one leaves the previous.
+    async fn apply(&mut self, noticed: Instant) {
+        let t = translate(
+            self.stores.objects(),
+            &self.stores.secrets(),
+            &self.opts.secrets_namespace,
+            &self.opts.lb_class,
+        );
+        let mut errors = BTreeSet::new();
+        for e in &t.peer_errors {
+            let text = e.to_string();
+            if !self.peer_errors.contains(&text) {
+                error!(peer = %e.peer, error = %text, "BGP peer left out");
+                if let Some(peer) = self.stores.peer(&e.peer) {
+                    self.events
+                        .publish(peer.object_ref(&()), "PeerNotStarted", true, text.clone());
+                }
+            }
+            errors.insert(text);
+        }
+        self.peer_errors = errors;
+        let left_out: Vec<String> = self.peer_errors.iter().cloned().collect();
+        let result = Snapshot::new(t.objects, &self.opts.node_name).and_then(|s| {
+            self.engine.check(&s)?;
+            Ok(s)
+        });
+        let m = &self.shared.metrics;
+        match result {
+            Ok(snapshot) => {
+                let desired = self.engine.apply(&snapshot, &t.assigned).await;
+                self.generation += 1;
+                m.config_reloads
+                    .get_or_create(&ResultLabel { result: "success" })
+                    .inc();
+                m.change_to_announce_seconds
+                    .observe(noticed.elapsed().as_secs_f64());
+                m.services_assigned.set(t.assigned.len() as i64);
+                let generation = self.generation;
+                self.shared.update_status(|s| {
+                    s.config.generation = generation;
+                    s.config.last_error = None;
+                    s.config.left_out = left_out;
+                    s.services = services_status(&t.assigned);
+                });
+                info!(
+                    generation,
+                    services = t.assigned.len(),
+                    routes = desired.bgp.values().map(|r| r.len()).sum::<usize>(),
+                    "snapshot applied"
+                );
+                self.current = Some(Current {
+                    services: announce_services(&snapshot.objects, &t.assigned),
+                    snapshot,
+                    assigned: t.assigned,
+                    desired,
+                });
+                // The first applied snapshot makes the node ready; a refused one does not.
+                self.shared.ready.store(true, Ordering::Release);
+                self.report();
+            }
+            Err(message) => {
+                m.config_reloads
+                    .get_or_create(&ResultLabel { result: "failure" })
+                    .inc();
+                // Every later change is refused the same way until the object is fixed:
+                // say it once, count it each time.
+                let repeated = self
+                    .shared
+                    .status
+                    .read()
+                    .expect("status lock poisoned")
+                    .config
+                    .last_error
+                    .as_ref()
+                    == Some(&message);
+                if repeated {
+                    debug!("snapshot refused again:\n{message}");
+                } else {
+                    error!("snapshot refused, the previous one keeps running:\n{message}");
+                }
+                self.shared.update_status(|s| {
+                    s.config.last_error = Some(message);
+                    s.config.left_out = left_out;
+                });
+            }
+        }
+    }
+
+    /// Recomputes how each Service is announced; publishes Events for the changes.
+    fn report(&mut self) {
+        let Some(cur) = &self.current else { return };
+        let node = &self.opts.node_name;
+        let now = announcements(
+            node,
+            &cur.assigned,
+            &cur.services,
+            &cur.desired,
+            &self.engine.bgp_statuses(),
+            &self.engine.l2_owned(),
+        );
+        if now == self.announced {
+            return;
+        }
+        for (key, notice) in changes(node, &self.announced, &now) {
+            // A Service deleted meanwhile gets no Event.
+            let Some(svc) = cur
+                .snapshot
+                .objects
+                .services
+                .iter()
+                .find(|s| service_key(s) == key)
+            else {
+                continue;
+            };
+            info!(service = %key, reason = notice.reason, "{}", notice.note);
+            self.events.publish(
+                svc.object_ref(&()),
+                notice.reason,
+                notice.warning,
+                notice.note,
+            );
+        }
+        let rows = now
+            .iter()
+            .map(|(k, a)| AnnouncementStatus {
+                service: k.clone(),
+                announcement: a.describe(node),
+            })
+            .collect();
+        self.shared.update_status(|s| s.announcements = rows);
+        self.announced = now;
+    }
+}
+
+/// `/status`'s Service rows: each Service with an address, and the pool of each.
+fn services_status(assigned: &Assigned) -> Vec<ServiceStatus> {
+    assigned
+        .iter()
+        .map(|(k, addrs)| ServiceStatus {
+            service: k.clone(),
+            addresses: addrs.iter().map(|(a, _)| a.to_string()).collect(),
+            pools: addrs.iter().map(|(_, p)| p.clone()).collect(),
+            error: None,
+        })
+        .collect()
+}
+
+/// Waits until no change arrived for [`SETTLE`], at most [`SETTLE_MAX`].
+async fn settle(changed: &mut mpsc::Receiver<()>) {
+    let deadline = tokio::time::Instant::now() + SETTLE_MAX;
+    loop {
+        let quiet = tokio::time::timeout(SETTLE, changed.recv());
+        match tokio::time::timeout_at(deadline, quiet).await {
+            Ok(Ok(Some(()))) => continue,
+            _ => return,
+        }
+    }
+}
+
+/// Runs cluster mode until `shutdown` turns true. `shared` is what the admin server reads;
+/// its `ready` flag is set once the caches are filled and the first snapshot applied.
+pub async fn run(
+    client: Client,
+    opts: Options,
+    shared: Arc<Shared>,
+    mut shutdown: signal::Receiver<bool>,
+) -> Result<(), ClusterError> {
+    shared.set_status(StatusReport {
+        node: opts.node_name.clone(),
+        config: ConfigStatus {
+            path: "kubernetes".to_owned(),
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let (changed_tx, mut changed) = mpsc::channel(1);
+    let stores = Stores::watch(&client, &opts.secrets_namespace, changed_tx);
+    tokio::select! {
+        () = stores.ready() => {}
+        () = stopping(&mut shutdown) => return Ok(()),
+    }
+    let mut gossip = opts.gossip.clone();
+    if let Some(g) = gossip.as_mut().filter(|g| g.peers.is_empty()) {
+        // The Nodes known at start; a node that starts later joins through these, and the
+        // gossip itself spreads membership from then on.
+        g.peers = gossip_seeds(&stores.objects().nodes, &opts.node_name, g.bind);
+        info!(
+            seeds = g.peers.len(),
+            "layer-2 gossip seeds from the Nodes' InternalIPs"
+        );
+    }
+    let engine = Engine::start(
+        EngineOptions {
+            node_name: opts.node_name.clone(),
+            bgp_listen_addr: opts.bgp_listen_addr,
+            gossip,
+            // DESIGN §6: in a cluster the backends are the nodes with ready endpoints.
+            backend_mode: BackendMode::Nodes,
+            unlisted_node_ready: false,
+            dataplane: opts.dataplane.clone(),
+        },
+        shared.clone(),
+    )
+    .await?;
+    let mut speaker = Speaker {
+        events: Publisher::spawn(client, &opts.node_name),
+        opts,
+        shared: shared.clone(),
+        engine,
+        stores,
+        current: None,
+        announced: BTreeMap::new(),
+        peer_errors: BTreeSet::new(),
+        generation: 0,
+    };
+    // The initial lists' changes are all in the first snapshot.
+    while changed.try_recv().is_ok() {}
+    speaker.apply(Instant::now()).await;
+    info!(node = %speaker.opts.node_name, "cluster speaker running");
+
+    let mut refresh = tokio::time::interval(REFRESH);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            Some(()) = changed.recv() => {
+                let noticed = Instant::now();
+                settle(&mut changed).await;
+                speaker.apply(noticed).await;
+            }
+            _ = refresh.tick() => {
+                speaker.engine.refresh();
+                speaker.report();
+            }
+            () = stopping(&mut shutdown) => break,
+        }
+    }
+    info!("shutting down");
+    // Cease to every peer (RFC 8203 text), so routers withdraw at once rather than after
+    // the hold time; the layer-2 agent leaves so the others take over at once.
+    speaker
+        .engine
+        .shutdown("herald-speaker shutting down")
+        .await;
+    speaker.events.close().await;
+    Ok(())
+}
+
+/// Resolves once `shutdown` is true (or its sender is gone).
+async fn stopping(shutdown: &mut signal::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+#[cfg(test)]
+mod tests;
