@@ -166,6 +166,28 @@ fn a_gossip_key_secret_turns_on_layer_2_gossip_for_the_speakers() {
 }
 
 #[test]
+fn xdp_values_become_the_speakers_data_plane_flags() {
+    let Some(rendered) = render(&[
+        "--set-json",
+        r#"speaker.xdp.interfaces=["eth0","eth1"]"#,
+        "--set",
+        "speaker.xdp.mode=generic,speaker.decap=true",
+    ]) else {
+        return;
+    };
+    for flag in [
+        "- --xdp-interface=eth0",
+        "- --xdp-interface=eth1",
+        "- --xdp-mode=generic",
+        "- --decap",
+    ] {
+        assert!(rendered.contains(flag), "{flag} missing");
+    }
+    let plain = render(&[]).expect("helm ran above");
+    assert!(!plain.contains("--xdp-") && !plain.contains("--decap"));
+}
+
+#[test]
 fn the_chart_ships_the_generated_crds() {
     let generated = deploy().join("crds");
     let shipped = deploy().join("helm/herald/crds");
