@@ -180,6 +180,11 @@ impl Metrics {
             m.bgp_prefixes_received.clone(),
         );
         registry.register(
+            "bfd_session_up",
+            "1 while the BFD session with the peer is Up",
+            m.bfd_session_up.clone(),
+        );
+        registry.register(
             "l2_owned_addresses",
             "Addresses this node answers ARP/NDP for",
             m.l2_owned.clone(),
@@ -233,5 +238,60 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String");
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every speaker metric the Grafana dashboard queries is one the speaker exports.
+    #[test]
+    fn the_dashboard_queries_only_metrics_the_speaker_exports() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/grafana/herald.json");
+        let dashboard: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let m = Metrics::new();
+        let peer = PeerLabel { peer: "p".into() };
+        let interface = InterfaceLabel {
+            interface: "eth0".into(),
+        };
+        let vip = VipLabels {
+            service: "a/b".into(),
+            vip: "192.0.2.1:80/6".into(),
+        };
+        m.config_reloads
+            .get_or_create(&ResultLabel { result: "success" })
+            .inc();
+        m.desired_routes.get_or_create(&peer).set(1);
+        m.bgp_session_up.get_or_create(&peer).set(1);
+        m.bgp_prefixes_sent.get_or_create(&peer).set(1);
+        m.bfd_session_up.get_or_create(&peer).set(1);
+        m.l2_owned.get_or_create(&interface).set(1);
+        m.l2_replies.get_or_create(&interface).set(1);
+        m.l2_announcements.get_or_create(&interface).set(1);
+        m.dataplane_attached.get_or_create(&interface).set(1);
+        m.dataplane_packets.get_or_create(&vip).set(1);
+        m.dataplane_bytes.get_or_create(&vip).set(1);
+        m.dataplane_drops
+            .get_or_create(&ReasonLabel { reason: "too_big" })
+            .set(1);
+        m.change_to_announce_seconds.observe(0.01);
+        let exported = m.encode();
+        let mut checked = 0;
+        for panel in dashboard["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                let expr = target["expr"].as_str().unwrap();
+                for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                    let controller =
+                        word.starts_with("herald_controller_") || word.starts_with("herald_pool_");
+                    if word.starts_with("herald_") && !controller {
+                        assert!(exported.contains(word), "{word} is not exported");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked >= 15, "only {checked} speaker metrics checked");
     }
 }
