@@ -2,12 +2,14 @@
 //!
 //! State, and the invariants every public method keeps:
 //! - `records`: one record per known Service (a slab indexed by a small id; `index` maps
-//!   keys to ids). A record holds the Service as last seen, its address per family (`Slot`),
-//!   and its conflict, if any.
-//! - `holders`: per family, address bits -> ids of the Services holding it. Holders of one
-//!   address are pairwise compatible (see `sharing`). A hash map whose hash keeps the
-//!   address's low bits as the bucket index (`hash.rs`): the allocator hands addresses out
-//!   in ascending order, so inserts touch consecutive buckets and stay in cache.
+//!   keys to ids with 8-byte entries, the key itself kept only in the record). A record
+//!   holds the Service as last seen, its address per family (`Slot`), and its conflict, if
+//!   any.
+//! - `holders`: per family, address bits -> ids of the Services holding it (`HolderMap`:
+//!   8-byte entries for IPv4, 24 for IPv6). Holders of one address are pairwise compatible
+//!   (see `sharing`). Hash maps whose hash keeps the address's low bits as the bucket index
+//!   (`hash.rs`): the allocator hands addresses out in ascending order, so inserts touch
+//!   consecutive buckets and stay in cache.
 //! - every pool span's free set is exactly its usable addresses minus `holders` keys.
 //! - `shared`: sharing key -> addresses held under that key, per family, so a Service
 //!   with a key finds its partners' addresses without scanning.
@@ -16,7 +18,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::error::{ConfigError, Error, Reason};
-use super::hash::FastMap;
 use super::pool::{Pool, PoolCounts, PoolState};
 use super::service::{Family, FamilyPolicy, Service, ServiceKey, Spec, join, split};
 
@@ -30,9 +31,9 @@ pub struct Allocator {
     /// Whether two pools share an address: then the pool reported for an address must be
     /// looked up, not taken from where the address was found.
     overlapping: bool,
-    index: FastMap<ServiceKey, u32>,
+    index: Index,
     records: Slab<Record>,
-    holders: [FastMap<u128, Holders>; 2],
+    holders: HolderMap,
     shared: BTreeMap<Box<str>, [BTreeSet<u128>; 2]>,
 }
 
@@ -77,7 +78,7 @@ impl Allocator {
             states.push(PoolState::build(pool)?);
         }
         for family in Family::ALL {
-            for &bits in self.holders[family.index()].keys() {
+            for bits in self.holders.addresses(family) {
                 for pool in &mut states {
                     if let Some(span) = pool.span_of_mut(family, bits) {
                         span.take(bits);
@@ -154,7 +155,7 @@ impl Allocator {
     ///
     /// On `Err`, [`Allocator::assignment`] tells what the Service still holds.
     pub fn assign(&mut self, svc: Service) -> Result<Assignment<'_>, Error> {
-        let Some(&id) = self.index.get(&svc.key) else {
+        let Some(id) = self.index.get(&self.records, &svc.key) else {
             if !svc.current.is_empty() {
                 let (id, _clashes) = self.restore_one(svc);
                 return self.settle(id);
@@ -209,7 +210,7 @@ impl Allocator {
     /// Forgets a Service (deleted, or no longer `type: LoadBalancer`) and frees its addresses.
     /// Returns the addresses it held (primary family first); `None` if it was unknown.
     pub fn release(&mut self, key: &ServiceKey) -> Option<Vec<IpAddr>> {
-        let id = self.index.remove(key)?;
+        let id = self.index.remove(&self.records, key)?;
         let held = self.assignment_of(id).addresses();
         self.commit(id, None, [None; 2]);
         self.records.remove(id);
@@ -218,20 +219,17 @@ impl Allocator {
 
     /// What a Service holds now (including an address kept under a conflict).
     pub fn assignment(&self, key: &ServiceKey) -> Option<Assignment<'_>> {
-        self.index.get(key).map(|&id| self.assignment_of(id))
+        self.index
+            .get(&self.records, key)
+            .map(|id| self.assignment_of(id))
     }
 
     /// Every Service's holdings, sorted by Service.
     pub fn assignments(&self) -> Vec<(ServiceKey, Assignment<'_>)> {
         let mut all: Vec<_> = self
             .records
-            .values()
-            .map(|r| {
-                (
-                    r.svc.key.clone(),
-                    self.assignment_of(self.index[&r.svc.key]),
-                )
-            })
+            .iter()
+            .map(|(id, r)| (r.svc.key.clone(), self.assignment_of(id)))
             .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
@@ -263,11 +261,11 @@ impl Allocator {
     /// The Services holding `addr`, sorted.
     pub fn holders(&self, addr: IpAddr) -> Vec<ServiceKey> {
         let (family, bits) = split(addr);
-        let mut keys: Vec<ServiceKey> = self.holders[family.index()]
-            .get(&bits)
-            .map(|h| {
-                h.ids()
-                    .iter()
+        let mut keys: Vec<ServiceKey> = self
+            .holders
+            .get(family, bits)
+            .map(|ids| {
+                ids.iter()
                     .map(|&id| self.record(id).svc.key.clone())
                     .collect()
             })
@@ -310,11 +308,11 @@ impl Allocator {
         }
     }
 
+    /// Stores and indexes a record for a Service not known yet.
     fn insert_record(&mut self, rec: Record) -> u32 {
-        let key = rec.svc.key.clone();
-        let id = self.records.insert(rec);
-        self.index.insert(key, id);
-        id
+        self.index
+            .insert(&mut self.records, rec)
+            .unwrap_or_else(|_| unreachable!("the Service is not indexed yet"))
     }
 
     fn assign_new(&mut self, svc: Spec) -> Result<Assignment<'_>, Error> {
@@ -353,14 +351,10 @@ impl Allocator {
             slots: [None; 2],
             conflict: None,
         };
-        // One index lookup for the usual case, a Service not seen before.
-        let id = match self.index.entry(rec.svc.key.clone()) {
-            std::collections::hash_map::Entry::Vacant(v) => {
-                let id = self.records.insert(rec);
-                v.insert(id);
-                id
-            }
-            std::collections::hash_map::Entry::Occupied(_) => {
+        // One index probe for the usual case, a Service not seen before.
+        let id = match self.index.insert(&mut self.records, rec) {
+            Ok(id) => id,
+            Err(rec) => {
                 let key = rec.svc.key.clone();
                 self.release(&key);
                 self.insert_record(rec)
@@ -446,9 +440,11 @@ impl Allocator {
 
 mod assignment;
 mod holding;
+mod index;
 mod plan;
 mod slab;
 
 pub use assignment::{Allocated, Assignment};
-use holding::Holders;
+use holding::HolderMap;
+use index::Index;
 use slab::Slab;

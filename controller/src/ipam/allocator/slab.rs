@@ -75,6 +75,15 @@ impl<T> Slab<T> {
     pub fn values(&self) -> impl Iterator<Item = &T> {
         self.chunks.iter().flatten().flatten()
     }
+
+    /// Live ids and values, by ascending id.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &T)> {
+        self.chunks
+            .iter()
+            .flatten()
+            .zip(0..)
+            .filter_map(|(v, id)| v.as_ref().map(|v| (id, v)))
+    }
 }
 
 #[cfg(test)]
