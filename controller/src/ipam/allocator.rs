@@ -41,17 +41,12 @@ pub struct Allocator {
 struct Record {
     svc: Spec,
     /// Per family index.
-    slots: [Option<Slot>; 2],
+    slots: Slots,
     conflict: Option<Box<Reason>>,
 }
 
-/// A Service's address of one family.
-///
-/// Packed to 8-byte alignment: 24 bytes instead of 32 (a `u128` field would align it to
-/// 16), so a record's two slots take 48 bytes instead of 64. Fields are only ever copied,
-/// never borrowed.
+/// A Service's address of one family (records store it as [`Slots`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(packed(8))]
 struct Slot {
     bits: u128,
     /// The pool granting it; `None` under a conflict.
@@ -180,7 +175,7 @@ impl Allocator {
             }
             return self.settle(id);
         }
-        let keep = rec.slots;
+        let keep = rec.slots.get();
         match self.plan(&svc, Some(id), keep) {
             Ok(slots) => {
                 self.commit(id, Some(svc), slots);
@@ -297,7 +292,7 @@ impl Allocator {
 
     fn assignment_of(&self, id: u32) -> Assignment<'_> {
         let rec = self.record(id);
-        self.assignment_from(rec.svc.wanted().primary, &rec.slots)
+        self.assignment_from(rec.svc.wanted().primary, &rec.slots.get())
     }
 
     /// The assignment of `slots`, `primary` family first.
@@ -331,7 +326,7 @@ impl Allocator {
                 let primary = svc.wanted().primary;
                 let id = self.insert_record(Record {
                     svc,
-                    slots: [None; 2],
+                    slots: Slots::EMPTY,
                     conflict: None,
                 });
                 self.commit(id, None, slots);
@@ -353,7 +348,7 @@ impl Allocator {
         }
         let rec = Record {
             svc,
-            slots: [None; 2],
+            slots: Slots::EMPTY,
             conflict: None,
         };
         // One index probe for the usual case, a Service not seen before.
@@ -380,7 +375,9 @@ impl Allocator {
                 });
                 continue;
             }
-            self.record_mut(id).slots[family.index()] = Some(Slot { bits, pool: None });
+            self.record_mut(id)
+                .slots
+                .set(family, Some(Slot { bits, pool: None }));
         }
         self.revalidate(id);
         (id, clashes)
@@ -396,7 +393,8 @@ impl Allocator {
             });
         }
         let wanted = rec.svc.wanted();
-        let held = |f: Family| rec.slots[f.index()].is_some();
+        let slots = rec.slots.get();
+        let held = |f: Family| slots[f.index()].is_some();
         let complete = match rec.svc.family_policy {
             // Satisfied by one family: adding the second later would make restoring not a
             // fixed point (see module docs, *Dual stack*).
@@ -406,7 +404,7 @@ impl Allocator {
         if complete {
             return Ok(self.assignment_of(id));
         }
-        match self.plan(&rec.svc, Some(id), rec.slots) {
+        match self.plan(&rec.svc, Some(id), slots) {
             Ok(slots) => {
                 self.commit(id, None, slots);
                 Ok(self.assignment_of(id))
@@ -423,7 +421,7 @@ impl Allocator {
     fn revalidate(&mut self, id: u32) {
         let mut conflict = None;
         for family in Family::ALL {
-            let Some(mut slot) = self.record(id).slots[family.index()] else {
+            let Some(mut slot) = self.record(id).slots.get()[family.index()] else {
                 continue;
             };
             // Holders are pairwise compatible (an invariant), so only the pools are checked.
@@ -437,7 +435,7 @@ impl Allocator {
                     });
                 }
             }
-            self.record_mut(id).slots[family.index()] = Some(slot);
+            self.record_mut(id).slots.set(family, Some(slot));
         }
         self.record_mut(id).conflict = conflict.map(Box::new);
     }
@@ -454,6 +452,78 @@ use holding::HolderMap;
 use index::Index;
 use slab::Slab;
 
+/// A record's [`Slot`]s, stored in 28 bytes instead of 48: the IPv4 address as `u32`, the
+/// IPv6 one as four `u32`, and per family the pool id or a marker for "no slot" and "held
+/// without a granting pool".
+#[derive(Debug, Clone, Copy)]
+struct Slots {
+    v4: u32,
+    v6: [u32; 4],
+    pools: [u32; 2],
+}
+
+/// [`Slots::pools`]: no slot of that family.
+const ABSENT: u32 = u32::MAX;
+/// [`Slots::pools`]: a slot held under a conflict (`pool: None`). Pool ids stay below.
+const NO_POOL: u32 = u32::MAX - 1;
+
+impl Slots {
+    const EMPTY: Slots = Slots {
+        v4: 0,
+        v6: [0; 4],
+        pools: [ABSENT; 2],
+    };
+
+    fn new(slots: [Option<Slot>; 2]) -> Self {
+        let mut s = Slots::EMPTY;
+        for family in Family::ALL {
+            s.set(family, slots[family.index()]);
+        }
+        s
+    }
+
+    fn get(&self) -> [Option<Slot>; 2] {
+        Family::ALL.map(|family| {
+            let pool = match self.pools[family.index()] {
+                ABSENT => return None,
+                NO_POOL => None,
+                p => Some(p),
+            };
+            let bits = match family {
+                Family::V4 => u128::from(self.v4),
+                Family::V6 => self
+                    .v6
+                    .iter()
+                    .fold(0u128, |acc, &w| acc << 32 | u128::from(w)),
+            };
+            Some(Slot { bits, pool })
+        })
+    }
+
+    fn set(&mut self, family: Family, slot: Option<Slot>) {
+        let Some(slot) = slot else {
+            self.pools[family.index()] = ABSENT;
+            return;
+        };
+        let bits = slot.bits;
+        match family {
+            // IPv4 bits never exceed u32 (they come from `split`).
+            Family::V4 => self.v4 = bits as u32,
+            Family::V6 => {
+                for (i, w) in self.v6.iter_mut().enumerate() {
+                    *w = (bits >> (96 - 32 * i)) as u32;
+                }
+            }
+        }
+        let pool = slot.pool;
+        debug_assert!(
+            pool.is_none_or(|p| p < NO_POOL),
+            "pool ids stay below the markers"
+        );
+        self.pools[family.index()] = pool.unwrap_or(NO_POOL);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -461,7 +531,42 @@ mod tests {
     #[test]
     fn a_record_and_its_slots_stay_small() {
         // Written to fresh memory once per Service: its size is most of assign's cost.
-        assert_eq!(size_of::<Option<Slot>>(), 24);
-        assert!(size_of::<Record>() <= 136, "{}", size_of::<Record>());
+        assert_eq!(size_of::<Slots>(), 28);
+        assert!(size_of::<Record>() <= 120, "{}", size_of::<Record>());
+    }
+
+    #[test]
+    fn slots_read_back_what_was_stored() {
+        let v6 = 0xfd00_0001_0002_0003_0004_0005_0006_0007u128;
+        let cases = [
+            [None, None],
+            [
+                Some(Slot {
+                    bits: 0x0a00_0001,
+                    pool: Some(3),
+                }),
+                None,
+            ],
+            [
+                None,
+                Some(Slot {
+                    bits: v6,
+                    pool: None,
+                }),
+            ],
+            [
+                Some(Slot {
+                    bits: 0xffff_ffff,
+                    pool: None,
+                }),
+                Some(Slot {
+                    bits: u128::MAX,
+                    pool: Some(0),
+                }),
+            ],
+        ];
+        for slots in cases {
+            assert_eq!(Slots::new(slots).get(), slots);
+        }
     }
 }

@@ -170,7 +170,7 @@ impl Allocator {
     /// Moves a Service from its current slots to `slots`, replacing its Service data if given
     /// (after releasing under the old sharing key, before holding under the new one).
     pub(super) fn commit(&mut self, id: u32, svc: Option<Spec>, slots: [Option<Slot>; 2]) {
-        let old = self.record(id).slots;
+        let old = self.record(id).slots.get();
         let held = |s: Option<Slot>| s.map(|s| s.bits);
         for family in Family::ALL {
             let (o, n) = (held(old[family.index()]), held(slots[family.index()]));
@@ -193,7 +193,7 @@ impl Allocator {
                 let _ = self.hold(id, family, bits, pool, false);
             }
         }
-        self.record_mut(id).slots = slots;
+        self.record_mut(id).slots = super::Slots::new(slots);
     }
 
     /// Makes `id` a holder of `bits`; the first holder takes it out of every free set
