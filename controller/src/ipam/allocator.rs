@@ -308,6 +308,14 @@ impl Allocator {
         }
     }
 
+    /// Stores and indexes a record for a Service whose key was just looked up and not found.
+    fn insert_new_record(&mut self, rec: Record) -> u32 {
+        let id = self.records.insert(rec);
+        let key = &self.records.get(id).expect("just inserted").svc.key;
+        self.index.insert_unique(key, id);
+        id
+    }
+
     /// Stores and indexes a record for a Service not known yet.
     fn insert_record(&mut self, rec: Record) -> u32 {
         self.index
@@ -324,12 +332,19 @@ impl Allocator {
             Ok(slots) => {
                 // Built from the plan rather than read back from the record just written.
                 let primary = svc.wanted().primary;
-                let id = self.insert_record(Record {
+                // A new record holds nothing yet, so `commit` reduces to holding each slot;
+                // the slots go into the record as it is written.
+                let id = self.insert_new_record(Record {
                     svc,
-                    slots: Slots::EMPTY,
+                    slots: Slots::new(slots),
                     conflict: None,
                 });
-                self.commit(id, None, slots);
+                for family in Family::ALL {
+                    if let Some(slot) = slots[family.index()] {
+                        // Planned slots were checked against the holders already.
+                        let _ = self.hold(id, family, slot.bits, slot.pool, false);
+                    }
+                }
                 Ok(self.assignment_from(primary, &slots))
             }
         }

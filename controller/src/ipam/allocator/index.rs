@@ -57,6 +57,12 @@ impl Index {
         }
     }
 
+    /// Indexes record `id` under `key`, which is not indexed (the caller just looked).
+    pub fn insert_unique(&mut self, key: &ServiceKey, id: u32) {
+        let h = short(key);
+        self.table.insert_unique(spread(h), (id, h), rehash);
+    }
+
     /// Removes `key`; returns its record id.
     pub fn remove(&mut self, records: &Slab<Record>, key: &ServiceKey) -> Option<u32> {
         let h = short(key);
