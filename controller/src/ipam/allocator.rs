@@ -375,7 +375,11 @@ impl Allocator {
                 self.insert_record(rec)
             }
         };
+        // Hold each claim, then check it against the pools as `revalidate` would, writing
+        // the slots and the first conflict to the record once at the end.
         let mut clashes = Vec::new();
+        let mut slots = [None; 2];
+        let mut conflict = None;
         for family in Family::ALL {
             let Some(bits) = claims[family.index()] else {
                 continue;
@@ -390,11 +394,21 @@ impl Allocator {
                 });
                 continue;
             }
-            self.record_mut(id)
-                .slots
-                .set(family, Some(Slot { bits, pool: None }));
+            let pool = match self.entitled(&self.record(id).svc, family, bits) {
+                Ok(pool) => Some(pool),
+                Err(cause) => {
+                    conflict.get_or_insert(Reason::Conflict {
+                        addr: join(family, bits),
+                        cause: Box::new(cause),
+                    });
+                    None
+                }
+            };
+            slots[family.index()] = Some(Slot { bits, pool });
         }
-        self.revalidate(id);
+        let rec = self.record_mut(id);
+        rec.slots = Slots::new(slots);
+        rec.conflict = conflict.map(Box::new);
         (id, clashes)
     }
 
