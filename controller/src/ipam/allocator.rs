@@ -3,8 +3,8 @@
 //! State, and the invariants every public method keeps:
 //! - `records`: one record per known Service (a slab indexed by a small id; `index` maps
 //!   keys to ids with 8-byte entries, the key itself kept only in the record). A record
-//!   holds the Service as last seen, its address per family (`Slot`), and its conflict, if
-//!   any.
+//!   holds the Service as last seen, its address per family (`Slots`, 28 bytes), and its
+//!   conflict, if any.
 //! - `holders`: per family, address bits -> ids of the Services holding it (`HolderMap`:
 //!   8-byte entries for IPv4, 24 for IPv6). Holders of one address are pairwise compatible
 //!   (see `sharing`). Hash maps whose hash keeps the address's low bits as the bucket index
@@ -559,7 +559,7 @@ mod tests {
 
     #[test]
     fn a_record_and_its_slots_stay_small() {
-        // Written to fresh memory once per Service: its size is most of assign's cost.
+        // Written to fresh memory once per Service: every byte counts in benches/ipam.rs.
         assert_eq!(size_of::<Slots>(), 28);
         assert!(size_of::<Record>() <= 120, "{}", size_of::<Record>());
     }

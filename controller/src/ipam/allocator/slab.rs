@@ -1,6 +1,6 @@
 //! Record storage: a slab in fixed-size chunks.
 //!
-//! Records are a few hundred bytes (they hold the Service). A plain `Vec` would move all of
+//! Records are about 120 bytes (they hold the Service). A plain `Vec` would move all of
 //! them on every doubling; chunks never move, so inserting costs the same at 100 and at
 //! 100 000 records. Ids are reused after removal, lowest-freed-last (a stack), which is
 //! deterministic for a given call sequence.
