@@ -291,3 +291,43 @@ fn pools_containing(
         .filter(move |(i, _)| only.is_none_or(|p| p == *i))
         .map(|(_, p)| p)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shared_address_keeps_its_other_holders_until_the_last_one_leaves() {
+        let ok = |_: &[u32]| Ok(());
+        for (family, bits) in [
+            (Family::V4, 0x0a00_0001u128),
+            (Family::V6, 0xfd00u128 << 112),
+        ] {
+            let mut h = HolderMap::default();
+            assert_eq!(h.add(family, bits, 1, ok), Ok(true));
+            assert_eq!(h.add(family, bits, 2, ok), Ok(false));
+            assert_eq!(h.add(family, bits, 3, ok), Ok(false));
+            assert_eq!(h.get(family, bits), Some(&[1, 2, 3][..]));
+            assert!(!h.remove(family, bits, 7), "not a holder");
+            assert!(!h.remove(family, bits, 2));
+            assert_eq!(h.get(family, bits), Some(&[1, 3][..]));
+            assert!(!h.remove(family, bits, 1));
+            assert_eq!(h.get(family, bits), Some(&[3][..]));
+            assert!(h.remove(family, bits, 3));
+            assert_eq!(h.get(family, bits), None);
+            assert_eq!(h.lists.iter().count(), 0, "no list left behind");
+            assert_eq!(h.addresses(family), Vec::<u128>::new());
+        }
+    }
+
+    #[test]
+    fn a_refused_holder_is_not_added() {
+        let mut h = HolderMap::default();
+        let clash = Clash::NotShared {
+            other: crate::ipam::ServiceKey::new("ns", "a"),
+        };
+        assert_eq!(h.add(Family::V4, 5, 1, |_| Ok(())), Ok(true));
+        assert_eq!(h.add(Family::V4, 5, 2, |_| Err(clash.clone())), Err(clash));
+        assert_eq!(h.get(Family::V4, 5), Some(&[1][..]));
+    }
+}
