@@ -2,12 +2,14 @@
 //!
 //! State, and the invariants every public method keeps:
 //! - `records`: one record per known Service (a slab indexed by a small id; `index` maps
-//!   keys to ids). A record holds the Service as last seen, its address per family (`Slot`),
-//!   and its conflict, if any.
-//! - `holders`: per family, address bits -> ids of the Services holding it. Holders of one
-//!   address are pairwise compatible (see `sharing`). A hash map whose hash keeps the
-//!   address's low bits as the bucket index (`hash.rs`): the allocator hands addresses out
-//!   in ascending order, so inserts touch consecutive buckets and stay in cache.
+//!   keys to ids with 8-byte entries, the key itself kept only in the record). A record
+//!   holds the Service as last seen, its address per family (`Slots`, 28 bytes), and its
+//!   conflict, if any.
+//! - `holders`: per family, address bits -> ids of the Services holding it (`HolderMap`:
+//!   8-byte entries for IPv4, 24 for IPv6). Holders of one address are pairwise compatible
+//!   (see `sharing`). Hash maps whose hash keeps the address's low bits as the bucket index
+//!   (`hash.rs`): the allocator hands addresses out in ascending order, so inserts touch
+//!   consecutive buckets and stay in cache.
 //! - every pool span's free set is exactly its usable addresses minus `holders` keys.
 //! - `shared`: sharing key -> addresses held under that key, per family, so a Service
 //!   with a key finds its partners' addresses without scanning.
@@ -16,7 +18,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::error::{ConfigError, Error, Reason};
-use super::hash::FastMap;
 use super::pool::{Pool, PoolCounts, PoolState};
 use super::service::{Family, FamilyPolicy, Service, ServiceKey, Spec, join, split};
 
@@ -30,9 +31,9 @@ pub struct Allocator {
     /// Whether two pools share an address: then the pool reported for an address must be
     /// looked up, not taken from where the address was found.
     overlapping: bool,
-    index: FastMap<ServiceKey, u32>,
+    index: Index,
     records: Slab<Record>,
-    holders: [FastMap<u128, Holders>; 2],
+    holders: HolderMap,
     shared: BTreeMap<Box<str>, [BTreeSet<u128>; 2]>,
 }
 
@@ -40,11 +41,11 @@ pub struct Allocator {
 struct Record {
     svc: Spec,
     /// Per family index.
-    slots: [Option<Slot>; 2],
+    slots: Slots,
     conflict: Option<Box<Reason>>,
 }
 
-/// A Service's address of one family.
+/// A Service's address of one family (records store it as [`Slots`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Slot {
     bits: u128,
@@ -77,7 +78,7 @@ impl Allocator {
             states.push(PoolState::build(pool)?);
         }
         for family in Family::ALL {
-            for &bits in self.holders[family.index()].keys() {
+            for bits in self.holders.addresses(family) {
                 for pool in &mut states {
                     if let Some(span) = pool.span_of_mut(family, bits) {
                         span.take(bits);
@@ -154,7 +155,7 @@ impl Allocator {
     ///
     /// On `Err`, [`Allocator::assignment`] tells what the Service still holds.
     pub fn assign(&mut self, svc: Service) -> Result<Assignment<'_>, Error> {
-        let Some(&id) = self.index.get(&svc.key) else {
+        let Some(id) = self.index.get(&self.records, &svc.key) else {
             if !svc.current.is_empty() {
                 let (id, _clashes) = self.restore_one(svc);
                 return self.settle(id);
@@ -174,7 +175,7 @@ impl Allocator {
             }
             return self.settle(id);
         }
-        let keep = rec.slots;
+        let keep = rec.slots.get();
         match self.plan(&svc, Some(id), keep) {
             Ok(slots) => {
                 self.commit(id, Some(svc), slots);
@@ -209,7 +210,7 @@ impl Allocator {
     /// Forgets a Service (deleted, or no longer `type: LoadBalancer`) and frees its addresses.
     /// Returns the addresses it held (primary family first); `None` if it was unknown.
     pub fn release(&mut self, key: &ServiceKey) -> Option<Vec<IpAddr>> {
-        let id = self.index.remove(key)?;
+        let id = self.index.remove(&self.records, key)?;
         let held = self.assignment_of(id).addresses();
         self.commit(id, None, [None; 2]);
         self.records.remove(id);
@@ -218,20 +219,17 @@ impl Allocator {
 
     /// What a Service holds now (including an address kept under a conflict).
     pub fn assignment(&self, key: &ServiceKey) -> Option<Assignment<'_>> {
-        self.index.get(key).map(|&id| self.assignment_of(id))
+        self.index
+            .get(&self.records, key)
+            .map(|id| self.assignment_of(id))
     }
 
     /// Every Service's holdings, sorted by Service.
     pub fn assignments(&self) -> Vec<(ServiceKey, Assignment<'_>)> {
         let mut all: Vec<_> = self
             .records
-            .values()
-            .map(|r| {
-                (
-                    r.svc.key.clone(),
-                    self.assignment_of(self.index[&r.svc.key]),
-                )
-            })
+            .iter()
+            .map(|(id, r)| (r.svc.key.clone(), self.assignment_of(id)))
             .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
@@ -263,11 +261,11 @@ impl Allocator {
     /// The Services holding `addr`, sorted.
     pub fn holders(&self, addr: IpAddr) -> Vec<ServiceKey> {
         let (family, bits) = split(addr);
-        let mut keys: Vec<ServiceKey> = self.holders[family.index()]
-            .get(&bits)
-            .map(|h| {
-                h.ids()
-                    .iter()
+        let mut keys: Vec<ServiceKey> = self
+            .holders
+            .get(family, bits)
+            .map(|ids| {
+                ids.iter()
                     .map(|&id| self.record(id).svc.key.clone())
                     .collect()
             })
@@ -294,7 +292,7 @@ impl Allocator {
 
     fn assignment_of(&self, id: u32) -> Assignment<'_> {
         let rec = self.record(id);
-        self.assignment_from(rec.svc.wanted().primary, &rec.slots)
+        self.assignment_from(rec.svc.wanted().primary, &rec.slots.get())
     }
 
     /// The assignment of `slots`, `primary` family first.
@@ -310,11 +308,19 @@ impl Allocator {
         }
     }
 
-    fn insert_record(&mut self, rec: Record) -> u32 {
-        let key = rec.svc.key.clone();
+    /// Stores and indexes a record for a Service whose key was just looked up and not found.
+    fn insert_new_record(&mut self, rec: Record) -> u32 {
         let id = self.records.insert(rec);
-        self.index.insert(key, id);
+        let key = &self.records.get(id).expect("just inserted").svc.key;
+        self.index.insert_unique(key, id);
         id
+    }
+
+    /// Stores and indexes a record for a Service not known yet.
+    fn insert_record(&mut self, rec: Record) -> u32 {
+        self.index
+            .insert(&mut self.records, rec)
+            .unwrap_or_else(|_| unreachable!("the Service is not indexed yet"))
     }
 
     fn assign_new(&mut self, svc: Spec) -> Result<Assignment<'_>, Error> {
@@ -326,12 +332,19 @@ impl Allocator {
             Ok(slots) => {
                 // Built from the plan rather than read back from the record just written.
                 let primary = svc.wanted().primary;
-                let id = self.insert_record(Record {
+                // A new record holds nothing yet, so `commit` reduces to holding each slot;
+                // the slots go into the record as it is written.
+                let id = self.insert_new_record(Record {
                     svc,
-                    slots: [None; 2],
+                    slots: Slots::new(slots),
                     conflict: None,
                 });
-                self.commit(id, None, slots);
+                for family in Family::ALL {
+                    if let Some(slot) = slots[family.index()] {
+                        // Planned slots were checked against the holders already.
+                        let _ = self.hold(id, family, slot.bits, slot.pool, false);
+                    }
+                }
                 Ok(self.assignment_from(primary, &slots))
             }
         }
@@ -350,23 +363,23 @@ impl Allocator {
         }
         let rec = Record {
             svc,
-            slots: [None; 2],
+            slots: Slots::EMPTY,
             conflict: None,
         };
-        // One index lookup for the usual case, a Service not seen before.
-        let id = match self.index.entry(rec.svc.key.clone()) {
-            std::collections::hash_map::Entry::Vacant(v) => {
-                let id = self.records.insert(rec);
-                v.insert(id);
-                id
-            }
-            std::collections::hash_map::Entry::Occupied(_) => {
+        // One index probe for the usual case, a Service not seen before.
+        let id = match self.index.insert(&mut self.records, rec) {
+            Ok(id) => id,
+            Err(rec) => {
                 let key = rec.svc.key.clone();
                 self.release(&key);
                 self.insert_record(rec)
             }
         };
+        // Hold each claim, then check it against the pools as `revalidate` would, writing
+        // the slots and the first conflict to the record once at the end.
         let mut clashes = Vec::new();
+        let mut slots = [None; 2];
+        let mut conflict = None;
         for family in Family::ALL {
             let Some(bits) = claims[family.index()] else {
                 continue;
@@ -381,9 +394,21 @@ impl Allocator {
                 });
                 continue;
             }
-            self.record_mut(id).slots[family.index()] = Some(Slot { bits, pool: None });
+            let pool = match self.entitled(&self.record(id).svc, family, bits) {
+                Ok(pool) => Some(pool),
+                Err(cause) => {
+                    conflict.get_or_insert(Reason::Conflict {
+                        addr: join(family, bits),
+                        cause: Box::new(cause),
+                    });
+                    None
+                }
+            };
+            slots[family.index()] = Some(Slot { bits, pool });
         }
-        self.revalidate(id);
+        let rec = self.record_mut(id);
+        rec.slots = Slots::new(slots);
+        rec.conflict = conflict.map(Box::new);
         (id, clashes)
     }
 
@@ -397,7 +422,8 @@ impl Allocator {
             });
         }
         let wanted = rec.svc.wanted();
-        let held = |f: Family| rec.slots[f.index()].is_some();
+        let slots = rec.slots.get();
+        let held = |f: Family| slots[f.index()].is_some();
         let complete = match rec.svc.family_policy {
             // Satisfied by one family: adding the second later would make restoring not a
             // fixed point (see module docs, *Dual stack*).
@@ -407,7 +433,7 @@ impl Allocator {
         if complete {
             return Ok(self.assignment_of(id));
         }
-        match self.plan(&rec.svc, Some(id), rec.slots) {
+        match self.plan(&rec.svc, Some(id), slots) {
             Ok(slots) => {
                 self.commit(id, None, slots);
                 Ok(self.assignment_of(id))
@@ -424,7 +450,7 @@ impl Allocator {
     fn revalidate(&mut self, id: u32) {
         let mut conflict = None;
         for family in Family::ALL {
-            let Some(mut slot) = self.record(id).slots[family.index()] else {
+            let Some(mut slot) = self.record(id).slots.get()[family.index()] else {
                 continue;
             };
             // Holders are pairwise compatible (an invariant), so only the pools are checked.
@@ -438,7 +464,7 @@ impl Allocator {
                     });
                 }
             }
-            self.record_mut(id).slots[family.index()] = Some(slot);
+            self.record_mut(id).slots.set(family, Some(slot));
         }
         self.record_mut(id).conflict = conflict.map(Box::new);
     }
@@ -446,9 +472,130 @@ impl Allocator {
 
 mod assignment;
 mod holding;
+mod index;
 mod plan;
 mod slab;
 
 pub use assignment::{Allocated, Assignment};
-use holding::Holders;
+use holding::HolderMap;
+use index::Index;
 use slab::Slab;
+
+/// A record's [`Slot`]s, stored in 28 bytes instead of 48: the IPv4 address as `u32`, the
+/// IPv6 one as four `u32`, and per family the pool id or a marker for "no slot" and "held
+/// without a granting pool".
+#[derive(Debug, Clone, Copy)]
+struct Slots {
+    v4: u32,
+    v6: [u32; 4],
+    pools: [u32; 2],
+}
+
+/// [`Slots::pools`]: no slot of that family.
+const ABSENT: u32 = u32::MAX;
+/// [`Slots::pools`]: a slot held under a conflict (`pool: None`). Pool ids stay below.
+const NO_POOL: u32 = u32::MAX - 1;
+
+impl Slots {
+    const EMPTY: Slots = Slots {
+        v4: 0,
+        v6: [0; 4],
+        pools: [ABSENT; 2],
+    };
+
+    fn new(slots: [Option<Slot>; 2]) -> Self {
+        let mut s = Slots::EMPTY;
+        for family in Family::ALL {
+            s.set(family, slots[family.index()]);
+        }
+        s
+    }
+
+    fn get(&self) -> [Option<Slot>; 2] {
+        Family::ALL.map(|family| {
+            let pool = match self.pools[family.index()] {
+                ABSENT => return None,
+                NO_POOL => None,
+                p => Some(p),
+            };
+            let bits = match family {
+                Family::V4 => u128::from(self.v4),
+                Family::V6 => self
+                    .v6
+                    .iter()
+                    .fold(0u128, |acc, &w| acc << 32 | u128::from(w)),
+            };
+            Some(Slot { bits, pool })
+        })
+    }
+
+    fn set(&mut self, family: Family, slot: Option<Slot>) {
+        let Some(slot) = slot else {
+            self.pools[family.index()] = ABSENT;
+            return;
+        };
+        let bits = slot.bits;
+        match family {
+            // IPv4 bits never exceed u32 (they come from `split`).
+            Family::V4 => self.v4 = bits as u32,
+            Family::V6 => {
+                for (i, w) in self.v6.iter_mut().enumerate() {
+                    *w = (bits >> (96 - 32 * i)) as u32;
+                }
+            }
+        }
+        let pool = slot.pool;
+        debug_assert!(
+            pool.is_none_or(|p| p < NO_POOL),
+            "pool ids stay below the markers"
+        );
+        self.pools[family.index()] = pool.unwrap_or(NO_POOL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_and_its_slots_stay_small() {
+        // Written to fresh memory once per Service: every byte counts in benches/ipam.rs.
+        assert_eq!(size_of::<Slots>(), 28);
+        assert!(size_of::<Record>() <= 120, "{}", size_of::<Record>());
+    }
+
+    #[test]
+    fn slots_read_back_what_was_stored() {
+        let v6 = 0xfd00_0001_0002_0003_0004_0005_0006_0007u128;
+        let cases = [
+            [None, None],
+            [
+                Some(Slot {
+                    bits: 0x0a00_0001,
+                    pool: Some(3),
+                }),
+                None,
+            ],
+            [
+                None,
+                Some(Slot {
+                    bits: v6,
+                    pool: None,
+                }),
+            ],
+            [
+                Some(Slot {
+                    bits: 0xffff_ffff,
+                    pool: None,
+                }),
+                Some(Slot {
+                    bits: u128::MAX,
+                    pool: Some(0),
+                }),
+            ],
+        ];
+        for slots in cases {
+            assert_eq!(Slots::new(slots).get(), slots);
+        }
+    }
+}

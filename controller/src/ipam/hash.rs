@@ -39,6 +39,11 @@ impl Hasher for FastHasher {
         self.0 = n;
     }
 
+    fn write_u32(&mut self, n: u32) {
+        // IPv4 addresses: hashed as the same address in a `u128`.
+        self.write_u128(u128::from(n));
+    }
+
     fn write_u128(&mut self, n: u128) {
         // Addresses. The low bits (hashbrown's bucket index) follow the address, so that
         // the ascending addresses the allocator hands out fill neighbouring buckets

@@ -94,8 +94,9 @@
 //! Each pool range keeps its free addresses as disjoint intervals in a `BTreeMap`
 //! (`range.rs`), so allocating, requesting and releasing cost O(log intervals) plus a walk over
 //! the configured pools, independent of the pool's size and of the number of addresses in use.
-//! Holders are a `BTreeMap` per family (ascending allocation appends at its right edge),
-//! Services an index from a pre-hashed key to a record in a chunked slab. `set_pools`
+//! Holders are a hash map per family with 8-byte (IPv4) or 24-byte (IPv6) entries whose
+//! buckets follow the address (ascending allocation fills neighbouring buckets), Services
+//! an 8-byte-entry index from a pre-hashed key to a record in a chunked slab. `set_pools`
 //! re-checks every Service (O(services)); pools change rarely. `benches/ipam.rs` measures
 //! 100k allocations and restores against a `BTreeSet<u128>` floor.
 //!
@@ -108,8 +109,8 @@
 //! - [`pool`]: pools, `allocateTo`, counts; `range`: free-interval sets;
 //! - `sharing`: the sharing rule; [`error`]: errors;
 //! - [`allocator`]: the state and its public operations, with `plan` (choosing addresses,
-//!   read-only), `holding` (holders and free sets), `assignment` (results) and `slab`
-//!   (record storage) beneath it.
+//!   read-only), `holding` (holders and free sets), `index` (key -> record), `assignment`
+//!   (results) and `slab` (record storage) beneath it.
 
 pub mod allocator;
 pub mod error;

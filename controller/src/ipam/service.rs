@@ -141,6 +141,11 @@ impl ServiceKey {
         }
     }
 
+    /// The hash computed at construction.
+    pub(crate) fn hash_u64(&self) -> u64 {
+        self.hash
+    }
+
     /// The namespace.
     pub fn namespace(&self) -> &str {
         &self.names.0

@@ -200,9 +200,8 @@ impl Allocator {
         bits: u128,
         me: Option<u32>,
     ) -> Option<Clash> {
-        let holders = self.holders[family.index()].get(&bits)?;
-        holders
-            .ids()
+        self.holders
+            .get(family, bits)?
             .iter()
             .filter(|&&id| Some(id) != me)
             .find_map(|&id| clash(svc, &self.record(id).svc))

@@ -1,6 +1,6 @@
 //! Record storage: a slab in fixed-size chunks.
 //!
-//! Records are a few hundred bytes (they hold the Service). A plain `Vec` would move all of
+//! Records are about 120 bytes (they hold the Service). A plain `Vec` would move all of
 //! them on every doubling; chunks never move, so inserting costs the same at 100 and at
 //! 100 000 records. Ids are reused after removal, lowest-freed-last (a stack), which is
 //! deterministic for a given call sequence.
@@ -74,6 +74,15 @@ impl<T> Slab<T> {
     /// Live values, by ascending id.
     pub fn values(&self) -> impl Iterator<Item = &T> {
         self.chunks.iter().flatten().flatten()
+    }
+
+    /// Live ids and values, by ascending id.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &T)> {
+        self.chunks
+            .iter()
+            .flatten()
+            .zip(0..)
+            .filter_map(|(v, id)| v.as_ref().map(|v| (id, v)))
     }
 }
 
