@@ -35,6 +35,18 @@ pub const EMPTY_PROGRAM: &str = "herald_xdp_nop";
 pub const TX_PROGRAM: &str = "herald_xdp_tx";
 /// The bench object's packet sink (counts, drops).
 pub const SINK_PROGRAM: &str = "herald_xdp_sink";
+/// The bench object's cost-breakdown variants of the forwarding program, in order: each stops
+/// one step later (after parsing, the VIP address filter, the VIP lookup, the flow table or
+/// Maglev pick, the backend entry, the next-hop cache check, growing and shrinking the frame).
+pub const STAGE_PROGRAMS: [&str; 7] = [
+    "herald_xdp_s1",
+    "herald_xdp_s2",
+    "herald_xdp_s3",
+    "herald_xdp_s4",
+    "herald_xdp_s5",
+    "herald_xdp_s6",
+    "herald_xdp_s7",
+];
 
 static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/herald_xdp.bpf.o"));
 static BENCH_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/herald_xdp_bench.bpf.o"));
@@ -103,6 +115,7 @@ impl Balancer {
         let mut names = vec![PROGRAM];
         if opts.variant == Variant::Bench {
             names.extend([EMPTY_PROGRAM, TX_PROGRAM, SINK_PROGRAM]);
+            names.extend(STAGE_PROGRAMS);
         }
         for name in names {
             let prog: &mut Xdp = program_mut(&mut ebpf, name)?;
@@ -147,6 +160,11 @@ impl Balancer {
         let mut map: Array<_, [u8; 64]> =
             Array::try_from(self.map_mut(NAME)?).map_err(map_err(NAME, "open"))?;
         map.set(0, frame, 0).map_err(map_err(NAME, "write"))
+    }
+
+    /// The bench build's programs by name (e.g. [`STAGE_PROGRAMS`]).
+    pub fn bench_program(&self, name: &'static str) -> Option<&Xdp> {
+        program(&self.ebpf, name).ok()
     }
 
     /// The bench build's programs by name, mutable (to attach them in benchmarks).

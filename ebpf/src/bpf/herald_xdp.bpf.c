@@ -34,6 +34,21 @@
 
 #define HERALD_TTL 64
 
+/*
+ * Where the program stops early in the bench build's cost-breakdown variants
+ * (herald_xdp_s1..s7): each one does the work of the previous stage and one more step, then
+ * returns, so the differences between them say what each step costs. The forwarding program
+ * is built with HERALD_STOP_NONE only; the compiler removes every check below.
+ */
+#define HERALD_STOP_NONE 0
+#define HERALD_STOP_PARSE 1    /* after parsing to the flow key */
+#define HERALD_STOP_FILTER 2   /* after the VIP address filter */
+#define HERALD_STOP_VIP 3      /* after the VIP lookup and its counters */
+#define HERALD_STOP_FLOW 4     /* after the flow hash and the flow table (or Maglev + insert) */
+#define HERALD_STOP_BACKEND 5  /* after the backend and its per-CPU entry */
+#define HERALD_STOP_NEXTHOP 6  /* after the outer source and the next-hop cache check */
+#define HERALD_STOP_HEADROOM 7 /* after growing and shrinking the frame, no header writes */
+
 char LICENSE[] SEC("license") = "GPL";
 
 static __always_inline void count_drop(__u32 reason)
@@ -350,7 +365,7 @@ static __always_inline int refresh_nexthop(struct xdp_md *ctx, struct packet *pk
  */
 static __always_inline int encap_and_send(struct xdp_md *ctx, struct packet *pkt,
 					  struct herald_backend *be, struct herald_backend_stats *nh,
-					  __u32 hash, const struct herald_config *cfg)
+					  __u32 hash, const struct herald_config *cfg, const int stop)
 {
 	__u32 outer = pkt->key.family == HERALD_FAMILY_V4 ? sizeof(struct iphdr)
 							   : sizeof(struct ipv6hdr);
@@ -379,6 +394,8 @@ static __always_inline int encap_and_send(struct xdp_md *ctx, struct packet *pkt
 		if (rc >= 0)
 			return rc;
 	}
+	if (stop == HERALD_STOP_NEXTHOP)
+		return XDP_PASS;
 
 #ifdef HERALD_BENCH
 	__u8 saved[18];
@@ -391,6 +408,10 @@ static __always_inline int encap_and_send(struct xdp_md *ctx, struct packet *pkt
 
 	if (bpf_xdp_adjust_head(ctx, -delta))
 		return drop(HERALD_DROP_HEADROOM);
+	if (stop == HERALD_STOP_HEADROOM) {
+		rc = XDP_PASS;
+		goto restore;
+	}
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
 
@@ -436,6 +457,7 @@ static __always_inline int encap_and_send(struct xdp_md *ctx, struct packet *pkt
 
 	rc = nh->nh_ifindex == ctx->ingress_ifindex ? XDP_TX : bpf_redirect(nh->nh_ifindex, 0);
 
+restore:
 #ifdef HERALD_BENCH
 	if (bpf_xdp_adjust_head(ctx, delta))
 		return XDP_ABORTED;
@@ -448,8 +470,7 @@ static __always_inline int encap_and_send(struct xdp_md *ctx, struct packet *pkt
 	return rc;
 }
 
-SEC("xdp")
-int herald_xdp(struct xdp_md *ctx)
+static __always_inline int herald_xdp_main(struct xdp_md *ctx, const int stop)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -465,10 +486,14 @@ int herald_xdp(struct xdp_md *ctx)
 
 	if (parse_packet(data, data_end, &pkt))
 		return XDP_PASS;
+	if (stop == HERALD_STOP_PARSE)
+		return XDP_PASS;
 	bit = herald_vip_filter_bit((const __u32 *)pkt.key.dst);
 	word = bit >> 6;
 	bits = bpf_map_lookup_elem(&herald_vip_bits, &word);
 	if (!bits || !(*bits & (1ULL << (bit & 63))))
+		return XDP_PASS;
+	if (stop == HERALD_STOP_FILTER)
 		return XDP_PASS;
 	vip = lookup_vip(&pkt.key);
 	if (!vip)
@@ -479,11 +504,15 @@ int herald_xdp(struct xdp_md *ctx)
 		vs->packets += 1;
 		vs->bytes += bytes;
 	}
+	if (stop == HERALD_STOP_VIP)
+		return XDP_PASS;
 
 	cfg = bpf_map_lookup_elem(&herald_config, &zero);
 	hash = hash_key(&pkt.key);
 	if (pick_backend(&pkt, vip, hash, cfg, vs, &backend_id))
 		return drop(HERALD_DROP_NO_BACKEND);
+	if (stop == HERALD_STOP_FLOW)
+		return XDP_PASS;
 	be = bpf_map_lookup_elem(&herald_backends, &backend_id);
 	if (!be || !be->family)
 		return drop(HERALD_DROP_NO_BACKEND);
@@ -494,16 +523,35 @@ int herald_xdp(struct xdp_md *ctx)
 		return drop(HERALD_DROP_NO_BACKEND);
 	bs->packets += 1;
 	bs->bytes += bytes;
+	if (stop == HERALD_STOP_BACKEND)
+		return XDP_PASS;
 	if (pkt.icmp_error)
 		count_event(HERALD_EV_ICMP_FOLLOWED);
 	if (be->flags & HERALD_BACKEND_LOCAL) {
 		count_event(HERALD_EV_LOCAL);
 		return XDP_PASS;
 	}
-	return encap_and_send(ctx, &pkt, be, bs, hash, cfg);
+	return encap_and_send(ctx, &pkt, be, bs, hash, cfg, stop);
+}
+
+SEC("xdp")
+int herald_xdp(struct xdp_md *ctx)
+{
+	return herald_xdp_main(ctx, HERALD_STOP_NONE);
 }
 
 #ifdef HERALD_BENCH
+/* The cost-breakdown variants (see HERALD_STOP_*). */
+#define HERALD_STAGE(n)                                                                      \
+	SEC("xdp") int herald_xdp_s##n(struct xdp_md *ctx) { return herald_xdp_main(ctx, n); }
+HERALD_STAGE(1)
+HERALD_STAGE(2)
+HERALD_STAGE(3)
+HERALD_STAGE(4)
+HERALD_STAGE(5)
+HERALD_STAGE(6)
+HERALD_STAGE(7)
+
 /* The benchmark anchor: the cheapest possible XDP program. */
 SEC("xdp")
 int herald_xdp_nop(struct xdp_md *ctx)
