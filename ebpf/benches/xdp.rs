@@ -15,7 +15,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use common::packet::*;
 use common::*;
-use herald_ebpf::balancer::STAGE_PROGRAMS;
+use herald_ebpf::balancer::{FLOOR_PROGRAMS, STAGE_PROGRAMS};
 use herald_ebpf::{Balancer, LoadOptions, Variant};
 
 const SAMPLES: usize = 21;
@@ -150,6 +150,34 @@ fn main() {
                 d - pd
             );
             (pc, pd) = (c, d);
+        }
+
+        // Floors: single operations alone, over the empty program measured alongside.
+        let floors: Vec<&Xdp> = FLOOR_PROGRAMS
+            .iter()
+            .map(|(n, _)| bal.bench_program(n).expect("bench build has the floors"))
+            .collect();
+        // The lookups must hit: a first round lets the updates store the ACK's key.
+        for p in &floors {
+            run(p, &ack);
+        }
+        for p in &floors {
+            let (verdict, out) = run(p, &ack);
+            assert_eq!(verdict, XDP_PASS, "floor programs succeed");
+            assert_eq!(&out, &ack, "floor programs leave the frame as it was");
+        }
+        let (mut fa, mut fs) = (vec![], vec![vec![]; floors.len()]);
+        for _ in 0..SAMPLES {
+            fa.push(sample(empty, &ack));
+            for (i, p) in floors.iter().enumerate() {
+                fs[i].push(sample(p, &ack));
+            }
+        }
+        let fa = median(fa);
+        println!("floors: one operation alone, ns/packet (over the empty program {fa:.1})");
+        for (i, (_, what)) in FLOOR_PROGRAMS.iter().enumerate() {
+            let f = median(fs[i].clone());
+            println!("  {what:<38} {f:8.1} {:+6.1}", f - fa);
         }
     });
 }

@@ -35,6 +35,19 @@ pub const EMPTY_PROGRAM: &str = "herald_xdp_nop";
 pub const TX_PROGRAM: &str = "herald_xdp_tx";
 /// The bench object's packet sink (counts, drops).
 pub const SINK_PROGRAM: &str = "herald_xdp_sink";
+/// The bench object's floors: one operation of the fast path alone, with what it does.
+pub const FLOOR_PROGRAMS: [(&str, &str); 7] = [
+    ("herald_floor_vip", "VIP hash lookup (20-byte key)"),
+    ("herald_floor_lookup", "flow LRU lookup, 40-byte key"),
+    ("herald_floor_lookup4", "flow LRU lookup, 16-byte key"),
+    ("herald_floor_update", "flow LRU update, 40-byte key"),
+    ("herald_floor_update4", "flow LRU update, 16-byte key"),
+    (
+        "herald_floor_headroom",
+        "adjust_head out and back + restore",
+    ),
+    ("herald_floor_ktime", "bpf_ktime_get_coarse_ns"),
+];
 /// The bench object's cost-breakdown variants of the forwarding program, in order: each stops
 /// one step later (after parsing, the VIP address filter, the VIP lookup, the flow table or
 /// Maglev pick, the backend entry, the next-hop cache check, growing and shrinking the frame).
@@ -116,6 +129,7 @@ impl Balancer {
         if opts.variant == Variant::Bench {
             names.extend([EMPTY_PROGRAM, TX_PROGRAM, SINK_PROGRAM]);
             names.extend(STAGE_PROGRAMS);
+            names.extend(FLOOR_PROGRAMS.map(|(name, _)| name));
         }
         for name in names {
             let prog: &mut Xdp = program_mut(&mut ebpf, name)?;
