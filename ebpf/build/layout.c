@@ -24,7 +24,7 @@ int main(void)
 	S(herald_vip_stats); F(herald_vip_stats, packets); F(herald_vip_stats, bytes);
 	F(herald_vip_stats, lru_hit); F(herald_vip_stats, lru_miss);
 	S(herald_backend_stats); F(herald_backend_stats, packets); F(herald_backend_stats, bytes);
-	F(herald_backend_stats, nh_expires_ns); F(herald_backend_stats, nh_ifindex);
+	F(herald_backend_stats, nh_expires); F(herald_backend_stats, nh_ifindex);
 	F(herald_backend_stats, nh_iif); F(herald_backend_stats, nh_ok_len);
 	F(herald_backend_stats, nh_dmac); F(herald_backend_stats, nh_smac);
 	F(herald_backend_stats, nh_generation); F(herald_backend_stats, pad);

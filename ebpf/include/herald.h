@@ -134,7 +134,7 @@ struct herald_vip_stats {
 struct herald_backend_stats {
 	__u64 packets;
 	__u64 bytes;
-	__u64 nh_expires_ns; /* bpf_ktime_get_coarse_ns clock; the cache is stale after this */
+	__u64 nh_expires;    /* jiffies (bpf_jiffies64); the cache is stale after this */
 	__u32 nh_ifindex;    /* egress interface */
 	__u32 nh_iif;        /* ingress interface the lookup was made for */
 	__u32 nh_ok_len;     /* longest outer packet checked against the route's MTU */
@@ -144,8 +144,11 @@ struct herald_backend_stats {
 	__u8 pad[2];
 };
 
-/* How long a cached next hop is used before bpf_fib_lookup is asked again. */
-#define HERALD_NEXTHOP_TTL_NS 100000000ULL
+/*
+ * How long a cached next hop is used before bpf_fib_lookup is asked again, in jiffies: 100 ms
+ * at HZ=250 (Debian's kernels), 25 ms at HZ=1000, 250 ms at HZ=100.
+ */
+#define HERALD_NEXTHOP_TTL_JIFFIES 25ULL
 
 /* Per-CPU packet/byte counter (herald_decap_st). */
 struct herald_counter {

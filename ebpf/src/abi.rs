@@ -208,8 +208,8 @@ pub struct BackendStats {
     pub packets: u64,
     /// Bytes (frame length as received).
     pub bytes: u64,
-    /// Cache: stale after this `bpf_ktime_get_coarse_ns` time.
-    pub nh_expires_ns: u64,
+    /// Cache: stale after this time in jiffies (`bpf_jiffies64`).
+    pub nh_expires: u64,
     /// Cache: egress interface.
     pub nh_ifindex: u32,
     /// Cache: ingress interface the lookup was made for.

@@ -36,7 +36,7 @@ pub const TX_PROGRAM: &str = "herald_xdp_tx";
 /// The bench object's packet sink (counts, drops).
 pub const SINK_PROGRAM: &str = "herald_xdp_sink";
 /// The bench object's floors: one operation of the fast path alone, with what it does.
-pub const FLOOR_PROGRAMS: [(&str, &str); 7] = [
+pub const FLOOR_PROGRAMS: [(&str, &str); 8] = [
     ("herald_floor_vip", "VIP hash lookup (20-byte key)"),
     ("herald_floor_lookup", "flow LRU lookup, 40-byte key"),
     ("herald_floor_lookup4", "flow LRU lookup, 16-byte key"),
@@ -47,6 +47,7 @@ pub const FLOOR_PROGRAMS: [(&str, &str); 7] = [
         "adjust_head out and back + restore",
     ),
     ("herald_floor_ktime", "bpf_ktime_get_coarse_ns"),
+    ("herald_floor_jiffies", "bpf_jiffies64 (inlined by the verifier)"),
 ];
 /// The bench object's cost-breakdown variants of the forwarding program, in order: each stops
 /// one step later (after parsing, the VIP address filter, the VIP lookup, the flow table or

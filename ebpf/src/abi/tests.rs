@@ -67,7 +67,7 @@ fn abi_matches_header() {
         [
             packets,
             bytes,
-            nh_expires_ns,
+            nh_expires,
             nh_ifindex,
             nh_iif,
             nh_ok_len,

@@ -344,10 +344,10 @@ static __always_inline int refresh_nexthop(struct xdp_md *ctx, struct packet *pk
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 		return drop(HERALD_DROP_FIB);
 	/* A fresh entry, or a longer packet checked against the same route. */
-	if (nh->nh_expires_ns < now || nh->nh_iif != ctx->ingress_ifindex ||
+	if (nh->nh_expires < now || nh->nh_iif != ctx->ingress_ifindex ||
 	    nh->nh_generation != be->generation || nh->nh_ifindex != fib.ifindex) {
 		nh->nh_ok_len = 0;
-		nh->nh_expires_ns = now + HERALD_NEXTHOP_TTL_NS;
+		nh->nh_expires = now + HERALD_NEXTHOP_TTL_JIFFIES;
 	}
 	__builtin_memcpy(nh->nh_dmac, fib.dmac, ETH_ALEN);
 	__builtin_memcpy(nh->nh_smac, fib.smac, ETH_ALEN);
@@ -387,8 +387,9 @@ static __always_inline int encap_and_send(struct xdp_md *ctx, struct packet *pkt
 		src[3] = bpf_htonl(hash);
 	}
 
-	now = bpf_ktime_get_coarse_ns();
-	if (nh->nh_expires_ns < now || nh->nh_iif != ctx->ingress_ifindex ||
+	/* jiffies: the verifier inlines this helper into one load, where a clock helper is a call. */
+	now = bpf_jiffies64();
+	if (nh->nh_expires < now || nh->nh_iif != ctx->ingress_ifindex ||
 	    nh->nh_generation != be->generation || pkt->ip_len + outer > nh->nh_ok_len) {
 		rc = refresh_nexthop(ctx, pkt, be, nh, src, hash, now);
 		if (rc >= 0)
@@ -591,6 +592,7 @@ struct {
 #define HERALD_FLOOR_VIP 5
 #define HERALD_FLOOR_HEADROOM 6
 #define HERALD_FLOOR_KTIME 7
+#define HERALD_FLOOR_JIFFIES 8
 
 static __always_inline int herald_floor(struct xdp_md *ctx, const int what)
 {
@@ -647,6 +649,8 @@ static __always_inline int herald_floor(struct xdp_md *ctx, const int what)
 		return XDP_PASS;
 	case HERALD_FLOOR_KTIME:
 		return bpf_ktime_get_coarse_ns() ? XDP_PASS : XDP_ABORTED;
+	case HERALD_FLOOR_JIFFIES:
+		return bpf_jiffies64() ? XDP_PASS : XDP_ABORTED;
 	}
 	return XDP_ABORTED;
 }
@@ -660,6 +664,7 @@ HERALD_FLOOR(update4, HERALD_FLOOR_UPDATE4)
 HERALD_FLOOR(vip, HERALD_FLOOR_VIP)
 HERALD_FLOOR(headroom, HERALD_FLOOR_HEADROOM)
 HERALD_FLOOR(ktime, HERALD_FLOOR_KTIME)
+HERALD_FLOOR(jiffies, HERALD_FLOOR_JIFFIES)
 
 /* The benchmark anchor: the cheapest possible XDP program. */
 SEC("xdp")
