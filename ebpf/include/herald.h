@@ -116,6 +116,7 @@ struct herald_flow_key {
 struct herald_flow {
 	__u32 backend; /* backend id */
 	__u32 vip;     /* VIP id, so user space can flush a VIP's flows */
+	__u32 hash;    /* herald_flow_hash of the key: a flow-table hit need not recompute it */
 };
 
 /* Per-CPU counters of one VIP (herald_vip_stat). */

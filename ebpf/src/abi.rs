@@ -183,6 +183,9 @@ pub struct Flow {
     pub backend: u32,
     /// VIP id.
     pub vip: u32,
+    /// The flow hash of the key ([`crate::hash::flow_hash`]), stored so a flow-table hit
+    /// does not compute it again.
+    pub hash: u32,
 }
 
 /// Per-CPU counters of one VIP: `struct herald_vip_stats`.

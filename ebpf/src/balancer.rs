@@ -47,7 +47,10 @@ pub const FLOOR_PROGRAMS: [(&str, &str); 8] = [
         "adjust_head out and back + restore",
     ),
     ("herald_floor_ktime", "bpf_ktime_get_coarse_ns"),
-    ("herald_floor_jiffies", "bpf_jiffies64 (inlined by the verifier)"),
+    (
+        "herald_floor_jiffies",
+        "bpf_jiffies64 (inlined by the verifier)",
+    ),
 ];
 /// The bench object's cost-breakdown variants of the forwarding program, in order: each stops
 /// one step later (after parsing, the VIP address filter, the VIP lookup, the flow table or

@@ -109,6 +109,11 @@ fn tcp_syn_is_encapsulated_to_the_maglev_choice() {
             .unwrap()
             .expect("flow stored");
         assert_eq!(flow.backend, svc.choice(&key4(40000, 80, TCP)).0);
+        assert_eq!(
+            flow.hash,
+            flow_hash(&key4(40000, 80, TCP)),
+            "the flow keeps its hash"
+        );
     });
 }
 

@@ -53,7 +53,7 @@ fn abi_matches_header() {
         FlowKey,
         [src, dst, sport, dport, proto, family, pad]
     );
-    check_struct!(l, "herald_flow", Flow, [backend, vip]);
+    check_struct!(l, "herald_flow", Flow, [backend, vip, hash]);
     check_struct!(
         l,
         "herald_vip_stats",

@@ -136,15 +136,18 @@ static __always_inline int flooded(const struct herald_config *cfg)
 	return f->count > cfg->max_new_flows;
 }
 
-/* Picks the backend id of the packet's flow; returns -1 when the VIP has no usable table. */
-static __always_inline int pick_backend(struct packet *pkt, struct herald_vip *vip, __u32 hash,
+/*
+ * Picks the backend id of the packet's flow and gives its flow hash (stored with the flow, or
+ * computed for the Maglev table); returns -1 when the VIP has no usable table.
+ */
+static __always_inline int pick_backend(struct packet *pkt, struct herald_vip *vip,
 					const struct herald_config *cfg, struct herald_vip_stats *vs,
-					__u32 *backend_id)
+					__u32 *backend_id, __u32 *hash_out)
 {
 	int syn = (pkt->tcp_flags & (HERALD_TCP_SYN | HERALD_TCP_ACK)) == HERALD_TCP_SYN;
 	struct herald_flow *flow;
 	struct herald_backend *be;
-	__u32 zero = 0, m, slot, *id;
+	__u32 zero = 0, m, slot, *id, hash;
 	void *table;
 
 	/* A SYN starts a new connection: it always takes the table's current choice. */
@@ -156,6 +159,7 @@ static __always_inline int pick_backend(struct packet *pkt, struct herald_vip *v
 				if (vs)
 					vs->lru_hit += 1;
 				*backend_id = flow->backend;
+				*hash_out = flow->hash;
 				return 0;
 			}
 		}
@@ -163,6 +167,8 @@ static __always_inline int pick_backend(struct packet *pkt, struct herald_vip *v
 	if (vs)
 		vs->lru_miss += 1;
 
+	hash = hash_key(&pkt->key);
+	*hash_out = hash;
 	table = bpf_map_lookup_elem(&herald_maglev, &vip->id);
 	if (!table)
 		return -1;
@@ -183,7 +189,7 @@ static __always_inline int pick_backend(struct packet *pkt, struct herald_vip *v
 		if (flooded(cfg)) {
 			count_event(HERALD_EV_FLOW_SKIPPED);
 		} else {
-			struct herald_flow fv = { .backend = *id, .vip = vip->id };
+			struct herald_flow fv = { .backend = *id, .vip = vip->id, .hash = hash };
 
 			bpf_map_update_elem(&herald_flows, &pkt->key, &fv, BPF_ANY);
 		}
@@ -509,8 +515,7 @@ static __always_inline int herald_xdp_main(struct xdp_md *ctx, const int stop)
 		return XDP_PASS;
 
 	cfg = bpf_map_lookup_elem(&herald_config, &zero);
-	hash = hash_key(&pkt.key);
-	if (pick_backend(&pkt, vip, hash, cfg, vs, &backend_id))
+	if (pick_backend(&pkt, vip, cfg, vs, &backend_id, &hash))
 		return drop(HERALD_DROP_NO_BACKEND);
 	if (stop == HERALD_STOP_FLOW)
 		return XDP_PASS;
