@@ -111,8 +111,8 @@ fn main() {
         const STEPS: [&str; 8] = [
             "parse to flow key",
             "VIP address filter",
-            "VIP lookup + counters",
-            "hash + flow table / Maglev + insert",
+            "flow table hit / VIP lookup, counters",
+            "hash, Maglev, flow insert (SYN only)",
             "backend + per-CPU entry",
             "outer source + next-hop cache",
             "adjust_head out and back + restore",

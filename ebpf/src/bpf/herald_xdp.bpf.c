@@ -2,8 +2,9 @@
 /*
  * herald_xdp: the VIP fast path on the uplink (DESIGN §6).
  *
- *   parse -> VIP lookup (port, then port 0) -> flow table -> Maglev table -> backend
- *         -> IPIP / IP6IP6 encapsulation, next hop from bpf_fib_lookup -> XDP_TX / redirect
+ *   parse -> VIP address filter -> flow table (a hit names VIP and backend; SYNs skip it)
+ *         -> on a miss: VIP lookup (port, then port 0) -> Maglev table -> flow insert
+ *         -> backend -> IPIP / IP6IP6 encapsulation, next hop from bpf_fib_lookup -> XDP_TX / redirect
  *
  * Everything that is not a VIP packet this program understands returns XDP_PASS untouched.
  * A VIP packet is forwarded, passed up (local backend), answered with an ICMP too-big, or
@@ -43,8 +44,8 @@
 #define HERALD_STOP_NONE 0
 #define HERALD_STOP_PARSE 1    /* after parsing to the flow key */
 #define HERALD_STOP_FILTER 2   /* after the VIP address filter */
-#define HERALD_STOP_VIP 3      /* after the VIP lookup and its counters */
-#define HERALD_STOP_FLOW 4     /* after the flow hash and the flow table (or Maglev + insert) */
+#define HERALD_STOP_VIP 3      /* after the flow table (or VIP) lookup and the VIP counters */
+#define HERALD_STOP_FLOW 4     /* after hash, Maglev table and flow insert (no stored flow) */
 #define HERALD_STOP_BACKEND 5  /* after the backend and its per-CPU entry */
 #define HERALD_STOP_NEXTHOP 6  /* after the outer source and the next-hop cache check */
 #define HERALD_STOP_HEADROOM 7 /* after growing and shrinking the frame, no header writes */
@@ -137,35 +138,41 @@ static __always_inline int flooded(const struct herald_config *cfg)
 }
 
 /*
- * Picks the backend id of the packet's flow and gives its flow hash (stored with the flow, or
- * computed for the Maglev table); returns -1 when the VIP has no usable table.
+ * The stored flow of a packet that is not a SYN, if it was stored for the VIP that still has
+ * its id (same generation) and its backend still exists; NULL otherwise. A hit makes the VIP
+ * lookup unnecessary: the flow names its VIP.
  */
-static __always_inline int pick_backend(struct packet *pkt, struct herald_vip *vip,
-					const struct herald_config *cfg, struct herald_vip_stats *vs,
-					__u32 *backend_id, __u32 *hash_out)
+static __always_inline struct herald_flow *lookup_flow(struct packet *pkt)
 {
-	int syn = (pkt->tcp_flags & (HERALD_TCP_SYN | HERALD_TCP_ACK)) == HERALD_TCP_SYN;
-	struct herald_flow *flow;
 	struct herald_backend *be;
-	__u32 zero = 0, m, slot, *id, hash;
-	void *table;
+	struct herald_flow *flow;
+	__u32 *gen;
 
 	/* A SYN starts a new connection: it always takes the table's current choice. */
-	if (!syn) {
-		flow = bpf_map_lookup_elem(&herald_flows, &pkt->key);
-		if (flow) {
-			be = bpf_map_lookup_elem(&herald_backends, &flow->backend);
-			if (be && be->family) {
-				if (vs)
-					vs->lru_hit += 1;
-				*backend_id = flow->backend;
-				*hash_out = flow->hash;
-				return 0;
-			}
-		}
-	}
-	if (vs)
-		vs->lru_miss += 1;
+	if ((pkt->tcp_flags & (HERALD_TCP_SYN | HERALD_TCP_ACK)) == HERALD_TCP_SYN)
+		return NULL;
+	flow = bpf_map_lookup_elem(&herald_flows, &pkt->key);
+	if (!flow)
+		return NULL;
+	gen = bpf_map_lookup_elem(&herald_vip_gen, &flow->vip);
+	if (!gen || *gen != flow->vip_gen)
+		return NULL;
+	be = bpf_map_lookup_elem(&herald_backends, &flow->backend);
+	if (!be || !be->family)
+		return NULL;
+	return flow;
+}
+
+/*
+ * Picks the backend id of a packet without a (usable) stored flow from its VIP's Maglev table,
+ * gives the flow hash, and stores the flow; returns -1 when the VIP has no usable table.
+ */
+static __always_inline int pick_backend(struct packet *pkt, struct herald_vip *vip,
+					const struct herald_config *cfg, __u32 *backend_id,
+					__u32 *hash_out)
+{
+	__u32 zero = 0, m, slot, *id, hash;
+	void *table;
 
 	hash = hash_key(&pkt->key);
 	*hash_out = hash;
@@ -189,7 +196,12 @@ static __always_inline int pick_backend(struct packet *pkt, struct herald_vip *v
 		if (flooded(cfg)) {
 			count_event(HERALD_EV_FLOW_SKIPPED);
 		} else {
-			struct herald_flow fv = { .backend = *id, .vip = vip->id, .hash = hash };
+			struct herald_flow fv = {
+				.backend = *id,
+				.vip = vip->id,
+				.hash = hash,
+				.vip_gen = vip->generation,
+			};
 
 			bpf_map_update_elem(&herald_flows, &pkt->key, &fv, BPF_ANY);
 		}
@@ -486,7 +498,8 @@ static __always_inline int herald_xdp_main(struct xdp_md *ctx, const int stop)
 	struct herald_config *cfg;
 	struct herald_backend_stats *bs;
 	struct herald_vip_stats *vs;
-	struct herald_vip *vip;
+	struct herald_vip *vip = NULL;
+	struct herald_flow *flow;
 	__u32 zero = 0, backend_id, hash, vip_id, bit, word;
 	__u64 *bits;
 	__u64 bytes = data_end - data;
@@ -502,20 +515,32 @@ static __always_inline int herald_xdp_main(struct xdp_md *ctx, const int stop)
 		return XDP_PASS;
 	if (stop == HERALD_STOP_FILTER)
 		return XDP_PASS;
-	vip = lookup_vip(&pkt.key);
-	if (!vip)
-		return XDP_PASS;
-	vip_id = vip->id;
+	/* A stored flow first: it names its VIP and backend, so a hit needs no VIP lookup. */
+	flow = lookup_flow(&pkt);
+	if (flow) {
+		vip_id = flow->vip;
+		backend_id = flow->backend;
+		hash = flow->hash;
+	} else {
+		vip = lookup_vip(&pkt.key);
+		if (!vip)
+			return XDP_PASS;
+		vip_id = vip->id;
+	}
 	vs = bpf_map_lookup_elem(&herald_vip_stat, &vip_id);
 	if (vs) {
 		vs->packets += 1;
 		vs->bytes += bytes;
+		if (flow)
+			vs->lru_hit += 1;
+		else
+			vs->lru_miss += 1;
 	}
 	if (stop == HERALD_STOP_VIP)
 		return XDP_PASS;
 
 	cfg = bpf_map_lookup_elem(&herald_config, &zero);
-	if (pick_backend(&pkt, vip, cfg, vs, &backend_id, &hash))
+	if (!flow && (!vip || pick_backend(&pkt, vip, cfg, &backend_id, &hash)))
 		return drop(HERALD_DROP_NO_BACKEND);
 	if (stop == HERALD_STOP_FLOW)
 		return XDP_PASS;
