@@ -1,7 +1,8 @@
 //! BPF_PROG_TEST_RUN cost per packet of the XDP balancer against an empty XDP program, all
 //! measured in the same run: (a) the empty program, (b) a non-VIP packet passed up, (c) a
 //! packet of a known flow (flow-table hit), (d) a TCP SYN (Maglev lookup and flow insert).
-//! Each figure is the median of 21 samples of 1M repeats. The benchmark build restores each
+//! Each figure is the median of 21 samples of 1M repeats. Then a cost breakdown of (c) and (d):
+//! the bench build's variants that stop after each step of the program, measured the same way. The benchmark build restores each
 //! forwarded frame, so every repeat sees the original packet, not its encapsulated output.
 //!
 //! Needs root (BPF, namespaces): `cargo bench -p herald-ebpf --bench xdp`.
@@ -14,6 +15,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use common::packet::*;
 use common::*;
+use herald_ebpf::balancer::{FLOOR_PROGRAMS, STAGE_PROGRAMS};
 use herald_ebpf::{Balancer, LoadOptions, Variant};
 
 const SAMPLES: usize = 21;
@@ -103,5 +105,79 @@ fn main() {
         );
         let (hits, misses) = bal.lru_stats().unwrap_or_default();
         println!("  flow table: {hits} hits, {misses} misses counted");
+
+        // Cost breakdown: each variant stops one step later; the step's cost is the
+        // difference to the previous line (medians, so only roughly additive).
+        const STEPS: [&str; 8] = [
+            "parse to flow key",
+            "VIP address filter",
+            "flow table hit / VIP lookup, counters",
+            "hash, Maglev, flow insert (SYN only)",
+            "backend + per-CPU entry",
+            "outer source + next-hop cache",
+            "adjust_head out and back + restore",
+            "header writes + redirect (full program)",
+        ];
+        let mut stages: Vec<&Xdp> = STAGE_PROGRAMS
+            .iter()
+            .map(|n| bal.bench_program(n).expect("bench build has the stages"))
+            .collect();
+        stages.push(prog);
+        let (mut sa, mut sc, mut sd) = (vec![], vec![vec![]; 8], vec![vec![]; 8]);
+        for _ in 0..SAMPLES {
+            sa.push(sample(empty, &non_vip));
+            for (i, p) in stages.iter().enumerate() {
+                sc[i].push(sample(p, &ack));
+                sd[i].push(sample(p, &syn));
+            }
+        }
+        let a2 = median(sa);
+        println!("cost breakdown, ns/packet (cumulative; step = difference to the line above)");
+        println!(
+            "  {:<38} {:>8} {:>6}   {:>8} {:>6}",
+            "stops after", "(c) ack", "step", "(d) syn", "step"
+        );
+        println!(
+            "  {:<38} {a2:8.1} {:>6}   {a2:8.1} {:>6}",
+            "(a) empty program", "", ""
+        );
+        let (mut pc, mut pd) = (a2, a2);
+        for (i, step) in STEPS.iter().enumerate() {
+            let (c, d) = (median(sc[i].clone()), median(sd[i].clone()));
+            println!(
+                "  {step:<38} {c:8.1} {:6.1}   {d:8.1} {:6.1}",
+                c - pc,
+                d - pd
+            );
+            (pc, pd) = (c, d);
+        }
+
+        // Floors: single operations alone, over the empty program measured alongside.
+        let floors: Vec<&Xdp> = FLOOR_PROGRAMS
+            .iter()
+            .map(|(n, _)| bal.bench_program(n).expect("bench build has the floors"))
+            .collect();
+        // The lookups must hit: a first round lets the updates store the ACK's key.
+        for p in &floors {
+            run(p, &ack);
+        }
+        for p in &floors {
+            let (verdict, out) = run(p, &ack);
+            assert_eq!(verdict, XDP_PASS, "floor programs succeed");
+            assert_eq!(&out, &ack, "floor programs leave the frame as it was");
+        }
+        let (mut fa, mut fs) = (vec![], vec![vec![]; floors.len()]);
+        for _ in 0..SAMPLES {
+            fa.push(sample(empty, &ack));
+            for (i, p) in floors.iter().enumerate() {
+                fs[i].push(sample(p, &ack));
+            }
+        }
+        let fa = median(fa);
+        println!("floors: one operation alone, ns/packet (over the empty program {fa:.1})");
+        for (i, (_, what)) in FLOOR_PROGRAMS.iter().enumerate() {
+            let f = median(fs[i].clone());
+            println!("  {what:<38} {f:8.1} {:+6.1}", f - fa);
+        }
     });
 }

@@ -14,17 +14,17 @@ int main(void)
 {
 	S(herald_vip_key); F(herald_vip_key, addr); F(herald_vip_key, port);
 	F(herald_vip_key, proto); F(herald_vip_key, family);
-	S(herald_vip); F(herald_vip, id); F(herald_vip, flags);
+	S(herald_vip); F(herald_vip, id); F(herald_vip, generation);
 	S(herald_backend); F(herald_backend, addr); F(herald_backend, family);
 	F(herald_backend, flags); F(herald_backend, generation);
 	S(herald_flow_key); F(herald_flow_key, src); F(herald_flow_key, dst);
 	F(herald_flow_key, sport); F(herald_flow_key, dport); F(herald_flow_key, proto);
 	F(herald_flow_key, family); F(herald_flow_key, pad);
-	S(herald_flow); F(herald_flow, backend); F(herald_flow, vip);
+	S(herald_flow); F(herald_flow, backend); F(herald_flow, vip); F(herald_flow, hash); F(herald_flow, vip_gen);
 	S(herald_vip_stats); F(herald_vip_stats, packets); F(herald_vip_stats, bytes);
 	F(herald_vip_stats, lru_hit); F(herald_vip_stats, lru_miss);
 	S(herald_backend_stats); F(herald_backend_stats, packets); F(herald_backend_stats, bytes);
-	F(herald_backend_stats, nh_expires_ns); F(herald_backend_stats, nh_ifindex);
+	F(herald_backend_stats, nh_expires); F(herald_backend_stats, nh_ifindex);
 	F(herald_backend_stats, nh_iif); F(herald_backend_stats, nh_ok_len);
 	F(herald_backend_stats, nh_dmac); F(herald_backend_stats, nh_smac);
 	F(herald_backend_stats, nh_generation); F(herald_backend_stats, pad);

@@ -46,6 +46,7 @@
 #define HERALD_MAP_FLOOD "herald_flood"
 #define HERALD_MAP_DECAP_STATS "herald_decap_st"
 #define HERALD_MAP_VIP_BITS "herald_vip_bits"
+#define HERALD_MAP_VIP_GEN "herald_vip_gen"
 
 /* ---- address families in keys (not AF_* values: these are stable on the wire) ---- */
 #define HERALD_FAMILY_V4 4
@@ -85,8 +86,8 @@ struct herald_vip_key {
 
 /* Value of herald_vips. */
 struct herald_vip {
-	__u32 id;    /* index into herald_maglev and herald_vip_stats */
-	__u32 flags; /* reserved, 0 */
+	__u32 id;         /* index into herald_maglev and herald_vip_stats */
+	__u32 generation; /* herald_vip_gen[id] when this VIP was set (never 0) */
 };
 
 /* Value of herald_backends (index = backend id). family 0 = unused slot. */
@@ -116,6 +117,13 @@ struct herald_flow_key {
 struct herald_flow {
 	__u32 backend; /* backend id */
 	__u32 vip;     /* VIP id, so user space can flush a VIP's flows */
+	__u32 hash;    /* herald_flow_hash of the key: a flow-table hit need not recompute it */
+	/*
+	 * The VIP's generation when the flow was stored. A packet of a stored flow skips the VIP
+	 * lookup while herald_vip_gen[vip] still equals it; user space changes that entry when
+	 * the VIP is removed (or its id reused), which retires the VIP's flows at once.
+	 */
+	__u32 vip_gen;
 };
 
 /* Per-CPU counters of one VIP (herald_vip_stat). */
@@ -134,7 +142,7 @@ struct herald_vip_stats {
 struct herald_backend_stats {
 	__u64 packets;
 	__u64 bytes;
-	__u64 nh_expires_ns; /* bpf_ktime_get_coarse_ns clock; the cache is stale after this */
+	__u64 nh_expires;    /* jiffies (bpf_jiffies64); the cache is stale after this */
 	__u32 nh_ifindex;    /* egress interface */
 	__u32 nh_iif;        /* ingress interface the lookup was made for */
 	__u32 nh_ok_len;     /* longest outer packet checked against the route's MTU */
@@ -144,8 +152,11 @@ struct herald_backend_stats {
 	__u8 pad[2];
 };
 
-/* How long a cached next hop is used before bpf_fib_lookup is asked again. */
-#define HERALD_NEXTHOP_TTL_NS 100000000ULL
+/*
+ * How long a cached next hop is used before bpf_fib_lookup is asked again, in jiffies: 100 ms
+ * at HZ=250 (Debian's kernels), 25 ms at HZ=1000, 250 ms at HZ=100.
+ */
+#define HERALD_NEXTHOP_TTL_JIFFIES 25ULL
 
 /* Per-CPU packet/byte counter (herald_decap_st). */
 struct herald_counter {

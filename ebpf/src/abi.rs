@@ -110,9 +110,12 @@ pub mod map_name {
     pub const DECAP_STATS: &str = "herald_decap_st";
     /// The VIP address filter (one bit per address hash).
     pub const VIP_BITS: &str = "herald_vip_bits";
+    /// VIP id -> generation, so stored flows of a removed VIP stop matching.
+    pub const VIP_GEN: &str = "herald_vip_gen";
     /// Every map of the XDP program, the ones pinned under the pin directory.
-    pub const XDP_MAPS: [&str; 11] = [
-        VIPS, VIP_BITS, BACKENDS, MAGLEV, FLOWS, CONFIG, VIP_STATS, BE_STATS, DROPS, EVENTS, FLOOD,
+    pub const XDP_MAPS: [&str; 12] = [
+        VIPS, VIP_BITS, VIP_GEN, BACKENDS, MAGLEV, FLOWS, CONFIG, VIP_STATS, BE_STATS, DROPS,
+        EVENTS, FLOOD,
     ];
 }
 
@@ -136,8 +139,8 @@ pub struct VipKey {
 pub struct Vip {
     /// Index into `herald_maglev` and the per-VIP counters.
     pub id: u32,
-    /// Reserved, 0.
-    pub flags: u32,
+    /// `herald_vip_gen[id]` when the VIP was set (never 0); flows stored for it carry it.
+    pub generation: u32,
 }
 
 /// Value of `herald_backends`: `struct herald_backend`.
@@ -183,6 +186,11 @@ pub struct Flow {
     pub backend: u32,
     /// VIP id.
     pub vip: u32,
+    /// The flow hash of the key ([`crate::hash::flow_hash`]), stored so a flow-table hit
+    /// does not compute it again.
+    pub hash: u32,
+    /// The VIP's generation ([`Vip::generation`]) when the flow was stored.
+    pub vip_gen: u32,
 }
 
 /// Per-CPU counters of one VIP: `struct herald_vip_stats`.
@@ -208,8 +216,8 @@ pub struct BackendStats {
     pub packets: u64,
     /// Bytes (frame length as received).
     pub bytes: u64,
-    /// Cache: stale after this `bpf_ktime_get_coarse_ns` time.
-    pub nh_expires_ns: u64,
+    /// Cache: stale after this time in jiffies (`bpf_jiffies64`).
+    pub nh_expires: u64,
     /// Cache: egress interface.
     pub nh_ifindex: u32,
     /// Cache: ingress interface the lookup was made for.

@@ -35,6 +35,35 @@ pub const EMPTY_PROGRAM: &str = "herald_xdp_nop";
 pub const TX_PROGRAM: &str = "herald_xdp_tx";
 /// The bench object's packet sink (counts, drops).
 pub const SINK_PROGRAM: &str = "herald_xdp_sink";
+/// The bench object's floors: one operation of the fast path alone, with what it does.
+pub const FLOOR_PROGRAMS: [(&str, &str); 8] = [
+    ("herald_floor_vip", "VIP hash lookup (20-byte key)"),
+    ("herald_floor_lookup", "flow LRU lookup, 40-byte key"),
+    ("herald_floor_lookup4", "flow LRU lookup, 16-byte key"),
+    ("herald_floor_update", "flow LRU update, 40-byte key"),
+    ("herald_floor_update4", "flow LRU update, 16-byte key"),
+    (
+        "herald_floor_headroom",
+        "adjust_head out and back + restore",
+    ),
+    ("herald_floor_ktime", "bpf_ktime_get_coarse_ns"),
+    (
+        "herald_floor_jiffies",
+        "bpf_jiffies64 (inlined by the verifier)",
+    ),
+];
+/// The bench object's cost-breakdown variants of the forwarding program, in order: each stops
+/// one step later (after parsing, the VIP address filter, the flow table or VIP lookup, the
+/// Maglev pick and flow insert, the backend entry, the next-hop cache check, growing and shrinking the frame).
+pub const STAGE_PROGRAMS: [&str; 7] = [
+    "herald_xdp_s1",
+    "herald_xdp_s2",
+    "herald_xdp_s3",
+    "herald_xdp_s4",
+    "herald_xdp_s5",
+    "herald_xdp_s6",
+    "herald_xdp_s7",
+];
 
 static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/herald_xdp.bpf.o"));
 static BENCH_OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/herald_xdp_bench.bpf.o"));
@@ -103,6 +132,8 @@ impl Balancer {
         let mut names = vec![PROGRAM];
         if opts.variant == Variant::Bench {
             names.extend([EMPTY_PROGRAM, TX_PROGRAM, SINK_PROGRAM]);
+            names.extend(STAGE_PROGRAMS);
+            names.extend(FLOOR_PROGRAMS.map(|(name, _)| name));
         }
         for name in names {
             let prog: &mut Xdp = program_mut(&mut ebpf, name)?;
@@ -147,6 +178,11 @@ impl Balancer {
         let mut map: Array<_, [u8; 64]> =
             Array::try_from(self.map_mut(NAME)?).map_err(map_err(NAME, "open"))?;
         map.set(0, frame, 0).map_err(map_err(NAME, "write"))
+    }
+
+    /// The bench build's programs by name (e.g. [`STAGE_PROGRAMS`]).
+    pub fn bench_program(&self, name: &'static str) -> Option<&Xdp> {
+        program(&self.ebpf, name).ok()
     }
 
     /// The bench build's programs by name, mutable (to attach them in benchmarks).
@@ -198,16 +234,57 @@ impl Balancer {
         let mut word = self.filter_word(bit >> 6)?;
         word |= 1 << (bit & 63);
         self.set_filter_word(bit >> 6, word)?;
+        let map: HashMap<_, VipKey, Vip> = HashMap::try_from(self.map(map_name::VIPS)?)
+            .map_err(map_err(map_name::VIPS, "open"))?;
+        match map.get(key, 0) {
+            // Unchanged: its stored flows stay valid.
+            Ok(vip) if vip.id == id && vip.generation != 0 => return Ok(()),
+            _ => {}
+        }
+        // A new generation before the VIP appears under this id: flows stored for an earlier
+        // VIP with the id stop matching.
+        let generation = self.bump_vip_generation(id)?;
         let mut map: HashMap<_, VipKey, Vip> = HashMap::try_from(self.map_mut(map_name::VIPS)?)
             .map_err(map_err(map_name::VIPS, "open"))?;
-        map.insert(key, Vip { id, flags: 0 }, 0)
+        map.insert(key, Vip { id, generation }, 0)
             .map_err(map_err(map_name::VIPS, "insert"))
+    }
+
+    /// Moves VIP id `id` to its next generation (never 0), also in every VIP entry that
+    /// still has the id (the program copies it from there into the flows it stores).
+    fn bump_vip_generation(&mut self, id: u32) -> Result<u32, Error> {
+        let name = map_name::VIP_GEN;
+        let mut map: Array<_, u32> =
+            Array::try_from(self.map_mut(name)?).map_err(map_err(name, "open"))?;
+        let generation = match map
+            .get(&id, 0)
+            .map_err(map_err(name, "read"))?
+            .wrapping_add(1)
+        {
+            0 => 1,
+            g => g,
+        };
+        map.set(id, generation, 0).map_err(map_err(name, "write"))?;
+        let mut vips: HashMap<_, VipKey, Vip> = HashMap::try_from(self.map_mut(map_name::VIPS)?)
+            .map_err(map_err(map_name::VIPS, "open"))?;
+        let sharing: Vec<VipKey> = vips
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, vip)| vip.id == id)
+            .map(|(key, _)| key)
+            .collect();
+        for key in sharing {
+            vips.insert(key, Vip { id, generation }, 0)
+                .map_err(map_err(map_name::VIPS, "insert"))?;
+        }
+        Ok(generation)
     }
 
     /// Removes a VIP; its packets pass up untouched from then on.
     pub fn remove_vip(&mut self, key: &VipKey) -> Result<(), Error> {
         let mut map: HashMap<_, VipKey, Vip> = HashMap::try_from(self.map_mut(map_name::VIPS)?)
             .map_err(map_err(map_name::VIPS, "open"))?;
+        let id = map.get(key, 0).map_err(map_err(map_name::VIPS, "read"))?.id;
         map.remove(key).map_err(map_err(map_name::VIPS, "remove"))?;
         // Then the filter word, recomputed from the VIPs left (another may share the bit).
         let index = vip_filter_bit(&key.addr) >> 6;
@@ -217,7 +294,10 @@ impl Balancer {
             .map(|k| vip_filter_bit(&k.addr))
             .filter(|bit| bit >> 6 == index)
             .fold(0u64, |w, bit| w | 1 << (bit & 63));
-        self.set_filter_word(index, word)
+        self.set_filter_word(index, word)?;
+        // After the VIP is gone: its stored flows stop matching, so packets of established
+        // flows pass up like new ones (a flow stored meanwhile carries the old generation).
+        self.bump_vip_generation(id).map(drop)
     }
 
     fn filter_word(&self, index: u32) -> Result<u64, Error> {

@@ -109,6 +109,11 @@ fn tcp_syn_is_encapsulated_to_the_maglev_choice() {
             .unwrap()
             .expect("flow stored");
         assert_eq!(flow.backend, svc.choice(&key4(40000, 80, TCP)).0);
+        assert_eq!(
+            flow.hash,
+            flow_hash(&key4(40000, 80, TCP)),
+            "the flow keeps its hash"
+        );
     });
 }
 
@@ -415,5 +420,67 @@ fn removing_a_vip_passes_its_traffic_and_keeps_other_ports_of_the_address() {
             bal.program(),
             &[Fixture::pass("last VIP of the address removed", frame)],
         );
+    });
+}
+
+#[test]
+fn established_flows_of_a_removed_vip_pass_and_are_not_trusted_when_it_returns() {
+    herald_tests::require_privileged!();
+    in_lb_netns(|| {
+        let mut bal = load();
+        let web = web();
+        // Another port of the address keeps the address filter's bit set, so the ACKs below
+        // reach the flow table rather than passing at the filter.
+        let tls = Service::new(IpAddr::V4(VIP), 443, TCP, 1, &backends4());
+        web.install(&mut bal);
+        tls.install(&mut bal);
+        let key = key4(5151, 80, TCP);
+        let (syn, syn_ip) = syn4(5151);
+        let ack_ip = ipv4(CLIENT, VIP, TCP, 0x4000, &tcp(5151, 80, ACK, b"data"));
+        let ack = eth(LB_MAC, CLIENT_MAC, ETH_IP, &ack_ip);
+        check(
+            bal.program(),
+            &[
+                forwarded("syn", &web, &key, syn, &syn_ip),
+                forwarded("ack of the stored flow", &web, &key, ack.clone(), &ack_ip),
+            ],
+        );
+        assert_eq!(bal.vip_stats(0).unwrap().lru_hit, 1, "the ack hit the flow");
+
+        bal.remove_vip(&web.key).unwrap();
+        assert!(
+            bal.flow(&key).unwrap().is_some(),
+            "the flow is still stored"
+        );
+        check(
+            bal.program(),
+            &[Fixture::pass("ack after its VIP is removed", ack.clone())],
+        );
+        assert_eq!(
+            bal.vip_stats(0).unwrap().lru_hit,
+            1,
+            "no hit on a removed VIP"
+        );
+
+        // Back under the same id: the old flow is not trusted, the table decides again.
+        web.install(&mut bal);
+        let misses = bal.vip_stats(0).unwrap().lru_miss;
+        check(
+            bal.program(),
+            &[forwarded(
+                "ack after the VIP is back",
+                &web,
+                &key,
+                ack.clone(),
+                &ack_ip,
+            )],
+        );
+        assert_eq!(bal.vip_stats(0).unwrap().lru_miss, misses + 1);
+        // ... and stored it again, so the next packet hits.
+        check(
+            bal.program(),
+            &[forwarded("next ack", &web, &key, ack, &ack_ip)],
+        );
+        assert_eq!(bal.vip_stats(0).unwrap().lru_hit, 2);
     });
 }

@@ -40,7 +40,7 @@ macro_rules! check_struct {
 fn abi_matches_header() {
     let l = layout();
     check_struct!(l, "herald_vip_key", VipKey, [addr, port, proto, family]);
-    check_struct!(l, "herald_vip", Vip, [id, flags]);
+    check_struct!(l, "herald_vip", Vip, [id, generation]);
     check_struct!(
         l,
         "herald_backend",
@@ -53,7 +53,7 @@ fn abi_matches_header() {
         FlowKey,
         [src, dst, sport, dport, proto, family, pad]
     );
-    check_struct!(l, "herald_flow", Flow, [backend, vip]);
+    check_struct!(l, "herald_flow", Flow, [backend, vip, hash, vip_gen]);
     check_struct!(
         l,
         "herald_vip_stats",
@@ -67,7 +67,7 @@ fn abi_matches_header() {
         [
             packets,
             bytes,
-            nh_expires_ns,
+            nh_expires,
             nh_ifindex,
             nh_iif,
             nh_ok_len,

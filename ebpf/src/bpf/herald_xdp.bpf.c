@@ -2,8 +2,9 @@
 /*
  * herald_xdp: the VIP fast path on the uplink (DESIGN §6).
  *
- *   parse -> VIP lookup (port, then port 0) -> flow table -> Maglev table -> backend
- *         -> IPIP / IP6IP6 encapsulation, next hop from bpf_fib_lookup -> XDP_TX / redirect
+ *   parse -> VIP address filter -> flow table (a hit names VIP and backend; SYNs skip it)
+ *         -> on a miss: VIP lookup (port, then port 0) -> Maglev table -> flow insert
+ *         -> backend -> IPIP / IP6IP6 encapsulation, next hop from bpf_fib_lookup -> XDP_TX / redirect
  *
  * Everything that is not a VIP packet this program understands returns XDP_PASS untouched.
  * A VIP packet is forwarded, passed up (local backend), answered with an ICMP too-big, or
@@ -33,6 +34,21 @@
 #endif
 
 #define HERALD_TTL 64
+
+/*
+ * Where the program stops early in the bench build's cost-breakdown variants
+ * (herald_xdp_s1..s7): each one does the work of the previous stage and one more step, then
+ * returns, so the differences between them say what each step costs. The forwarding program
+ * is built with HERALD_STOP_NONE only; the compiler removes every check below.
+ */
+#define HERALD_STOP_NONE 0
+#define HERALD_STOP_PARSE 1    /* after parsing to the flow key */
+#define HERALD_STOP_FILTER 2   /* after the VIP address filter */
+#define HERALD_STOP_VIP 3      /* after the flow table (or VIP) lookup and the VIP counters */
+#define HERALD_STOP_FLOW 4     /* after hash, Maglev table and flow insert (no stored flow) */
+#define HERALD_STOP_BACKEND 5  /* after the backend and its per-CPU entry */
+#define HERALD_STOP_NEXTHOP 6  /* after the outer source and the next-hop cache check */
+#define HERALD_STOP_HEADROOM 7 /* after growing and shrinking the frame, no header writes */
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -121,33 +137,45 @@ static __always_inline int flooded(const struct herald_config *cfg)
 	return f->count > cfg->max_new_flows;
 }
 
-/* Picks the backend id of the packet's flow; returns -1 when the VIP has no usable table. */
-static __always_inline int pick_backend(struct packet *pkt, struct herald_vip *vip, __u32 hash,
-					const struct herald_config *cfg, struct herald_vip_stats *vs,
-					__u32 *backend_id)
+/*
+ * The stored flow of a packet that is not a SYN, if it was stored for the VIP that still has
+ * its id (same generation) and its backend still exists; NULL otherwise. A hit makes the VIP
+ * lookup unnecessary: the flow names its VIP.
+ */
+static __always_inline struct herald_flow *lookup_flow(struct packet *pkt)
 {
-	int syn = (pkt->tcp_flags & (HERALD_TCP_SYN | HERALD_TCP_ACK)) == HERALD_TCP_SYN;
-	struct herald_flow *flow;
 	struct herald_backend *be;
-	__u32 zero = 0, m, slot, *id;
-	void *table;
+	struct herald_flow *flow;
+	__u32 *gen;
 
 	/* A SYN starts a new connection: it always takes the table's current choice. */
-	if (!syn) {
-		flow = bpf_map_lookup_elem(&herald_flows, &pkt->key);
-		if (flow) {
-			be = bpf_map_lookup_elem(&herald_backends, &flow->backend);
-			if (be && be->family) {
-				if (vs)
-					vs->lru_hit += 1;
-				*backend_id = flow->backend;
-				return 0;
-			}
-		}
-	}
-	if (vs)
-		vs->lru_miss += 1;
+	if ((pkt->tcp_flags & (HERALD_TCP_SYN | HERALD_TCP_ACK)) == HERALD_TCP_SYN)
+		return NULL;
+	flow = bpf_map_lookup_elem(&herald_flows, &pkt->key);
+	if (!flow)
+		return NULL;
+	gen = bpf_map_lookup_elem(&herald_vip_gen, &flow->vip);
+	if (!gen || *gen != flow->vip_gen)
+		return NULL;
+	be = bpf_map_lookup_elem(&herald_backends, &flow->backend);
+	if (!be || !be->family)
+		return NULL;
+	return flow;
+}
 
+/*
+ * Picks the backend id of a packet without a (usable) stored flow from its VIP's Maglev table,
+ * gives the flow hash, and stores the flow; returns -1 when the VIP has no usable table.
+ */
+static __always_inline int pick_backend(struct packet *pkt, struct herald_vip *vip,
+					const struct herald_config *cfg, __u32 *backend_id,
+					__u32 *hash_out)
+{
+	__u32 zero = 0, m, slot, *id, hash;
+	void *table;
+
+	hash = hash_key(&pkt->key);
+	*hash_out = hash;
 	table = bpf_map_lookup_elem(&herald_maglev, &vip->id);
 	if (!table)
 		return -1;
@@ -168,7 +196,12 @@ static __always_inline int pick_backend(struct packet *pkt, struct herald_vip *v
 		if (flooded(cfg)) {
 			count_event(HERALD_EV_FLOW_SKIPPED);
 		} else {
-			struct herald_flow fv = { .backend = *id, .vip = vip->id };
+			struct herald_flow fv = {
+				.backend = *id,
+				.vip = vip->id,
+				.hash = hash,
+				.vip_gen = vip->generation,
+			};
 
 			bpf_map_update_elem(&herald_flows, &pkt->key, &fv, BPF_ANY);
 		}
@@ -329,10 +362,10 @@ static __always_inline int refresh_nexthop(struct xdp_md *ctx, struct packet *pk
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 		return drop(HERALD_DROP_FIB);
 	/* A fresh entry, or a longer packet checked against the same route. */
-	if (nh->nh_expires_ns < now || nh->nh_iif != ctx->ingress_ifindex ||
+	if (nh->nh_expires < now || nh->nh_iif != ctx->ingress_ifindex ||
 	    nh->nh_generation != be->generation || nh->nh_ifindex != fib.ifindex) {
 		nh->nh_ok_len = 0;
-		nh->nh_expires_ns = now + HERALD_NEXTHOP_TTL_NS;
+		nh->nh_expires = now + HERALD_NEXTHOP_TTL_JIFFIES;
 	}
 	__builtin_memcpy(nh->nh_dmac, fib.dmac, ETH_ALEN);
 	__builtin_memcpy(nh->nh_smac, fib.smac, ETH_ALEN);
@@ -350,7 +383,7 @@ static __always_inline int refresh_nexthop(struct xdp_md *ctx, struct packet *pk
  */
 static __always_inline int encap_and_send(struct xdp_md *ctx, struct packet *pkt,
 					  struct herald_backend *be, struct herald_backend_stats *nh,
-					  __u32 hash, const struct herald_config *cfg)
+					  __u32 hash, const struct herald_config *cfg, const int stop)
 {
 	__u32 outer = pkt->key.family == HERALD_FAMILY_V4 ? sizeof(struct iphdr)
 							   : sizeof(struct ipv6hdr);
@@ -372,13 +405,16 @@ static __always_inline int encap_and_send(struct xdp_md *ctx, struct packet *pkt
 		src[3] = bpf_htonl(hash);
 	}
 
-	now = bpf_ktime_get_coarse_ns();
-	if (nh->nh_expires_ns < now || nh->nh_iif != ctx->ingress_ifindex ||
+	/* jiffies: the verifier inlines this helper into one load, where a clock helper is a call. */
+	now = bpf_jiffies64();
+	if (nh->nh_expires < now || nh->nh_iif != ctx->ingress_ifindex ||
 	    nh->nh_generation != be->generation || pkt->ip_len + outer > nh->nh_ok_len) {
 		rc = refresh_nexthop(ctx, pkt, be, nh, src, hash, now);
 		if (rc >= 0)
 			return rc;
 	}
+	if (stop == HERALD_STOP_NEXTHOP)
+		return XDP_PASS;
 
 #ifdef HERALD_BENCH
 	__u8 saved[18];
@@ -391,6 +427,10 @@ static __always_inline int encap_and_send(struct xdp_md *ctx, struct packet *pkt
 
 	if (bpf_xdp_adjust_head(ctx, -delta))
 		return drop(HERALD_DROP_HEADROOM);
+	if (stop == HERALD_STOP_HEADROOM) {
+		rc = XDP_PASS;
+		goto restore;
+	}
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
 
@@ -436,6 +476,7 @@ static __always_inline int encap_and_send(struct xdp_md *ctx, struct packet *pkt
 
 	rc = nh->nh_ifindex == ctx->ingress_ifindex ? XDP_TX : bpf_redirect(nh->nh_ifindex, 0);
 
+restore:
 #ifdef HERALD_BENCH
 	if (bpf_xdp_adjust_head(ctx, delta))
 		return XDP_ABORTED;
@@ -448,8 +489,7 @@ static __always_inline int encap_and_send(struct xdp_md *ctx, struct packet *pkt
 	return rc;
 }
 
-SEC("xdp")
-int herald_xdp(struct xdp_md *ctx)
+static __always_inline int herald_xdp_main(struct xdp_md *ctx, const int stop)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -458,32 +498,52 @@ int herald_xdp(struct xdp_md *ctx)
 	struct herald_config *cfg;
 	struct herald_backend_stats *bs;
 	struct herald_vip_stats *vs;
-	struct herald_vip *vip;
+	struct herald_vip *vip = NULL;
+	struct herald_flow *flow;
 	__u32 zero = 0, backend_id, hash, vip_id, bit, word;
 	__u64 *bits;
 	__u64 bytes = data_end - data;
 
 	if (parse_packet(data, data_end, &pkt))
 		return XDP_PASS;
+	if (stop == HERALD_STOP_PARSE)
+		return XDP_PASS;
 	bit = herald_vip_filter_bit((const __u32 *)pkt.key.dst);
 	word = bit >> 6;
 	bits = bpf_map_lookup_elem(&herald_vip_bits, &word);
 	if (!bits || !(*bits & (1ULL << (bit & 63))))
 		return XDP_PASS;
-	vip = lookup_vip(&pkt.key);
-	if (!vip)
+	if (stop == HERALD_STOP_FILTER)
 		return XDP_PASS;
-	vip_id = vip->id;
+	/* A stored flow first: it names its VIP and backend, so a hit needs no VIP lookup. */
+	flow = lookup_flow(&pkt);
+	if (flow) {
+		vip_id = flow->vip;
+		backend_id = flow->backend;
+		hash = flow->hash;
+	} else {
+		vip = lookup_vip(&pkt.key);
+		if (!vip)
+			return XDP_PASS;
+		vip_id = vip->id;
+	}
 	vs = bpf_map_lookup_elem(&herald_vip_stat, &vip_id);
 	if (vs) {
 		vs->packets += 1;
 		vs->bytes += bytes;
+		if (flow)
+			vs->lru_hit += 1;
+		else
+			vs->lru_miss += 1;
 	}
+	if (stop == HERALD_STOP_VIP)
+		return XDP_PASS;
 
 	cfg = bpf_map_lookup_elem(&herald_config, &zero);
-	hash = hash_key(&pkt.key);
-	if (pick_backend(&pkt, vip, hash, cfg, vs, &backend_id))
+	if (!flow && (!vip || pick_backend(&pkt, vip, cfg, &backend_id, &hash)))
 		return drop(HERALD_DROP_NO_BACKEND);
+	if (stop == HERALD_STOP_FLOW)
+		return XDP_PASS;
 	be = bpf_map_lookup_elem(&herald_backends, &backend_id);
 	if (!be || !be->family)
 		return drop(HERALD_DROP_NO_BACKEND);
@@ -494,16 +554,148 @@ int herald_xdp(struct xdp_md *ctx)
 		return drop(HERALD_DROP_NO_BACKEND);
 	bs->packets += 1;
 	bs->bytes += bytes;
+	if (stop == HERALD_STOP_BACKEND)
+		return XDP_PASS;
 	if (pkt.icmp_error)
 		count_event(HERALD_EV_ICMP_FOLLOWED);
 	if (be->flags & HERALD_BACKEND_LOCAL) {
 		count_event(HERALD_EV_LOCAL);
 		return XDP_PASS;
 	}
-	return encap_and_send(ctx, &pkt, be, bs, hash, cfg);
+	return encap_and_send(ctx, &pkt, be, bs, hash, cfg, stop);
+}
+
+SEC("xdp")
+int herald_xdp(struct xdp_md *ctx)
+{
+	return herald_xdp_main(ctx, HERALD_STOP_NONE);
 }
 
 #ifdef HERALD_BENCH
+/* The cost-breakdown variants (see HERALD_STOP_*). */
+#define HERALD_STAGE(n)                                                                      \
+	SEC("xdp") int herald_xdp_s##n(struct xdp_md *ctx) { return herald_xdp_main(ctx, n); }
+HERALD_STAGE(1)
+HERALD_STAGE(2)
+HERALD_STAGE(3)
+HERALD_STAGE(4)
+HERALD_STAGE(5)
+HERALD_STAGE(6)
+HERALD_STAGE(7)
+
+/*
+ * Floors: one operation of the fast path alone, on a key read from fixed offsets of an
+ * untagged IPv4/TCP frame, to show what the remaining steps cannot go below. The flow-table
+ * floors use maps of their own shaped like herald_flows (same type, flags and size), one with
+ * the 40-byte key and one with a 16-byte IPv4-only key.
+ */
+struct herald_flow_key4 {
+	__be32 src;
+	__be32 dst;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 family;
+	__u8 pad[2];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, HERALD_MAX_FLOWS);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
+	__type(key, struct herald_flow_key);
+	__type(value, struct herald_flow);
+} herald_floor_fl SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, HERALD_MAX_FLOWS);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
+	__type(key, struct herald_flow_key4);
+	__type(value, struct herald_flow);
+} herald_floor_fl4 SEC(".maps");
+
+#define HERALD_FLOOR_LOOKUP 1
+#define HERALD_FLOOR_UPDATE 2
+#define HERALD_FLOOR_LOOKUP4 3
+#define HERALD_FLOOR_UPDATE4 4
+#define HERALD_FLOOR_VIP 5
+#define HERALD_FLOOR_HEADROOM 6
+#define HERALD_FLOOR_KTIME 7
+#define HERALD_FLOOR_JIFFIES 8
+
+static __always_inline int herald_floor(struct xdp_md *ctx, const int what)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct herald_flow fv = { .backend = 1, .vip = 0 };
+	struct herald_flow_key key = {};
+	struct herald_flow_key4 key4 = {};
+	struct herald_vip_key vk = {};
+	__u8 saved[18];
+
+	if (data + 14 + 20 + 4 > data_end)
+		return XDP_ABORTED;
+	__builtin_memcpy(&key4.src, data + 26, 4);
+	__builtin_memcpy(&key4.dst, data + 30, 4);
+	__builtin_memcpy(&key4.sport, data + 34, 4);
+	key4.proto = IPPROTO_TCP;
+	key4.family = HERALD_FAMILY_V4;
+	switch (what) {
+	case HERALD_FLOOR_LOOKUP:
+	case HERALD_FLOOR_UPDATE:
+		__builtin_memcpy(key.src, &key4.src, 4);
+		__builtin_memcpy(key.dst, &key4.dst, 4);
+		key.sport = key4.sport;
+		key.dport = key4.dport;
+		key.proto = IPPROTO_TCP;
+		key.family = HERALD_FAMILY_V4;
+		if (what == HERALD_FLOOR_UPDATE)
+			return bpf_map_update_elem(&herald_floor_fl, &key, &fv, BPF_ANY) ? XDP_ABORTED
+										   : XDP_PASS;
+		return bpf_map_lookup_elem(&herald_floor_fl, &key) ? XDP_PASS : XDP_ABORTED;
+	case HERALD_FLOOR_LOOKUP4:
+		return bpf_map_lookup_elem(&herald_floor_fl4, &key4) ? XDP_PASS : XDP_ABORTED;
+	case HERALD_FLOOR_UPDATE4:
+		return bpf_map_update_elem(&herald_floor_fl4, &key4, &fv, BPF_ANY) ? XDP_ABORTED
+										     : XDP_PASS;
+	case HERALD_FLOOR_VIP:
+		__builtin_memcpy(vk.addr, &key4.dst, 4);
+		vk.port = key4.dport;
+		vk.proto = IPPROTO_TCP;
+		vk.family = HERALD_FAMILY_V4;
+		return bpf_map_lookup_elem(&herald_vips, &vk) ? XDP_PASS : XDP_ABORTED;
+	case HERALD_FLOOR_HEADROOM:
+		__builtin_memcpy(saved, data, 18);
+		if (bpf_xdp_adjust_head(ctx, -20))
+			return XDP_ABORTED;
+		if (bpf_xdp_adjust_head(ctx, 20))
+			return XDP_ABORTED;
+		data = (void *)(long)ctx->data;
+		data_end = (void *)(long)ctx->data_end;
+		if (data + 18 > data_end)
+			return XDP_ABORTED;
+		__builtin_memcpy(data, saved, 18);
+		return XDP_PASS;
+	case HERALD_FLOOR_KTIME:
+		return bpf_ktime_get_coarse_ns() ? XDP_PASS : XDP_ABORTED;
+	case HERALD_FLOOR_JIFFIES:
+		return bpf_jiffies64() ? XDP_PASS : XDP_ABORTED;
+	}
+	return XDP_ABORTED;
+}
+
+#define HERALD_FLOOR(name, what)                                                             \
+	SEC("xdp") int herald_floor_##name(struct xdp_md *ctx) { return herald_floor(ctx, what); }
+HERALD_FLOOR(lookup, HERALD_FLOOR_LOOKUP)
+HERALD_FLOOR(update, HERALD_FLOOR_UPDATE)
+HERALD_FLOOR(lookup4, HERALD_FLOOR_LOOKUP4)
+HERALD_FLOOR(update4, HERALD_FLOOR_UPDATE4)
+HERALD_FLOOR(vip, HERALD_FLOOR_VIP)
+HERALD_FLOOR(headroom, HERALD_FLOOR_HEADROOM)
+HERALD_FLOOR(ktime, HERALD_FLOOR_KTIME)
+HERALD_FLOOR(jiffies, HERALD_FLOOR_JIFFIES)
+
 /* The benchmark anchor: the cheapest possible XDP program. */
 SEC("xdp")
 int herald_xdp_nop(struct xdp_md *ctx)

@@ -28,6 +28,17 @@ struct {
 	__type(value, __u64);
 } herald_vip_bits SEC(".maps");
 
+/*
+ * VIP id -> generation (herald_vip.generation, herald_flow.vip_gen). User space sets a new
+ * value before adding a VIP under an id and after removing it, never 0.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, HERALD_MAX_VIPS);
+	__type(key, __u32);
+	__type(value, __u32);
+} herald_vip_gen SEC(".maps");
+
 /* Backend id -> backend host. Ids are stable while a backend exists, so flows keep them. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
