@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use aya::maps::{Array, ArrayOfMaps, HashMap, Map, MapData, PerCpuArray};
+use aya::maps::{Array, ArrayOfMaps, HashMap, Map, MapData, MapInfo, PerCpuArray};
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::xdp::XdpLink;
 use aya::programs::{Xdp, XdpMode};
@@ -114,17 +114,18 @@ pub struct Balancer {
 impl Balancer {
     /// Loads the program and its maps (reusing pinned maps under `pin_dir` if present).
     pub fn load(opts: &LoadOptions) -> Result<Self, Error> {
-        let mut loader = EbpfLoader::new();
-        if let Some(dir) = &opts.pin_dir {
-            bpffs::prepare_dir(dir)?;
-            for name in map_name::XDP_MAPS {
-                loader.map_pin_path(name, dir.join(name));
-            }
-        }
         let object = match opts.variant {
             Variant::Forwarding => OBJECT,
             Variant::Bench => BENCH_OBJECT,
         };
+        let mut loader = EbpfLoader::new();
+        if let Some(dir) = &opts.pin_dir {
+            bpffs::prepare_dir(dir)?;
+            check_pins(dir, object)?;
+            for name in map_name::XDP_MAPS {
+                loader.map_pin_path(name, dir.join(name));
+            }
+        }
         let mut ebpf = loader.load(object).map_err(|e| Error::Load {
             object: PROGRAM,
             source: Box::new(e),
@@ -569,6 +570,62 @@ impl Balancer {
         }
         Ok(())
     }
+}
+
+/// The map's own data, for the kinds of maps the balancer has.
+fn map_data(map: &Map) -> Option<&MapData> {
+    match map {
+        Map::Array(m)
+        | Map::ArrayOfMaps(m)
+        | Map::HashMap(m)
+        | Map::LruHashMap(m)
+        | Map::PerCpuArray(m)
+        | Map::PerCpuHashMap(m)
+        | Map::PerCpuLruHashMap(m) => Some(m),
+        _ => None,
+    }
+}
+
+/// Refuses maps pinned under `dir` whose key size, value size or capacity differ from what
+/// `object` defines: reusing them would make the verifier reject the program with an obscure
+/// log, or worse, let it read records of another layout.
+fn check_pins(dir: &Path, object: &[u8]) -> Result<(), Error> {
+    let pinned: Vec<&str> = map_name::XDP_MAPS
+        .into_iter()
+        .filter(|name| dir.join(name).exists())
+        .collect();
+    if pinned.is_empty() {
+        return Ok(());
+    }
+    // The object's maps as this build defines them (created, no program loaded).
+    let fresh = EbpfLoader::new().load(object).map_err(|e| Error::Load {
+        object: PROGRAM,
+        source: Box::new(e),
+    })?;
+    let shape = |key: u32, value: u32, entries: u32| {
+        format!("key {key} B, value {value} B, {entries} entries")
+    };
+    for name in pinned {
+        let path = dir.join(name);
+        let old = MapInfo::from_pin(&path).map_err(map_err(name, "read pinned map info"))?;
+        let Some(new) = fresh.map(name).and_then(map_data) else {
+            continue;
+        };
+        let new = new.info().map_err(map_err(name, "read map info"))?;
+        let (found, wanted) = (
+            shape(old.key_size(), old.value_size(), old.max_entries()),
+            shape(new.key_size(), new.value_size(), new.max_entries()),
+        );
+        if found != wanted {
+            return Err(Error::IncompatiblePin {
+                path,
+                dir: dir.to_owned(),
+                found,
+                wanted,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn remove_if_exists(path: &Path) -> Result<(), Error> {

@@ -16,7 +16,10 @@ pub enum Error {
         source: Box<aya::EbpfError>,
     },
     /// A program was rejected by the kernel or could not be attached/detached.
-    #[error("program {program} on {interface}")]
+    #[error(
+        "program {program}{}",
+        if interface.is_empty() { String::new() } else { format!(" on {interface}") }
+    )]
     Program {
         /// Program name.
         program: &'static str,
@@ -77,6 +80,21 @@ pub enum Error {
         path: PathBuf,
         /// What failed.
         reason: String,
+    },
+    /// A map pinned by another (older or newer) build has a different layout.
+    #[error(
+        "map {path} was pinned by an incompatible build of Herald ({found}; this build needs \
+         {wanted}): stop the speaker, remove the pinned maps (rm {dir}/herald_*) and start again"
+    )]
+    IncompatiblePin {
+        /// The pinned map.
+        path: std::path::PathBuf,
+        /// Its pin directory.
+        dir: std::path::PathBuf,
+        /// What it has: key, value size and entries.
+        found: String,
+        /// What this build needs.
+        wanted: String,
     },
     /// Pinning or unpinning a link failed.
     #[error("pinned link {path}")]

@@ -118,6 +118,33 @@ fn a_foreign_xdp_program_is_refused_and_named() {
 }
 
 #[test]
+fn a_map_pinned_with_another_layout_is_refused_naming_it_instead_of_reused() {
+    herald_tests::require_privileged!();
+    let pins = PinDir::new();
+    std::fs::create_dir_all(&pins.0).unwrap();
+    // As an older build's flow table might be: same name, another key and value size.
+    let flows = pins.0.join("herald_flows");
+    aya::maps::Array::<aya::maps::MapData, u32>::create(4, 0)
+        .expect("creating a map")
+        .pin(&flows)
+        .expect("pinning it");
+    let err = Balancer::load(&LoadOptions {
+        pin_dir: Some(pins.0.clone()),
+        variant: Variant::Forwarding,
+    })
+    .expect_err("an incompatible pinned map must be refused");
+    assert!(
+        matches!(&err, Error::IncompatiblePin { path, .. } if *path == flows),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("herald_flows") && text.contains("value 4 B") && text.contains("rm "),
+        "{text}"
+    );
+}
+
+#[test]
 fn pinned_maps_and_attachment_survive_a_restart_and_unpin_cleanly() {
     herald_tests::require_privileged!();
     let (ns, _peer, ifname) = lab();

@@ -219,6 +219,22 @@ fn status(admin_addr: SocketAddr, json: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// An error with its causes, each once: "dataplane: program herald_xdp: <why the kernel
+/// refused it>" rather than the outermost message alone.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let message = cause.to_string();
+        if !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -295,7 +311,7 @@ async fn cluster(args: ClusterArgs) -> Result<(), String> {
         stop_rx,
     )
     .await
-    .map_err(|e| e.to_string());
+    .map_err(|e| chain(&e));
     server.abort();
     result
 }
@@ -344,7 +360,7 @@ fn main() -> ExitCode {
                     gossip,
                     dataplane: dataplane.into(),
                 }))
-                .map_err(|e| e.to_string())
+                .map_err(|e| chain(&e))
         }
         Some(Command::Status { admin_addr, json }) => status(admin_addr, json),
     };
