@@ -180,12 +180,22 @@ for name, n in sorted(spread.items()):
 print(f"{sum(spread.values())} answered, {failed} failed")
 sys.exit(1 if failed or len(spread) < 3 else 0)
 PY
+# web_packets NODE: packets the node's XDP program forwarded for demo/web (status refreshes
+# its counters twice a second).
+web_packets() {
+  nx "$1" "$BIN" status --json | python3 -c \
+    'import json,sys; d=json.load(sys.stdin)["dataplane"]; print(sum(v["packets"] for v in d["vips"] if v["service"] == "demo/web"))'
+}
+# Each request is at least SYN, ACK and request from the client, all through XDP.
+deadline=$((SECONDS + 10))
+until (( $(web_packets node1) + $(web_packets node2) >= 300 )); do
+  ((SECONDS < deadline)) || { echo "demo: the nodes' XDP counters stay below 300 packets" >&2; exit 1; }
+  sleep 0.2
+done
 echo "XDP counters on the nodes (packets the fast path forwarded; ECMP at the router splits the"
 echo "clients' connections between node1 and node2, Maglev picks the same backend on either):"
 for n in node1 node2; do
-  printf '  %s: ' "$n"
-  nx "$n" "$BIN" status --json | python3 -c \
-    'import json,sys; d=json.load(sys.stdin)["dataplane"]; print(", ".join("%s (%s) %d packets" % (v["vip"], v["service"], v["packets"]) for v in d["vips"]) or "-")'
+  echo "  $n: $(web_packets "$n") packets for demo/web"
 done
 
 mac() { ip -n "$(ns "$1")" -o link show dev eth0 | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2; }
