@@ -58,21 +58,44 @@ struct ClusterArgs {
     /// unless such a peer exists, so Herald can run beside a CNI's BGP daemon.
     #[arg(long, default_value = "[::]:179")]
     bgp_listen_addr: SocketAddr,
+    #[command(flatten)]
+    gossip: GossipArgs,
+    #[command(flatten)]
+    dataplane: DataplaneArgs,
+}
+
+/// Layer-2 mode's gossip among speakers (both modes).
+#[derive(Debug, Args)]
+struct GossipArgs {
     /// Layer-2 mode: the UDP address this speaker gossips on (SWIM membership among
     /// speakers, default port 7946). Other speakers reach this node at this address, so
-    /// give the node's own IP, not 0.0.0.0. Needed when there are L2Advertisements.
+    /// give the node's own IP, not 0.0.0.0. Needed when there are L2Advertisements that
+    /// can select this node.
     #[arg(long, requires = "gossip_key_file")]
     gossip_bind: Option<SocketAddr>,
-    /// Another speaker's --gossip-bind address to join through; repeat for each. Default:
-    /// every other Node's InternalIP (of --gossip-bind's family) at --gossip-bind's port.
+    /// Another speaker's --gossip-bind address to join through; repeat for each. In cluster
+    /// mode the default is every other Node's InternalIP (of --gossip-bind's family) at
+    /// --gossip-bind's port.
     #[arg(long = "gossip-peer", requires = "gossip_bind")]
     gossip_peers: Vec<SocketAddr>,
     /// File with the key every speaker shares to authenticate gossip: 32 raw bytes or 64
-    /// hex digits (for example from a Secret mounted as a file).
+    /// hex digits (for example `openssl rand -hex 32`, or a Secret mounted as a file).
     #[arg(long, requires = "gossip_bind")]
     gossip_key_file: Option<PathBuf>,
-    #[command(flatten)]
-    dataplane: DataplaneArgs,
+}
+
+impl GossipArgs {
+    /// The gossip settings, if layer 2 is on.
+    fn options(self) -> Option<GossipOptions> {
+        match (self.gossip_bind, self.gossip_key_file) {
+            (Some(bind), Some(key_file)) => Some(GossipOptions {
+                bind,
+                peers: self.gossip_peers,
+                key_file,
+            }),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -107,18 +130,8 @@ enum Command {
         /// unless such a peer exists, so Herald can run beside a CNI's BGP daemon.
         #[arg(long, default_value = "[::]:179")]
         bgp_listen_addr: SocketAddr,
-        /// Layer-2 mode: the UDP address this speaker gossips on (SWIM membership among
-        /// speakers, default port 7946). Other speakers reach this node at this address, so
-        /// give the node's own IP, not 0.0.0.0. Needed when the config has L2Advertisements.
-        #[arg(long, requires = "gossip_key_file")]
-        gossip_bind: Option<SocketAddr>,
-        /// Another speaker's --gossip-bind address to join through; repeat for each.
-        #[arg(long = "gossip-peer", requires = "gossip_bind")]
-        gossip_peers: Vec<SocketAddr>,
-        /// File with the key every speaker shares to authenticate gossip: 32 raw bytes or 64
-        /// hex digits (for example `openssl rand -hex 32`).
-        #[arg(long, requires = "gossip_bind")]
-        gossip_key_file: Option<PathBuf>,
+        #[command(flatten)]
+        gossip: GossipArgs,
         #[command(flatten)]
         dataplane: DataplaneArgs,
     },
@@ -289,14 +302,7 @@ async fn cluster(args: ClusterArgs) -> Result<(), String> {
         }
         let _ = stop_tx.send(true);
     });
-    let gossip = match (args.gossip_bind, args.gossip_key_file) {
-        (Some(bind), Some(key_file)) => Some(GossipOptions {
-            bind,
-            peers: args.gossip_peers,
-            key_file,
-        }),
-        _ => None,
-    };
+    let gossip = args.gossip.options();
     let result = cluster::run(
         client,
         cluster::Options {
@@ -327,19 +333,10 @@ fn main() -> ExitCode {
             state_dir,
             admin_addr,
             bgp_listen_addr,
-            gossip_bind,
-            gossip_peers,
-            gossip_key_file,
+            gossip,
             dataplane,
         }) => {
-            let gossip = match (gossip_bind, gossip_key_file) {
-                (Some(bind), Some(key_file)) => Some(GossipOptions {
-                    bind,
-                    peers: gossip_peers,
-                    key_file,
-                }),
-                _ => None,
-            };
+            let gossip = gossip.options();
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

@@ -68,3 +68,12 @@ impl<'a> GoBgp<'a> {
         serde_json::from_str(&out).map_err(|_| out)
     }
 }
+
+/// The path attribute with type `code` (1 ORIGIN, 2 AS_PATH, 3 NEXT_HOP, 8 COMMUNITIES, 14
+/// MP_REACH_NLRI, 32 LARGE_COMMUNITY, ...) of a path as `gobgp ... rib -j` prints it.
+pub fn path_attr(path: &serde_json::Value, code: u64) -> Option<&serde_json::Value> {
+    path.get("attrs")?
+        .as_array()?
+        .iter()
+        .find(|a| a.get("type").and_then(serde_json::Value::as_u64) == Some(code))
+}

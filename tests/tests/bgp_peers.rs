@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use herald_tests::frr::Frr;
-use herald_tests::gobgp::GoBgp;
+use herald_tests::gobgp::{GoBgp, path_attr as attr};
 use herald_tests::lab::HeraldLab;
 use herald_tests::{Netns, require_privileged, veth_pair, wait_until};
 use serde_json::Value;
@@ -77,13 +77,6 @@ fn gobgp_paths(g: &GoBgp, family: &str, prefix: &str) -> Result<Vec<Value>, Stri
         .and_then(Value::as_array)
         .cloned()
         .ok_or_else(|| v.to_string())
-}
-
-fn attr(path: &Value, code: u64) -> Option<&Value> {
-    path.get("attrs")?
-        .as_array()?
-        .iter()
-        .find(|a| a.get("type").and_then(Value::as_u64) == Some(code))
 }
 
 fn gobgp_as_path(path: &Value) -> Vec<u64> {

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use herald_tests::gobgp::GoBgp;
+use herald_tests::gobgp::{GoBgp, path_attr as attr};
 use herald_tests::{Daemon, Netns, require_privileged, veth_pair, wait_until, workspace_binary};
 use serde_json::Value;
 
@@ -56,13 +56,6 @@ spec:
         ));
     }
     text
-}
-
-fn attr(path: &Value, code: u64) -> Option<&Value> {
-    path.get("attrs")?
-        .as_array()?
-        .iter()
-        .find(|a| a.get("type").and_then(Value::as_u64) == Some(code))
 }
 
 /// Prefix -> its (single) path in GoBGP's IPv4 RIB.
