@@ -369,3 +369,24 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::chain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] Middle);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Middle(#[source] std::io::Error);
+
+    #[test]
+    fn an_error_prints_with_each_distinct_cause_once() {
+        let e = Outer(Middle(std::io::Error::other(
+            "unknown network interface eth9",
+        )));
+        assert_eq!(chain(&e), "outer: unknown network interface eth9");
+    }
+}

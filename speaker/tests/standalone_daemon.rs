@@ -365,3 +365,19 @@ fn layer2_advertisements_without_gossip_flags_are_refused_naming_the_flags() {
         "{err}"
     );
 }
+
+#[test]
+fn layer2_advertisements_that_cannot_select_this_node_need_no_gossip() {
+    // A backend host (no Node object, so unlabelled) runs the balancers' file: the
+    // L2Advertisement is for labelled nodes only, so it starts without --gossip-*.
+    let (_dir, config, state) = setup();
+    let text = format!(
+        "{BASE}---\napiVersion: herald.dev/v1alpha1\nkind: L2Advertisement\nmetadata: {{name: lan}}\n\
+         spec: {{nodeSelectors: [{{matchLabels: {{role: lb}}}}]}}\n"
+    );
+    std::fs::write(&config, text).unwrap();
+    let speaker = start(&config, &state);
+    let status = speaker.status();
+    assert_eq!(status.config.last_error, None);
+    assert!(status.config.generation >= 1, "{status:?}");
+}

@@ -424,3 +424,77 @@ fn tcp_to_a_bgp_vip_goes_through_xdp_to_both_backends_and_survives_a_speaker_cra
         assert!(!lo.contains(VIP), "VIP still bound after SIGTERM:\n{lo}");
     }
 }
+
+#[test]
+fn xdp_keep_on_exit_leaves_the_balancer_forwarding_for_the_next_start_to_adopt() {
+    require_privileged!();
+    let ns = Netns::new("sxk");
+    let peer = Netns::new("sxkp");
+    let (ifname, _) = veth_pair(&ns, &["10.31.0.2/24"], &peer, &["10.31.0.1/24"]);
+    let bpffs = BpfFs::mount();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("lb.yaml"), CONFIG).unwrap();
+    let pin_dir = bpffs.pin_dir("n");
+    let speaker = |extra: &[&str]| {
+        let bin = workspace_binary("herald-speaker");
+        let mut cmd = ns.command(bin.to_str().unwrap());
+        // Not lb1: no BGP session, only the data plane.
+        cmd.args(["standalone", "--node-name", "n", "--xdp-interface", &ifname])
+            .arg("--config")
+            .arg(dir.path().join("lb.yaml"))
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .arg("--bpf-pin-dir")
+            .arg(&pin_dir)
+            .args(extra);
+        Daemon::spawn("herald-speaker", &mut cmd)
+    };
+    let attached = || {
+        ns.ip(&["-d", "link", "show", "dev", &ifname])
+            .contains("prog/xdp")
+    };
+    let vips = || -> Result<usize, String> {
+        let bin = workspace_binary("herald-speaker");
+        let out = ns
+            .command(bin.to_str().unwrap())
+            .args(["status", "--json"])
+            .output()
+            .map_err(|e| e.to_string())?;
+        let s: serde_json::Value =
+            serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+        Ok(s["dataplane"]["vips"].as_array().map_or(0, Vec::len))
+    };
+    let stop = |mut d: Daemon| {
+        d.signal(Signal::SIGTERM);
+        wait_until("the speaker to exit", DEADLINE, || {
+            if d.has_exited() {
+                Ok(())
+            } else {
+                Err("running".to_owned())
+            }
+        });
+    };
+
+    let first = speaker(&["--xdp-keep-on-exit"]);
+    wait_until("the VIP programmed", DEADLINE, || match vips()? {
+        1 => Ok(()),
+        n => Err(format!("{n} VIPs")),
+    });
+    stop(first);
+    assert!(attached(), "--xdp-keep-on-exit detached the balancer");
+    assert!(
+        pin_dir.join("herald_vips").exists(),
+        "maps unpinned: {:?}",
+        pins(&pin_dir)
+    );
+
+    // The next start adopts the kept state; without the flag, SIGTERM then clears it.
+    let second = speaker(&[]);
+    wait_until("the kept VIP adopted", DEADLINE, || match vips()? {
+        1 => Ok(()),
+        n => Err(format!("{n} VIPs")),
+    });
+    stop(second);
+    assert!(!attached(), "XDP still attached after SIGTERM");
+    assert!(pins(&pin_dir).is_empty(), "pins left: {:?}", pins(&pin_dir));
+}
