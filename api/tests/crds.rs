@@ -78,22 +78,70 @@ fn cel_errors(kind: &str, spec: Value) -> Vec<String> {
     errors
 }
 
+/// The exact address grammar is the items' OpenAPI `pattern` (free for the API server's CEL
+/// cost budget, see tests/cel_cost.rs); a cheap CEL rule adds a readable message when the
+/// entry does not even look like an address.
 #[test]
 fn pool_address_syntax_is_checked_server_side() {
     let ok = json!({"addresses": ["192.0.2.0/24", "2001:db8::/64", "10.0.0.1-10.0.0.9", "fe80::1-fe80::9", "198.51.100.7", "::ffff:192.0.2.1"]});
     assert_eq!(cel_errors("IPPool", ok), Vec::<String>::new());
+    let refused_by_pattern = |e: &[String]| {
+        e.iter()
+            .any(|m| m.starts_with("/spec/addresses/0: ") && m.contains("does not match"))
+    };
     for bad in [
-        "192.0.2.0/33",
-        "10.0.0.1-2001:db8::1",
         "banana",
-        "300.1.1.1",
-        "2001:db8::/129",
-        "1:2:3:4:5:6:7:8:9",
+        "10.0.0.1-2001:db8::1",
+        "2001:db8::1-10.0.0.1",
+        "192.0.2.0/24/8",
     ] {
         let e = cel_errors("IPPool", json!({"addresses": [bad]}));
+        assert!(refused_by_pattern(&e), "{bad}: {e:?}");
         assert!(
             e.iter().any(|m| m.contains("must be a CIDR")),
             "{bad}: {e:?}"
+        );
+        assert_eq!(e.len(), 2, "{bad}: {e:?}");
+    }
+    for bad in [
+        "192.0.2.0/33",
+        "300.1.1.1",
+        "2001:db8::/129",
+        "1:2:3:4:5:6:7:8:9",
+        "1.2.3-4.5.6.7",
+        "10.0.0.01",
+    ] {
+        // Only the pattern: the CEL rules neither repeat it nor fail to evaluate.
+        let e = cel_errors("IPPool", json!({"addresses": [bad]}));
+        assert!(refused_by_pattern(&e) && e.len() == 1, "{bad}: {e:?}");
+    }
+}
+
+#[test]
+fn the_address_shape_rule_admits_every_entry_the_pattern_admits() {
+    let valid = [
+        "0.0.0.0/0",
+        "255.255.255.255",
+        "::",
+        "::/0",
+        "::1",
+        "1::",
+        "1:2:3:4:5:6:7:8",
+        "1:2:3:4:5:6:7::",
+        "::2:3:4:5:6:7:8",
+        "1:2:3:4:5:6:1.2.3.4",
+        "::ffff:1.2.3.4/128",
+        "::1.2.3.4",
+        "FE80::A-fe80::b",
+        "::-::1",
+        "0.0.0.0-255.255.255.255",
+        "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255-ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255",
+    ];
+    for entry in valid {
+        assert_eq!(
+            cel_errors("IPPool", json!({"addresses": [entry]})),
+            Vec::<String>::new(),
+            "{entry}"
         );
     }
 }
@@ -106,6 +154,18 @@ fn reversed_ipv4_range_is_refused_server_side() {
         "{e:?}"
     );
     assert!(cel_errors("IPPool", json!({"addresses": ["10.0.0.9-10.0.1.1"]})).is_empty());
+    assert!(cel_errors("IPPool", json!({"addresses": ["10.0.0.1-10.0.0.1"]})).is_empty());
+    for reversed in [
+        "10.0.1.0-10.0.0.255",
+        "11.0.0.0-10.255.255.255",
+        "10.0.0.2-10.0.0.1",
+    ] {
+        let e = cel_errors("IPPool", json!({"addresses": [reversed]}));
+        assert!(
+            e.iter().any(|m| m.contains("must not start above its end")),
+            "{reversed}: {e:?}"
+        );
+    }
 }
 
 #[test]
