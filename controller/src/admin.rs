@@ -1,7 +1,8 @@
 //! The admin HTTP server (`--admin-addr`): `/metrics`, `/healthz`, `/readyz`.
 //!
-//! `/readyz` answers 200 once this replica's caches are filled: a follower is ready too
-//! (it is a hot standby), so a Deployment's rollout does not wait for leadership.
+//! `/readyz` answers 200 once the run loop sets `ready`: with leader election once this
+//! replica's caches are filled (a follower is a hot standby, so a Deployment's rollout does
+//! not wait for leadership); without, once it is allocating.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use herald_api::pool::IPPool;
+use herald_api::pool::{IPPool, IPPoolSpec};
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -40,8 +40,10 @@ pub struct Stores {
     pub services: Store<Service>,
 }
 
-/// Pools as last given to the allocator: name -> (resourceVersion, readiness).
-type PoolsSeen = BTreeMap<String, (Option<String>, Readiness)>;
+/// Pools as last given to the allocator: name -> (spec, readiness). Keyed on the spec, not
+/// the resourceVersion: every status write changes the resourceVersion, and treating that as
+/// a pool change re-queued every Service of the pool after each allocation (issue 12).
+type PoolsSeen = BTreeMap<String, (IPPoolSpec, Readiness)>;
 
 /// Shared state of the reconcilers.
 pub struct Context {
@@ -54,12 +56,14 @@ pub struct Context {
     /// Metrics.
     pub metrics: Arc<Metrics>,
     allocator: Mutex<Allocator>,
-    /// Pools as last given to the allocator: name -> (resourceVersion, readiness).
+    /// Pools as last given to the allocator.
     pools_seen: Mutex<Option<PoolsSeen>>,
     /// Services whose last assignment failed, to re-queue when pools change.
     failed: Mutex<BTreeSet<ServiceKey>>,
     /// Services with a conflict already reported by an Event.
     conflicted: Mutex<BTreeSet<ServiceKey>>,
+    /// The allocation failure last reported by an Event, per Service.
+    failures: Mutex<BTreeMap<ServiceKey, String>>,
     recorder: Recorder,
     leader: AtomicBool,
 }
@@ -81,6 +85,7 @@ impl Context {
             pools_seen: Mutex::new(None),
             failed: Mutex::new(BTreeSet::new()),
             conflicted: Mutex::new(BTreeSet::new()),
+            failures: Mutex::new(BTreeMap::new()),
             leader: AtomicBool::new(false),
         }
     }
@@ -105,6 +110,10 @@ impl Context {
             self.conflicted
                 .lock()
                 .expect("conflicted lock poisoned")
+                .clear();
+            self.failures
+                .lock()
+                .expect("failures lock poisoned")
                 .clear();
         }
     }
@@ -138,7 +147,7 @@ impl Context {
                 }
                 Err(e) => Readiness::Invalid(e.to_string()),
             };
-            seen.insert(name, (p.resource_version(), readiness));
+            seen.insert(name, (p.spec.clone(), readiness));
         }
         let mut last = self.pools_seen.lock().expect("pools lock poisoned");
         if last.as_ref() == Some(&seen) {
@@ -207,6 +216,20 @@ impl Context {
             .iter()
             .cloned()
             .collect()
+    }
+
+    /// Records the allocation failure of a Service (`None`: it no longer fails). `true` when
+    /// it differs from the last one recorded, i.e. when it deserves a new Event: a Service
+    /// retried on every pool change must not add an Event each time.
+    pub fn note_failure(&self, key: &ServiceKey, reason: Option<String>) -> bool {
+        let mut map = self.failures.lock().expect("failures lock poisoned");
+        match reason {
+            Some(r) => map.insert(key.clone(), r.clone()).as_ref() != Some(&r),
+            None => {
+                map.remove(key);
+                false
+            }
+        }
     }
 
     /// Records that a conflict was reported; `true` the first time for this Service.

@@ -8,18 +8,21 @@
 //! (409 Conflict) and that replica follows.
 //!
 //! A leader that fails to renew (error or conflict) steps down at once rather than risk
-//! two writers; a follower takes over once `renewTime + leaseDurationSeconds` has passed,
-//! so a new leader takes over within one lease duration (plus one retry period) of the
-//! last renewal. A leader that shuts down clears the holder ([`Elector::release`]) and a
+//! two writers; a follower takes over once it has seen the Lease record unchanged for
+//! `leaseDurationSeconds` on its own monotonic clock (as client-go does; node clocks may
+//! disagree), so a new leader takes over within one lease duration (plus one retry period)
+//! of the last renewal it saw, and a replica that starts next to a Lease left by a dead
+//! instance waits one lease duration. A leader that shuts down clears the holder ([`Elector::release`]) and a
 //! follower takes over at its next retry.
 
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 /// What this replica does with the Lease.
@@ -36,11 +39,12 @@ pub enum Decision {
     },
 }
 
-/// Decides from the Lease as read. `default_duration` applies when the Lease names none.
+/// Decides from the Lease as read, which this replica has seen unchanged for
+/// `unchanged_for`. `default_duration` applies when the Lease names none.
 pub fn decide(
     spec: Option<&LeaseSpec>,
     identity: &str,
-    now: Timestamp,
+    unchanged_for: Duration,
     default_duration: Duration,
 ) -> Decision {
     let Some(spec) = spec else {
@@ -54,16 +58,7 @@ pub fn decide(
             let duration = spec
                 .lease_duration_seconds
                 .map_or(default_duration, |s| Duration::from_secs(s.max(0) as u64));
-            let last = spec
-                .renew_time
-                .as_ref()
-                .or(spec.acquire_time.as_ref())
-                .map(|t| t.0);
-            let expired = last.is_none_or(|t| {
-                t.checked_add(SignedDuration::try_from(duration).unwrap_or(SignedDuration::MAX))
-                    .is_ok_and(|end| end <= now)
-            });
-            if expired {
+            if unchanged_for >= duration {
                 Decision::Acquire
             } else {
                 Decision::Follow {
@@ -98,6 +93,9 @@ pub struct Elector {
     name: String,
     identity: String,
     timing: Timing,
+    /// The Lease record as last read (holder, renew time, transitions) and when, on this
+    /// replica's monotonic clock, it was first read so.
+    observed: std::sync::Mutex<Option<(String, Instant)>>,
 }
 
 impl Elector {
@@ -108,6 +106,7 @@ impl Elector {
             name: name.to_owned(),
             identity: identity.to_owned(),
             timing,
+            observed: std::sync::Mutex::new(None),
         }
     }
 
@@ -142,7 +141,7 @@ impl Elector {
         let decision = decide(
             lease.spec.as_ref(),
             &self.identity,
-            now,
+            self.unchanged_for(lease.spec.as_ref()),
             self.timing.lease_duration,
         );
         if let Decision::Follow { .. } = decision {
@@ -174,6 +173,31 @@ impl Elector {
 
     /// The spec with this replica holding: `previous` is kept (acquire time, transitions)
     /// when renewing.
+    /// How long the Lease record has been seen unchanged by this replica. Expiry is judged
+    /// on this replica's own clock, as client-go does, not by comparing the holder's
+    /// `renewTime` with this replica's wall clock: clocks of two nodes may disagree by more
+    /// than a lease duration.
+    fn unchanged_for(&self, spec: Option<&LeaseSpec>) -> Duration {
+        let record = spec.map_or_else(String::new, |s| {
+            format!(
+                "{:?}/{:?}/{:?}/{:?}",
+                s.holder_identity,
+                s.renew_time.as_ref().map(|t| t.0),
+                s.acquire_time.as_ref().map(|t| t.0),
+                s.lease_transitions
+            )
+        });
+        let now = Instant::now();
+        let mut observed = self.observed.lock().expect("observed lock poisoned");
+        match observed.as_ref() {
+            Some((r, since)) if *r == record => now.duration_since(*since),
+            _ => {
+                *observed = Some((record, now));
+                Duration::ZERO
+            }
+        }
+    }
+
     fn held_spec(&self, previous: Option<&LeaseSpec>, now: Timestamp) -> LeaseSpec {
         let secs = i32::try_from(self.timing.lease_duration.as_secs()).unwrap_or(i32::MAX);
         LeaseSpec {
@@ -240,34 +264,33 @@ impl Elector {
 mod tests {
     use super::*;
 
-    fn spec(holder: Option<&str>, renewed_secs_ago: Option<i64>, now: Timestamp) -> LeaseSpec {
+    fn spec(holder: Option<&str>) -> LeaseSpec {
         LeaseSpec {
             holder_identity: holder.map(str::to_owned),
             lease_duration_seconds: Some(15),
-            renew_time: renewed_secs_ago.map(|s| MicroTime(now - SignedDuration::from_secs(s))),
+            renew_time: Some(MicroTime(Timestamp::from_second(1_800_000_000).unwrap())),
             ..LeaseSpec::default()
         }
     }
 
     #[test]
     fn decides_from_holder_and_expiry() {
-        let now = Timestamp::from_second(1_800_000_000).unwrap();
         let d = Duration::from_secs(15);
+        let s = Duration::from_secs;
         let follow = |h: &str| Decision::Follow {
             holder: h.to_owned(),
         };
         let table = [
-            (None, Decision::Acquire),
-            (Some(spec(None, Some(1), now)), Decision::Acquire),
-            (Some(spec(Some(""), Some(1), now)), Decision::Acquire),
-            (Some(spec(Some("me"), Some(100), now)), Decision::Renew),
-            (Some(spec(Some("other"), Some(1), now)), follow("other")),
-            (Some(spec(Some("other"), Some(14), now)), follow("other")),
-            (Some(spec(Some("other"), Some(15), now)), Decision::Acquire),
-            (Some(spec(Some("other"), None, now)), Decision::Acquire),
+            (None, s(0), Decision::Acquire),
+            (Some(spec(None)), s(0), Decision::Acquire),
+            (Some(spec(Some(""))), s(0), Decision::Acquire),
+            (Some(spec(Some("me"))), s(100), Decision::Renew),
+            (Some(spec(Some("other"))), s(0), follow("other")),
+            (Some(spec(Some("other"))), s(14), follow("other")),
+            (Some(spec(Some("other"))), s(15), Decision::Acquire),
         ];
-        for (i, (lease, want)) in table.into_iter().enumerate() {
-            assert_eq!(decide(lease.as_ref(), "me", now, d), want, "row {i}");
+        for (i, (lease, unchanged, want)) in table.into_iter().enumerate() {
+            assert_eq!(decide(lease.as_ref(), "me", unchanged, d), want, "row {i}");
         }
     }
 }

@@ -82,6 +82,7 @@ pub async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, E
     let action = match outcome {
         Ok(held) => {
             ctx.set_failed(&key, false);
+            ctx.note_failure(&key, None);
             ctx.note_conflict(&key, false);
             touched.extend(held.pools());
             let wrote = write_service(&svc, &held, &ctx).await?;
@@ -118,14 +119,12 @@ pub async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, E
             touched.extend(held.pools());
             write_service(&svc, &held, &ctx).await?;
             count(&ctx, "failed");
-            warn!(error = %e.reason, "allocation failed");
-            ctx.publish(
-                &*svc,
-                EventType::Warning,
-                "AllocationFailed",
-                e.reason.to_string(),
-            )
-            .await;
+            let reason = e.reason.to_string();
+            if ctx.note_failure(&key, Some(reason.clone())) {
+                warn!(error = %reason, "allocation failed");
+                ctx.publish(&*svc, EventType::Warning, "AllocationFailed", reason)
+                    .await;
+            }
             Action::requeue(RETRY_FAILED)
         }
     };
@@ -154,6 +153,7 @@ pub async fn on_deleted(key: ServiceKey, ctx: &Context) {
         return;
     }
     ctx.set_failed(&key, false);
+    ctx.note_failure(&key, None);
     ctx.note_conflict(&key, false);
     let pools = ctx
         .allocator()
@@ -192,6 +192,7 @@ pub async fn sweep(ctx: &Context) -> usize {
 /// addresses and removes what Herald wrote.
 async fn release(svc: &Service, key: &ServiceKey, ctx: &Context) -> Result<Action, Error> {
     ctx.set_failed(key, false);
+    ctx.note_failure(key, None);
     ctx.note_conflict(key, false);
     let pools = ctx
         .allocator()

@@ -26,7 +26,7 @@ use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::{mpsc, watch};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::context::{Context, Settings, Stores};
 use crate::election::{Elector, Timing};
@@ -51,7 +51,7 @@ pub struct Election {
 const SWEEP_PERIOD: Duration = Duration::from_secs(60);
 
 /// Runs the controller until `shutdown` is set. `ready` is set once this replica's caches
-/// are filled (and, when leading, once restored).
+/// are filled when it runs an election, and once it allocates (restored, leading) without.
 pub async fn run(
     client: Client,
     settings: Settings,
@@ -75,6 +75,14 @@ pub async fn run(
         metrics,
     ));
 
+    // Whether each cache has been filled once. Not `Store::wait_until_ready`: kube-runtime's
+    // readiness is a oneshot that wakes only the last task to poll it, and the Controller
+    // polls the Service store's on every event, so a second waiter (the leadership task)
+    // could wait forever: the controller never led and /readyz stayed 503 (issue 12).
+    let (pools_synced_tx, pools_synced) = watch::channel(false);
+    let (ns_synced_tx, ns_synced) = watch::channel(false);
+    let (svc_synced_tx, svc_synced) = watch::channel(false);
+
     let (requeue_tx, requeue_rx) = mpsc::unbounded_channel::<ObjectRef<Service>>();
     let (all_tx, all_rx) = mpsc::unbounded_channel::<()>();
 
@@ -89,7 +97,8 @@ pub async fn run(
                 watcher::Config::default(),
             ),
         )
-        .default_backoff();
+        .default_backoff()
+        .inspect(mark_synced(pools_synced_tx));
         tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             while let Some(event) = stream.next().await {
@@ -119,6 +128,7 @@ pub async fn run(
             ),
         )
         .default_backoff()
+        .inspect(mark_synced(ns_synced_tx))
         .applied_objects();
         tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
@@ -136,6 +146,7 @@ pub async fn run(
 
     // Leadership: restore before lead; reconcile everything after.
     let (leading_tx, mut leading_rx) = watch::channel(election.is_none());
+    let with_election = election.is_some();
     let elector_task = election.map(|e| {
         let elector = Elector::new(
             Api::namespaced(client.clone(), &e.namespace),
@@ -147,14 +158,22 @@ pub async fn run(
     });
     let leader_task = {
         let ctx = ctx.clone();
-        let (pools, namespaces, services) = (pools.clone(), namespaces.clone(), services.clone());
         let ready = ready.clone();
         tokio::spawn(async move {
             // Namespace labels decide pool admission: restore only with them known.
-            let _ = namespaces.wait_until_ready().await;
-            let _ = pools.wait_until_ready().await;
-            let _ = services.wait_until_ready().await;
-            ready.store(true, std::sync::atomic::Ordering::Release);
+            for (what, mut synced) in [
+                ("namespaces", ns_synced),
+                ("pools", pools_synced),
+                ("services", svc_synced),
+            ] {
+                let _ = synced.wait_for(|s| *s).await;
+                debug!(cache = what, "filled");
+            }
+            // With election, a follower with filled caches is a hot standby and ready (a
+            // rollout must not wait for leadership); without, ready means allocating.
+            if with_election {
+                ready.store(true, std::sync::atomic::Ordering::Release);
+            }
             loop {
                 if *leading_rx.borrow_and_update() {
                     loop {
@@ -174,6 +193,7 @@ pub async fn run(
                     }
                     if *leading_rx.borrow() {
                         ctx.set_leader(true);
+                        ready.store(true, std::sync::atomic::Ordering::Release);
                         let _ = all_tx.send(());
                     }
                 } else {
@@ -209,6 +229,7 @@ pub async fn run(
         ),
     )
     .default_backoff()
+    .inspect(mark_synced(svc_synced_tx))
     .touched_objects();
     let mut shutdown_signal = shutdown.clone();
     let controller = Controller::for_stream(svc_stream, services.clone())
@@ -244,6 +265,18 @@ pub async fn run(
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
     Ok(())
+}
+
+/// A stream inspector that sets `synced` once the watcher has delivered its first complete
+/// list (the reflector has applied it to the store by then).
+fn mark_synced<K>(
+    synced: watch::Sender<bool>,
+) -> impl FnMut(&Result<watcher::Event<K>, watcher::Error>) {
+    move |event| {
+        if matches!(event, Ok(watcher::Event::InitDone)) {
+            synced.send_if_modified(|s| !std::mem::replace(s, true));
+        }
+    }
 }
 
 fn tokio_stream_of<T: Send + 'static>(

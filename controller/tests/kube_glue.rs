@@ -640,11 +640,21 @@ mod election {
         server.done().await;
     }
 
-    #[tokio::test]
-    async fn a_follower_takes_over_a_lease_its_holder_let_expire() {
+    #[tokio::test(start_paused = true)]
+    async fn a_follower_takes_over_a_lease_it_has_seen_unrenewed_for_a_lease_duration() {
         let (client, mut server) = pair();
         let e = elector(client);
-        let stale = Timestamp::now() - SignedDuration::from_secs(16);
+        // The holder's renewTime is an hour old by this replica's wall clock, but clocks of
+        // two nodes may disagree: a Lease first read now is live for one lease duration.
+        let stale = Timestamp::now() - SignedDuration::from_secs(3600);
+        let script = async {
+            server
+                .expect_with("GET", LEASE, 200, lease("controller-1", stale, 2))
+                .await;
+        };
+        let (leading, ()) = tokio::join!(e.step(), script);
+        assert!(!leading, "took a Lease it had not seen unrenewed for 15 s");
+        tokio::time::advance(Duration::from_secs(15)).await;
         let script = async {
             server
                 .expect_with("GET", LEASE, 200, lease("controller-1", stale, 2))
@@ -690,11 +700,16 @@ mod election {
             )
             .await;
         leading.wait_for(|l| !*l).await.unwrap();
-        // Round 3: it is back (the other let it expire); then shutdown gives it up.
+        // Rounds 3 to 11: the other stopped renewing; after it has been seen unchanged for
+        // the lease duration (rounds every 2 s: the ninth read is 16 s after the first),
+        // this one takes it back. Then shutdown gives it up.
         let stale = Timestamp::now() - SignedDuration::from_secs(60);
-        server
-            .expect_with("GET", LEASE, 200, lease("controller-1", stale, 1))
-            .await;
+        for _ in 0..9 {
+            assert!(!*leading.borrow(), "took the Lease before it expired");
+            server
+                .expect_with("GET", LEASE, 200, lease("controller-1", stale, 1))
+                .await;
+        }
         server.expect("PUT", LEASE).await;
         leading.wait_for(|l| *l).await.unwrap();
         shutdown_tx.send(true).unwrap();

@@ -225,6 +225,9 @@ async fn a_follower_writes_nothing_until_the_leader_lets_the_lease_expire_then_t
         shutdown_rx,
     ));
 
+    // The other replica's last renewal: one record, which this one must see unchanged for a
+    // lease duration on its own clock before it takes over.
+    let last_renewal = Timestamp::now() - SignedDuration::from_secs(16);
     let mut watches = Vec::new();
     let mut follower_rounds = 0;
     let mut took_over = false;
@@ -253,10 +256,8 @@ async fn a_follower_writes_nothing_until_the_leader_lets_the_lease_expire_then_t
                     send.send_response(reply(&lease(Timestamp::now())));
                 }
                 ("GET", LEASE) => {
-                    // The other replica stopped renewing 16 s ago.
-                    send.send_response(reply(&lease(
-                        Timestamp::now() - SignedDuration::from_secs(16),
-                    )));
+                    // The other replica stopped renewing.
+                    send.send_response(reply(&lease(last_renewal)));
                 }
                 ("PUT", LEASE) => {
                     assert_eq!(body["spec"]["holderIdentity"], "controller-0");
