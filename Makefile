@@ -1,7 +1,7 @@
 # Herald's entry points. `make test` is what CI runs (.ci/run) and what README gives.
 CARGO ?= cargo
 
-.PHONY: test demo deps build lint unit crds bench-ipam bench-ebpf
+.PHONY: test demo deps build lint unit crds bench-ipam bench-controller bench-ebpf
 
 ## test: install what is missing, build once, check formatting and lints, run every test
 test: deps lint unit
@@ -31,6 +31,10 @@ crds:
 ## bench-ipam: the allocator benchmark (figures go to docs/benchmarks.md)
 bench-ipam:
 	$(CARGO) bench -p herald-controller --bench ipam
+
+## bench-controller: controller throughput and leader handover against the fake API server
+bench-controller:
+	$(CARGO) bench -p herald-controller --bench throughput
 
 ## bench-ebpf: the XDP benchmarks, as root (figures go to docs/benchmarks.md)
 bench-ebpf:

@@ -5,6 +5,7 @@
 //! copy the result out, unlock, then write.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -13,6 +14,7 @@ use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
+use tokio::sync::Notify;
 use tracing::warn;
 
 use crate::convert;
@@ -64,9 +66,21 @@ pub struct Context {
     conflicted: Mutex<BTreeSet<ServiceKey>>,
     /// The allocation failure last reported by an Event, per Service.
     failures: Mutex<BTreeMap<ServiceKey, String>>,
-    recorder: Recorder,
+    /// Pools whose status may be stale, for the status writer ([`crate::pools`]).
+    dirty_pools: Mutex<BTreeSet<String>>,
+    /// Woken when a pool is marked dirty.
+    pools_dirtied: Notify,
+    /// Event recorders, one per shard of regarding objects; see [`EVENT_SHARDS`].
+    recorders: Vec<Recorder>,
     leader: AtomicBool,
 }
+
+/// kube-runtime's `Recorder` keeps every Event it published for 6 minutes (to count
+/// repeats as a series) and scans that whole cache under one write lock on every publish:
+/// N Events cost N² and run one at a time. A burst of 10 000 allocations spent most of its
+/// time there. Sharding by the object an Event is about keeps each series in one recorder
+/// and divides both the scan and the lock by the shard count.
+pub const EVENT_SHARDS: usize = 64;
 
 impl Context {
     /// A context for `client`. Not leading until [`Context::set_leader`].
@@ -76,7 +90,9 @@ impl Context {
             instance: Some(settings.instance.clone()),
         };
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorders: (0..EVENT_SHARDS)
+                .map(|_| Recorder::new(client.clone(), reporter.clone()))
+                .collect(),
             client,
             settings,
             stores,
@@ -86,6 +102,8 @@ impl Context {
             failed: Mutex::new(BTreeSet::new()),
             conflicted: Mutex::new(BTreeSet::new()),
             failures: Mutex::new(BTreeMap::new()),
+            dirty_pools: Mutex::new(BTreeSet::new()),
+            pools_dirtied: Notify::new(),
             leader: AtomicBool::new(false),
         }
     }
@@ -116,6 +134,29 @@ impl Context {
                 .expect("failures lock poisoned")
                 .clear();
         }
+    }
+
+    /// Marks pools whose status may no longer match the allocator; the status writer
+    /// writes them together a moment later.
+    pub fn mark_pools_dirty<'a>(&self, names: impl IntoIterator<Item = &'a String>) {
+        let mut dirty = self.dirty_pools.lock().expect("dirty pools lock poisoned");
+        let before = dirty.len();
+        dirty.extend(names.into_iter().cloned());
+        if dirty.len() > before {
+            self.pools_dirtied.notify_one();
+        }
+    }
+
+    /// Takes the pools marked dirty, sorted.
+    pub fn take_dirty_pools(&self) -> Vec<String> {
+        std::mem::take(&mut *self.dirty_pools.lock().expect("dirty pools lock poisoned"))
+            .into_iter()
+            .collect()
+    }
+
+    /// Waits until a pool is marked dirty (at once if one was marked since the last wait).
+    pub async fn pools_dirtied(&self) {
+        self.pools_dirtied.notified().await;
     }
 
     /// The allocator. Never hold the guard across an `.await`.
@@ -259,7 +300,13 @@ impl Context {
             action: reason.to_owned(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+        let reference = obj.object_ref(&());
+        let shard = {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (&reference.namespace, &reference.name, &reference.uid).hash(&mut h);
+            (h.finish() % EVENT_SHARDS as u64) as usize
+        };
+        if let Err(e) = self.recorders[shard].publish(&event, &reference).await {
             self.metrics.event_errors.inc();
             warn!(error = %e, reason, "event not published");
         }

@@ -5,8 +5,14 @@
 //! A pool change (added, edited, deleted) goes to the allocator at once
 //! ([`on_pools_changed`]); the Services it affects are re-queued: those holding addresses
 //! of a changed pool, those in conflict, and those whose last allocation failed.
+//!
+//! Reconcilers only mark the pools they touched; [`status_writer`] writes each marked pool
+//! once per [`STATUS_DELAY`], so a burst of N allocations costs a handful of status writes,
+//! not N.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
 
 use herald_api::pool::IPPool;
 use k8s_openapi::api::core::v1::Service;
@@ -23,6 +29,28 @@ use crate::metrics::PoolLabels;
 use crate::status::{
     FIELD_MANAGER, Readiness, annotation_of, pool_status, pool_status_patch, same_pool_status,
 };
+
+/// How long the status writer gathers pool changes before it writes: a burst of allocations
+/// from one pool becomes one status write, not one per Service.
+pub const STATUS_DELAY: Duration = Duration::from_millis(200);
+
+/// Writes the status of pools marked dirty ([`Context::mark_pools_dirty`]), at most once per
+/// [`STATUS_DELAY`] each. Runs as long as the controller does.
+pub async fn status_writer(ctx: Arc<Context>) {
+    loop {
+        ctx.pools_dirtied().await;
+        tokio::time::sleep(STATUS_DELAY).await;
+        write_dirty_pools(&ctx).await;
+    }
+}
+
+/// Writes the status of every pool marked dirty, now. Nothing unless this replica leads.
+pub async fn write_dirty_pools(ctx: &Context) {
+    let names = ctx.take_dirty_pools();
+    if ctx.is_leader() {
+        write_pool_statuses(ctx, &names).await;
+    }
+}
 
 /// Writes the status of each named pool that still exists, where it differs. Failures are
 /// logged: the next change writes the status again.

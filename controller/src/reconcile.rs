@@ -6,7 +6,8 @@
 //!                                                     ├──> herald.dev/allocated-from (apply)
 //!                                                     ├──> Event (AddressAllocated, AllocationFailed,
 //!                                                     │          AddressConflict, AddressReleased)
-//!                                                     └──> IPPool status of the pools touched
+//!                                                     └──> pools touched marked for the
+//!                                                          status writer (crate::pools)
 //! ```
 //!
 //! Deleted Services never reach [`reconcile`] (the runtime finds them gone from its cache);
@@ -28,7 +29,6 @@ use crate::convert::{self, is_managed};
 use crate::error::{Error, api_err};
 use crate::ipam::{Reason, ServiceKey};
 use crate::metrics::{KindLabel, ResultLabel};
-use crate::pools::write_pool_statuses;
 use crate::status::{
     FIELD_MANAGER, Held, annotation_of, annotation_patch, service_status_patch, status_shows,
 };
@@ -50,7 +50,7 @@ pub async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, E
     let key = key_of(&svc);
     if svc.metadata.deletion_timestamp.is_some() || !is_managed(&svc, &ctx.settings.lb_class) {
         let action = release(&svc, &key, &ctx).await;
-        write_pool_statuses(&ctx, &changed).await;
+        ctx.mark_pools_dirty(&changed);
         return action;
     }
     let input = match convert::service(&svc, &ctx.namespace_labels(key.namespace())) {
@@ -130,7 +130,7 @@ pub async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, E
     };
     touched.sort();
     touched.dedup();
-    write_pool_statuses(&ctx, &touched).await;
+    ctx.mark_pools_dirty(&touched);
     Ok(action)
 }
 
@@ -164,7 +164,7 @@ pub async fn on_deleted(key: ServiceKey, ctx: &Context) {
     };
     count(ctx, "released");
     info!(addresses = ?freed, "released: service deleted");
-    write_pool_statuses(ctx, &pools.unwrap_or_default()).await;
+    ctx.mark_pools_dirty(&pools.unwrap_or_default());
 }
 
 /// Releases every Service the allocator knows that is no longer in the cache: deletions
@@ -211,7 +211,7 @@ async fn release(svc: &Service, key: &ServiceKey, ctx: &Context) -> Result<Actio
         info!(%note, "address released");
         ctx.publish(svc, EventType::Normal, "AddressReleased", note)
             .await;
-        write_pool_statuses(ctx, &pools.unwrap_or_default()).await;
+        ctx.mark_pools_dirty(&pools.unwrap_or_default());
     } else {
         count(ctx, "ignored");
         debug!("not handled by herald");

@@ -6,6 +6,7 @@
 //!        │                                              │   └──> on_deleted (release)
 //!  watch IPPools ──reflector──> store ──any change──> on_pools_changed ──re-queue──┘
 //!  watch Namespaces ──reflector──> store (labels for allocateTo)
+//!  reconcile ──pools touched──> status writer ──every 200 ms at most──> IPPool status
 //!  Elector (Lease) ──leading: watch<bool>──> leadership task:
 //!        gain: restore_all, then lead, then reconcile every Service
 //!        loss: stop writing, forget every assignment
@@ -32,7 +33,7 @@ use crate::context::{Context, Settings, Stores};
 use crate::election::{Elector, Timing};
 use crate::ipam::ServiceKey;
 use crate::metrics::Metrics;
-use crate::pools::on_pools_changed;
+use crate::pools::{on_pools_changed, status_writer};
 use crate::reconcile::{error_policy, on_deleted, reconcile, sweep};
 use crate::restore::restore_all;
 
@@ -205,6 +206,7 @@ pub async fn run(
             }
         })
     };
+    let status_task = tokio::spawn(status_writer(ctx.clone()));
     let sweep_task = {
         let ctx = ctx.clone();
         tokio::spawn(async move {
@@ -257,7 +259,7 @@ pub async fn run(
         });
     controller.await;
     info!("controller stopped");
-    for task in [pool_task, ns_task, leader_task, sweep_task] {
+    for task in [pool_task, ns_task, leader_task, sweep_task, status_task] {
         task.abort();
     }
     if let Some(task) = elector_task {

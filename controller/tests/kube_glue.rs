@@ -5,17 +5,40 @@ mod apiserver;
 use std::net::IpAddr;
 
 use apiserver::{annotate, context, created, ingress_ips, list, pair, pool, service, with_status};
+use herald_controller::context::Context;
 use herald_controller::convert;
+use herald_controller::error::Error;
 use herald_controller::ipam::ServiceKey;
-use herald_controller::pools::on_pools_changed;
-use herald_controller::reconcile::{RETRY_FAILED, on_deleted, reconcile};
+use herald_controller::pools::{on_pools_changed, write_dirty_pools};
+use herald_controller::reconcile::RETRY_FAILED;
 use herald_controller::restore::restore_all;
+use k8s_openapi::api::core::v1::Service;
 use kube::runtime::controller::Action;
 use std::sync::Arc;
 
 const STATUS: &str = "/api/v1/namespaces/default/services";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/default/events";
 const POOLS: &str = "/apis/herald.dev/v1alpha1/ippools";
+
+// The reconcilers only mark the pools they touch; the status writer writes them a moment
+// later. These run one and then the writer's flush, the order the writes reach a server in.
+
+async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let action = herald_controller::reconcile::reconcile(svc, ctx.clone()).await;
+    write_dirty_pools(&ctx).await;
+    action
+}
+
+async fn on_deleted(key: ServiceKey, ctx: &Context) {
+    herald_controller::reconcile::on_deleted(key, ctx).await;
+    write_dirty_pools(ctx).await;
+}
+
+async fn sweep(ctx: &Context) -> usize {
+    let released = herald_controller::reconcile::sweep(ctx).await;
+    write_dirty_pools(ctx).await;
+    released
+}
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -250,7 +273,7 @@ async fn the_sweep_releases_services_deleted_while_unwatched_and_keeps_cached_on
             .await;
         assert_eq!(ps.body["status"]["assignedIPv4"], 1);
     };
-    let (released, ()) = tokio::join!(herald_controller::reconcile::sweep(&ctx), script);
+    let (released, ()) = tokio::join!(sweep(&ctx), script);
     assert_eq!(released, 1);
     assert_eq!(
         ctx.allocator().holders(ip("10.0.0.10")),

@@ -15,6 +15,7 @@ use fakeapi::{FakeApi, IPPOOLS, LEASES, NAMESPACES, SERVICES, allocated, ip_pool
 use herald_controller::context::Settings;
 use herald_controller::election::Timing;
 use herald_controller::metrics::Metrics;
+use herald_controller::pools::STATUS_DELAY;
 use herald_controller::run::{Election, run};
 use serde_json::json;
 use tokio::sync::watch;
@@ -232,6 +233,18 @@ async fn a_burst_of_300_services_after_leadership_is_allocated_and_pools_are_wat
             .await,
         "pool status: {}",
         pool["status"]
+    );
+    // Written together, not once per Service: at most one write per STATUS_DELAY.
+    let took = started.elapsed();
+    let writes = api
+        .seen()
+        .iter()
+        .filter(|s| s.method == "PATCH" && s.path.ends_with("/ippools/lab/status"))
+        .count();
+    let bound = took.as_millis() / STATUS_DELAY.as_millis() + 2;
+    assert!(
+        writes as u128 <= bound,
+        "{writes} pool status writes for 300 allocations in {took:?}; at most {bound} expected"
     );
     c.stop().await;
 }

@@ -262,6 +262,20 @@ impl FakeApi {
             .unwrap_or(0)
     }
 
+    /// The objects of `kind` written after `rv` (newest version of each, deletions left
+    /// out), and the newest `resourceVersion`: a cursor for watching thousands of objects
+    /// without scanning them all under the server's lock.
+    pub fn changed_after(&self, kind: Kind, rv: u64) -> (Vec<Arc<Value>>, u64) {
+        let st = self.lock();
+        let first = st.log.partition_point(|c| c.rv <= rv);
+        let changed = st.log[first..]
+            .iter()
+            .filter(|c| c.kind == kind && c.type_ != "DELETED")
+            .map(|c| c.object.clone())
+            .collect();
+        (changed, st.rv)
+    }
+
     /// Forgets the change log up to now: a watch resumed from an older resourceVersion gets
     /// `410 Gone`.
     pub fn compact(&self) {
@@ -279,6 +293,18 @@ impl FakeApi {
 
     /// Polls `f` every 10 ms until it holds or `deadline` passes; returns whether it held.
     pub async fn wait_for(&self, deadline: Duration, f: impl Fn(&FakeApi) -> bool) -> bool {
+        self.wait_for_every(deadline, Duration::from_millis(10), f)
+            .await
+    }
+
+    /// [`FakeApi::wait_for`], looking every `period`: a check over thousands of objects
+    /// holds the server's lock, and looking too often slows the server it measures.
+    pub async fn wait_for_every(
+        &self,
+        deadline: Duration,
+        period: Duration,
+        f: impl Fn(&FakeApi) -> bool,
+    ) -> bool {
         let end = tokio::time::Instant::now() + deadline;
         loop {
             if f(self) {
@@ -287,7 +313,7 @@ impl FakeApi {
             if tokio::time::Instant::now() >= end {
                 return false;
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(period).await;
         }
     }
 
@@ -441,7 +467,9 @@ impl FakeApi {
                     }
                 }
                 // Everything up to the newest version has been looked at.
-                after = after.max(tick.borrow_and_update().0.min(api.lock().rv));
+                // Not `borrow` and `lock` at once: `notify` takes them in the other order.
+                let ticked = tick.borrow_and_update().0;
+                after = after.max(ticked.min(api.lock().rv));
                 let changed = tick.changed();
                 match end {
                     Some(end) => {
