@@ -23,7 +23,8 @@
 //! - every request waits [`FakeApi::set_latency`] before it is answered, concurrently with
 //!   the others, as a remote server does.
 //!
-//! Resources it knows: Services, Namespaces, IPPools, Leases, Events (`events.k8s.io/v1`).
+//! Resources it knows: Services, Namespaces, IPPools, Leases, Events (`events.k8s.io/v1`),
+//! and for the speaker Nodes, Secrets, EndpointSlices and Herald's other kinds.
 //! It does not validate schemas: the CRD tests in `api/` do that.
 
 #![allow(dead_code)]
@@ -100,7 +101,77 @@ pub const EVENTS: Kind = Kind {
     namespaced: true,
 };
 
-const KINDS: [Kind; 5] = [SERVICES, NAMESPACES, IPPOOLS, LEASES, EVENTS];
+/// Nodes (the speaker's).
+pub const NODES: Kind = Kind {
+    prefix: "/api/v1",
+    plural: "nodes",
+    kind: "Node",
+    api_version: "v1",
+    namespaced: false,
+};
+/// Secrets (BGP passwords).
+pub const SECRETS: Kind = Kind {
+    prefix: "/api/v1",
+    plural: "secrets",
+    kind: "Secret",
+    api_version: "v1",
+    namespaced: true,
+};
+/// EndpointSlices.
+pub const ENDPOINTSLICES: Kind = Kind {
+    prefix: "/apis/discovery.k8s.io/v1",
+    plural: "endpointslices",
+    kind: "EndpointSlice",
+    api_version: "discovery.k8s.io/v1",
+    namespaced: true,
+};
+/// Herald's BGP peers.
+pub const BGPPEERS: Kind = Kind {
+    prefix: "/apis/herald.dev/v1alpha1",
+    plural: "bgppeers",
+    kind: "BGPPeer",
+    api_version: "herald.dev/v1alpha1",
+    namespaced: false,
+};
+/// Herald's BGP advertisements.
+pub const BGPADVERTISEMENTS: Kind = Kind {
+    prefix: "/apis/herald.dev/v1alpha1",
+    plural: "bgpadvertisements",
+    kind: "BGPAdvertisement",
+    api_version: "herald.dev/v1alpha1",
+    namespaced: false,
+};
+/// Herald's layer-2 advertisements.
+pub const L2ADVERTISEMENTS: Kind = Kind {
+    prefix: "/apis/herald.dev/v1alpha1",
+    plural: "l2advertisements",
+    kind: "L2Advertisement",
+    api_version: "herald.dev/v1alpha1",
+    namespaced: false,
+};
+/// Herald's BFD profiles.
+pub const BFDPROFILES: Kind = Kind {
+    prefix: "/apis/herald.dev/v1alpha1",
+    plural: "bfdprofiles",
+    kind: "BFDProfile",
+    api_version: "herald.dev/v1alpha1",
+    namespaced: false,
+};
+
+const KINDS: [Kind; 12] = [
+    SERVICES,
+    NAMESPACES,
+    IPPOOLS,
+    LEASES,
+    EVENTS,
+    NODES,
+    SECRETS,
+    ENDPOINTSLICES,
+    BGPPEERS,
+    BGPADVERTISEMENTS,
+    L2ADVERTISEMENTS,
+    BFDPROFILES,
+];
 
 /// A request as the server saw it.
 #[derive(Debug, Clone)]
@@ -158,7 +229,7 @@ pub struct FakeApi {
     tick: Arc<watch::Sender<(u64, u64)>>,
 }
 
-type RespBody = UnsyncBoxBody<Bytes, Infallible>;
+pub type RespBody = UnsyncBoxBody<Bytes, Infallible>;
 
 impl Default for FakeApi {
     fn default() -> Self {
@@ -325,7 +396,9 @@ impl FakeApi {
         self.tick.send_replace((st.rv, st.watch_epoch));
     }
 
-    async fn handle(&self, req: Request<Body>) -> Response<RespBody> {
+    /// Answers one request (what [`FakeApi::client`]'s service does; public so that a test
+    /// can serve it over HTTP to another process).
+    pub async fn handle(&self, req: Request<Body>) -> Response<RespBody> {
         let method = req.method().to_string();
         let path = req.uri().path().to_owned();
         let query = req.uri().query().unwrap_or_default().to_owned();
