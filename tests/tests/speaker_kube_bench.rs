@@ -21,7 +21,7 @@
 //!
 //! Figures go to docs/benchmarks.md by hand.
 
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 #[path = "../../controller/tests/fakeapi/mod.rs"]
 mod fakeapi;
 
