@@ -149,6 +149,7 @@ pub fn announce_services(
     assigned: &Assigned,
 ) -> Vec<announce::Service> {
     let mut services = Vec::new();
+    let slices = from_api::slices_by_service(&objects.endpoint_slices);
     for svc in objects
         .services
         .iter()
@@ -160,7 +161,7 @@ pub fn announce_services(
             svc.metadata.name.as_deref().unwrap_or_default()
         );
         let addrs = assigned.get(&key).cloned().unwrap_or_default();
-        if let Ok(s) = from_api::service(svc, addrs, &objects.endpoint_slices) {
+        if let Ok(s) = from_api::service(svc, addrs, &slices) {
             services.push(s);
         }
     }
@@ -169,9 +170,21 @@ pub fn announce_services(
 
 /// This node's desired state for `snapshot` and `assigned`.
 pub fn desired(snapshot: &Snapshot, assigned: &Assigned, opts: &EngineOptions) -> Desired {
+    desired_for(
+        snapshot,
+        &announce_services(&snapshot.objects, assigned),
+        opts,
+    )
+}
+
+/// [`desired`] from the Services already read by [`announce_services`].
+fn desired_for(
+    snapshot: &Snapshot,
+    services: &[announce::Service],
+    opts: &EngineOptions,
+) -> Desired {
     let node_name = opts.node_name.as_str();
     let objects = &snapshot.objects;
-    let services = announce_services(objects, assigned);
     let mut nodes: Vec<announce::Node> = objects.nodes.iter().map(from_api::node).collect();
     if opts.unlisted_node_ready && !nodes.iter().any(|n| n.name == node_name) {
         nodes.push(announce::Node {
@@ -182,7 +195,7 @@ pub fn desired(snapshot: &Snapshot, assigned: &Assigned, opts: &EngineOptions) -
     }
     announce::compute(Inputs {
         config: &snapshot.announce,
-        services: &services,
+        services,
         nodes: &nodes,
         node_name,
         interfaces: &interfaces(),
@@ -349,18 +362,16 @@ impl Engine {
         Ok(())
     }
 
-    /// Computes the desired state and hands it to the sessions and agents; returns it.
-    pub async fn apply(&mut self, snapshot: &Snapshot, assigned: &Assigned) -> Desired {
-        let desired = desired(snapshot, assigned, &self.opts);
-        let m = &self.shared.metrics;
-        m.desired_routes.clear();
-        for (peer, prefixes) in &desired.bgp {
-            m.desired_routes
-                .get_or_create(&PeerLabel { peer: peer.clone() })
-                .set(prefixes.len() as i64);
-        }
-        let status = desired_status(&desired);
-        self.shared.update_status(|s| s.desired = status);
+    /// Computes the desired state and hands it to the sessions and agents; returns it, with
+    /// the Services as announce read them. The routes go out first; the metrics and
+    /// `/status` (thousands of lines with many Services) are written after.
+    pub async fn apply(
+        &mut self,
+        snapshot: &Snapshot,
+        assigned: &Assigned,
+    ) -> (Desired, Vec<announce::Service>) {
+        let services = announce_services(&snapshot.objects, assigned);
+        let desired = desired_for(snapshot, &services, &self.opts);
         for (peer, e) in self.peers.reconcile(snapshot.peers.clone()).await {
             error!(%peer, error = %e, "bgp session not started");
         }
@@ -377,8 +388,17 @@ impl Engine {
             agent.set_policies(policies);
             agent.set_node_status(status);
         }
+        let m = &self.shared.metrics;
+        m.desired_routes.clear();
+        for (peer, prefixes) in &desired.bgp {
+            m.desired_routes
+                .get_or_create(&PeerLabel { peer: peer.clone() })
+                .set(prefixes.len() as i64);
+        }
+        let status = desired_status(&desired);
+        self.shared.update_status(|s| s.desired = status);
         self.refresh();
-        desired
+        (desired, services)
     }
 
     /// The BGP sessions' state, by peer name.

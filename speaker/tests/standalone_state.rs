@@ -194,7 +194,7 @@ fn an_unconvertible_config_is_refused_and_changes_nothing() {
     let mut e = Embedded::new(State::default());
     let good = e.apply(&config(&[svc("a")])).unwrap();
     let mut bad = config(&[svc("a"), svc("b")]);
-    bad.services[1]
+    std::sync::Arc::make_mut(&mut bad.services[1])
         .spec
         .as_mut()
         .unwrap()

@@ -36,7 +36,7 @@ use herald_tests::{Daemon, Netns, require_privileged, veth_pair, wait_until, wor
 use serde_json::{Value, json};
 
 const N: usize = 10_000;
-const CHANGES: usize = 20;
+const CHANGES: usize = 200;
 const NODE: &str = "bench-node";
 
 fn service(i: usize, ip: &str) -> Value {

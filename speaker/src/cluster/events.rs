@@ -7,7 +7,8 @@
 //!
 //! A restart announces every Service again, one Event each: the task publishes a burst of
 //! [`BURST`], then one per [`PACE`]; beyond [`QUEUE_LIMIT`] waiting Events new ones are
-//! dropped and logged (the state is in `/status` regardless).
+//! dropped, with one warning per spell of a full queue (the state is in `/status`
+//! regardless).
 
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ use kube::Client;
 use kube::api::{Api, PostParams};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracing::warn;
+use tracing::{info, warn};
 
 /// Events published at once before pacing starts.
 pub const BURST: u32 = 50;
@@ -75,6 +76,9 @@ pub fn event(p: &Pending, node: &str, now: Timestamp) -> Event {
 pub struct Publisher {
     tx: Option<mpsc::Sender<Pending>>,
     task: JoinHandle<()>,
+    /// Events dropped since the queue last had room (one warning per full spell, not one
+    /// line per Event: a restart with 10 000 Services would log 9 000).
+    dropped: std::cell::Cell<u64>,
 }
 
 impl Publisher {
@@ -108,7 +112,11 @@ impl Publisher {
                 }
             }
         });
-        Publisher { tx: Some(tx), task }
+        Publisher {
+            tx: Some(tx),
+            task,
+            dropped: std::cell::Cell::new(0),
+        }
     }
 
     /// Queues an Event; `false` when it was dropped (the queue is full).
@@ -127,10 +135,21 @@ impl Publisher {
             note,
         };
         match tx.try_send(pending) {
-            Ok(()) => true,
+            Ok(()) => {
+                let dropped = self.dropped.replace(0);
+                if dropped > 0 {
+                    info!(dropped, "event queue has room again");
+                }
+                true
+            }
             Err(e) => {
                 let p = e.into_inner();
-                warn!(reason = %p.reason, note = %p.note, "event dropped: {QUEUE_LIMIT} already waiting");
+                let dropped = self.dropped.get() + 1;
+                self.dropped.set(dropped);
+                if dropped == 1 {
+                    warn!(reason = %p.reason, note = %p.note,
+                        "event queue full ({QUEUE_LIMIT} waiting): new Events are dropped until it drains; /status has the state");
+                }
                 false
             }
         }

@@ -28,7 +28,7 @@ fn service(
     type_: &str,
     ips: &[&str],
     from: Option<&str>,
-) -> Service {
+) -> std::sync::Arc<Service> {
     let mut v = json!({
         "metadata": {"name": name, "namespace": "default", "annotations": {}},
         "spec": {"type": type_, "ports": [{"port": 80, "protocol": "TCP"}]},
@@ -42,7 +42,7 @@ fn service(
     if let Some(f) = from {
         v["metadata"]["annotations"]["herald.dev/allocated-from"] = json!(f);
     }
-    serde_json::from_value(v).unwrap()
+    std::sync::Arc::new(serde_json::from_value(v).unwrap())
 }
 
 fn pool(name: &str, addresses: &[&str]) -> IPPool {

@@ -91,7 +91,13 @@ pub fn translate(
         .retain(|s| convert::is_managed(s, lb_class));
     for svc in &mut objects.services {
         // The engine recognises Services by the default class; these are already chosen.
-        if let Some(spec) = svc.spec.as_mut() {
+        // Copied only when there is a class to clear.
+        if svc
+            .spec
+            .as_ref()
+            .is_some_and(|s| s.load_balancer_class.is_some())
+            && let Some(spec) = std::sync::Arc::make_mut(svc).spec.as_mut()
+        {
             spec.load_balancer_class = None;
         }
     }

@@ -45,8 +45,11 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store::<K>();
-    let stream =
-        reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default()).modify(slim::<K>),
+    )
+    .default_backoff();
     tasks.push(tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
@@ -60,6 +63,17 @@ where
         }
     }));
     store
+}
+
+/// Drops what the speaker never reads and a real API server sends with every object:
+/// `managedFields` and kubectl's last-applied copy of the whole object. With 10 000
+/// Services and as many EndpointSlices they are most of the cache.
+fn slim<K: Resource>(obj: &mut K) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(a) = meta.annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
 }
 
 fn all<K>(store: &Store<K>) -> Vec<K>
@@ -110,28 +124,33 @@ impl Stores {
 
     /// The cached objects (every Service; the translation picks the managed ones).
     pub(super) fn objects(&self) -> StandaloneConfig {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
         let mut c = StandaloneConfig {
             ip_pools: all(&self.pools),
             bgp_peers: all(&self.peers),
             bgp_advertisements: all(&self.bgp_advertisements),
             l2_advertisements: all(&self.l2_advertisements),
             bfd_profiles: all(&self.bfd_profiles),
-            services: all(&self.services),
-            endpoint_slices: all(&self.slices),
+            services: self.services.state(),
+            endpoint_slices: self.slices.state(),
             nodes: all(&self.nodes),
         };
         // Stores iterate in hash order; sorted input gives the same snapshot every time.
-        let name = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
-            (m.namespace.clone(), m.name.clone())
-        };
-        c.ip_pools.sort_by_key(|o| name(&o.metadata));
-        c.bgp_peers.sort_by_key(|o| name(&o.metadata));
-        c.bgp_advertisements.sort_by_key(|o| name(&o.metadata));
-        c.l2_advertisements.sort_by_key(|o| name(&o.metadata));
-        c.bfd_profiles.sort_by_key(|o| name(&o.metadata));
-        c.services.sort_by_key(|o| name(&o.metadata));
-        c.endpoint_slices.sort_by_key(|o| name(&o.metadata));
-        c.nodes.sort_by_key(|o| name(&o.metadata));
+        // Compared in place: a sort key would copy two strings per comparison.
+        fn cmp(a: &ObjectMeta, b: &ObjectMeta) -> std::cmp::Ordering {
+            (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name))
+        }
+        c.ip_pools.sort_by(|a, b| cmp(&a.metadata, &b.metadata));
+        c.bgp_peers.sort_by(|a, b| cmp(&a.metadata, &b.metadata));
+        c.bgp_advertisements
+            .sort_by(|a, b| cmp(&a.metadata, &b.metadata));
+        c.l2_advertisements
+            .sort_by(|a, b| cmp(&a.metadata, &b.metadata));
+        c.bfd_profiles.sort_by(|a, b| cmp(&a.metadata, &b.metadata));
+        c.services.sort_by(|a, b| cmp(&a.metadata, &b.metadata));
+        c.endpoint_slices
+            .sort_by(|a, b| cmp(&a.metadata, &b.metadata));
+        c.nodes.sort_by(|a, b| cmp(&a.metadata, &b.metadata));
         c
     }
 

@@ -193,7 +193,7 @@ impl Reloader {
             warn!(service = %e.service, reason = %e.reason, "service not fully assigned");
         }
         publish(&self.shared, &outcome);
-        let desired = self.engine.apply(&snapshot, &granted(&outcome)).await;
+        let (desired, _) = self.engine.apply(&snapshot, &granted(&outcome)).await;
         self.generation += 1;
         let generation = self.generation;
         self.shared.update_status(|s| {
