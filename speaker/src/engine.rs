@@ -10,11 +10,13 @@
 //!
 //! The source decides where objects and addresses come from; the engine does not know.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use herald_api::standalone::StandaloneConfig;
 use herald_controller::convert::{self, DEFAULT_LB_CLASS};
@@ -148,23 +150,100 @@ pub fn announce_services(
     objects: &StandaloneConfig,
     assigned: &Assigned,
 ) -> Vec<announce::Service> {
+    announce_services_cached(objects, assigned, &mut AnnounceCache::default())
+}
+
+/// The announce input of each Service from the last snapshot, reused while the Service
+/// and its EndpointSlices keep their `resourceVersion` and its addresses stay the same: a
+/// change to one of 10 000 Services converts one, not 10 000. Objects without a
+/// `resourceVersion` (standalone files) are converted every time.
+#[derive(Default)]
+pub struct AnnounceCache {
+    entries: HashMap<String, Cached>,
+}
+
+struct Cached {
+    /// The Service's `resourceVersion`.
+    version: String,
+    /// Each EndpointSlice's name and `resourceVersion`, in snapshot order.
+    slices: Vec<(String, String)>,
+    addrs: Vec<(IpAddr, String)>,
+    service: announce::Service,
+}
+
+impl Cached {
+    /// Whether this entry was made from these objects (compared in place, no copies).
+    fn matches(
+        &self,
+        version: &str,
+        slices: &[&EndpointSlice],
+        addrs: &[(IpAddr, String)],
+    ) -> bool {
+        self.version == version
+            && self.addrs == addrs
+            && self.slices.len() == slices.len()
+            && self.slices.iter().zip(slices).all(|((name, rv), s)| {
+                s.metadata.name.as_deref() == Some(name)
+                    && s.metadata.resource_version.as_deref() == Some(rv)
+            })
+    }
+}
+
+/// [`announce_services`], reusing what `cache` holds and leaving it holding this snapshot.
+pub fn announce_services_cached(
+    objects: &StandaloneConfig,
+    assigned: &Assigned,
+    cache: &mut AnnounceCache,
+) -> Vec<announce::Service> {
     let mut services = Vec::new();
+    let mut next = HashMap::with_capacity(cache.entries.len());
     let slices = from_api::slices_by_service(&objects.endpoint_slices);
     for svc in objects
         .services
         .iter()
         .filter(|s| convert::is_managed(s, DEFAULT_LB_CLASS))
     {
-        let key = format!(
-            "{}/{}",
-            svc.metadata.namespace.as_deref().unwrap_or("default"),
-            svc.metadata.name.as_deref().unwrap_or_default()
-        );
+        let ns = svc.metadata.namespace.as_deref().unwrap_or("default");
+        let name = svc.metadata.name.as_deref().unwrap_or_default();
+        let key = format!("{ns}/{name}");
         let addrs = assigned.get(&key).cloned().unwrap_or_default();
-        if let Ok(s) = from_api::service(svc, addrs, &slices) {
-            services.push(s);
+        let mine: &[&EndpointSlice] = slices.get(&(ns, name)).map_or(&[], Vec::as_slice);
+        let version = svc.metadata.resource_version.as_deref();
+        let reused = cache
+            .entries
+            .remove(&key)
+            .filter(|c| version.is_some_and(|v| c.matches(v, mine, &addrs)));
+        if let Some(c) = reused {
+            services.push(c.service.clone());
+            next.insert(key, c);
+            continue;
+        }
+        let Ok(service) = from_api::service(svc, addrs.clone(), &slices) else {
+            continue;
+        };
+        services.push(service.clone());
+        let versions: Option<Vec<(String, String)>> = mine
+            .iter()
+            .map(|s| {
+                Some((
+                    s.metadata.name.clone()?,
+                    s.metadata.resource_version.clone()?,
+                ))
+            })
+            .collect();
+        if let (Some(version), Some(slices)) = (version, versions) {
+            next.insert(
+                key,
+                Cached {
+                    version: version.to_owned(),
+                    slices,
+                    addrs,
+                    service,
+                },
+            );
         }
     }
+    cache.entries = next;
     services
 }
 
@@ -259,10 +338,9 @@ fn desired_status(desired: &Desired) -> DesiredStatus {
 /// Ready and unlabelled).
 fn l2_inputs(
     snapshot: &Snapshot,
-    assigned: &Assigned,
+    services: &[announce::Service],
 ) -> (Vec<AddressPolicy>, Option<BTreeMap<String, NodeStatus>>) {
-    let services = announce_services(&snapshot.objects, assigned);
-    let policies = announce::l2_policies(&snapshot.announce, &services)
+    let policies = announce::l2_policies(&snapshot.announce, services)
         .into_iter()
         .map(|p| AddressPolicy {
             addr: p.address,
@@ -323,6 +401,7 @@ pub struct Engine {
     l2: Option<Agent>,
     dataplane: Option<Dataplane>,
     dataplane_errors: Vec<String>,
+    cache: AnnounceCache,
 }
 
 impl Engine {
@@ -339,6 +418,7 @@ impl Engine {
             l2: start_l2(&opts).await?,
             dataplane,
             dataplane_errors: Vec::new(),
+            cache: AnnounceCache::default(),
             opts,
             shared,
         })
@@ -370,7 +450,7 @@ impl Engine {
         snapshot: &Snapshot,
         assigned: &Assigned,
     ) -> (Desired, Vec<announce::Service>) {
-        let services = announce_services(&snapshot.objects, assigned);
+        let services = announce_services_cached(&snapshot.objects, assigned, &mut self.cache);
         let desired = desired_for(snapshot, &services, &self.opts);
         for (peer, e) in self.peers.reconcile(snapshot.peers.clone()).await {
             error!(%peer, error = %e, "bgp session not started");
@@ -384,7 +464,7 @@ impl Engine {
         }
         self.peers.set_routes(&desired.bgp);
         if let Some(agent) = &self.l2 {
-            let (policies, status) = l2_inputs(snapshot, assigned);
+            let (policies, status) = l2_inputs(snapshot, &services);
             agent.set_policies(policies);
             agent.set_node_status(status);
         }
@@ -572,5 +652,103 @@ impl Engine {
         if let Some(dataplane) = self.dataplane.take() {
             dataplane.shutdown().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn svc(rv: &str) -> Arc<k8s_openapi::api::core::v1::Service> {
+        Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"name": "web", "namespace": "shop", "resourceVersion": rv},
+                "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "protocol": "TCP"}]},
+            }))
+            .unwrap(),
+        )
+    }
+
+    fn slice(rv: Option<&str>, ready: bool) -> Arc<k8s_openapi::api::discovery::v1::EndpointSlice> {
+        Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"name": "web-1", "namespace": "shop", "resourceVersion": rv,
+                             "labels": {"kubernetes.io/service-name": "web"}},
+                "addressType": "IPv4",
+                "endpoints": [{"addresses": ["10.244.0.7"], "conditions": {"ready": ready},
+                               "nodeName": "n1"}],
+            }))
+            .unwrap(),
+        )
+    }
+
+    fn objects(
+        svc_rv: &str,
+        slice: Arc<k8s_openapi::api::discovery::v1::EndpointSlice>,
+    ) -> StandaloneConfig {
+        StandaloneConfig {
+            services: vec![svc(svc_rv)],
+            endpoint_slices: vec![slice],
+            ..Default::default()
+        }
+    }
+
+    fn assigned(ip: &str) -> Assigned {
+        [(
+            "shop/web".to_owned(),
+            vec![(ip.parse().unwrap(), "a".to_owned())],
+        )]
+        .into()
+    }
+
+    #[test]
+    fn a_cached_service_follows_every_change_of_its_slices_and_addresses() {
+        let mut cache = AnnounceCache::default();
+        let first = announce_services_cached(
+            &objects("1", slice(Some("5"), true)),
+            &assigned("10.0.0.1"),
+            &mut cache,
+        );
+        assert!(first[0].endpoints[0].ready);
+        // The same versions give the same result.
+        let again = announce_services_cached(
+            &objects("1", slice(Some("5"), true)),
+            &assigned("10.0.0.1"),
+            &mut cache,
+        );
+        assert_eq!(again, first);
+        // A new slice version is read again.
+        let not_ready = announce_services_cached(
+            &objects("1", slice(Some("6"), false)),
+            &assigned("10.0.0.1"),
+            &mut cache,
+        );
+        assert!(!not_ready[0].endpoints[0].ready);
+        // New addresses with the same versions.
+        let moved = announce_services_cached(
+            &objects("1", slice(Some("6"), false)),
+            &assigned("10.0.0.2"),
+            &mut cache,
+        );
+        assert_eq!(moved[0].addresses[0].0.to_string(), "10.0.0.2");
+    }
+
+    #[test]
+    fn objects_without_a_resource_version_are_read_every_time() {
+        let mut cache = AnnounceCache::default();
+        let a = announce_services_cached(
+            &objects("1", slice(None, true)),
+            &assigned("10.0.0.1"),
+            &mut cache,
+        );
+        assert!(a[0].endpoints[0].ready);
+        // Standalone files: same (absent) version, different content.
+        let b = announce_services_cached(
+            &objects("1", slice(None, false)),
+            &assigned("10.0.0.1"),
+            &mut cache,
+        );
+        assert!(!b[0].endpoints[0].ready);
     }
 }
