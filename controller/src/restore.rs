@@ -3,8 +3,8 @@
 //! is never given to a second Service and never moved.
 //!
 //! Takes the pools from the `IPPool` cache (the caller waits until it is filled) and lists
-//! Services straight from the API (the authoritative statuses), gives the pools to the allocator, then restores the managed Services oldest
-//! first (`creationTimestamp`, then namespace/name): when two Services claim one address
+//! Services straight from the API (the authoritative statuses) in pages of [`LIST_PAGE`],
+//! gives the pools to the allocator, then restores the managed Services oldest first (`creationTimestamp`, then namespace/name): when two Services claim one address
 //! that they cannot share, the older keeps it.
 
 use k8s_openapi::api::core::v1::Service;
@@ -25,18 +25,40 @@ pub struct Restored {
     pub conflicts: usize,
 }
 
+/// Services listed per page, as the watches list them: one response with 10 000 Services
+/// is tens of megabytes the API server builds in one go.
+pub const LIST_PAGE: u32 = 500;
+
+/// Every Service, listed in pages of [`LIST_PAGE`].
+async fn list_services(ctx: &Context) -> Result<Vec<Service>, Error> {
+    let api = Api::<Service>::all(ctx.client.clone());
+    let mut all = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut params = ListParams::default().limit(LIST_PAGE);
+        if let Some(t) = token.take() {
+            params = params.continue_token(&t);
+        }
+        let page = api
+            .list(&params)
+            .await
+            .map_err(api_err("Services", "list"))?;
+        all.extend(page.items);
+        match page.metadata.continue_ {
+            Some(t) if !t.is_empty() => token = Some(t),
+            _ => return Ok(all),
+        }
+    }
+}
+
 /// Rebuilds the allocator from the API: pools, then every managed Service's status.
 pub async fn restore_all(ctx: &Context) -> Result<Restored, Error> {
-    let services = Api::<Service>::all(ctx.client.clone())
-        .list(&ListParams::default())
-        .await
-        .map_err(api_err("Services", "list"))?;
+    let services = list_services(ctx).await?;
     // Pools from the cache the reconcilers read (the caller waits for it to fill), so the
     // first reconcile sees the same pools the restore did.
     ctx.sync_pools();
 
     let mut managed: Vec<&Service> = services
-        .items
         .iter()
         .filter(|s| is_managed(s, &ctx.settings.lb_class))
         .collect();

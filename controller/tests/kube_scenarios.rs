@@ -315,6 +315,17 @@ async fn two_thousand_services_present_at_start_are_listed_in_pages_and_all_allo
         .filter(|s| !s.is_watch() && s.path == "/api/v1/services" && s.query.contains("continue="))
         .count();
     assert!(pages >= 3, "the Service list was not read in pages of 500");
+    // The restore's list too, not only the watch's: no list asks for everything at once.
+    let whole: Vec<String> = api
+        .seen()
+        .iter()
+        .filter(|s| !s.is_watch() && s.path == "/api/v1/services" && !s.query.contains("limit="))
+        .map(|s| s.query.clone())
+        .collect();
+    assert!(
+        whole.is_empty(),
+        "Services listed without a limit: {whole:?}"
+    );
     c.stop().await;
 }
 
