@@ -455,3 +455,85 @@ async fn a_restart_right_after_sigterm_leads_again_at_once() {
     assert_eq!(second.leader(), 1);
     second.stop().await;
 }
+
+/// 10 000 Services present at start, in both modes: every one allocated, each address once.
+#[tokio::test]
+async fn ten_thousand_services_present_at_start_are_all_allocated_in_both_modes() {
+    for election_on in [true, false] {
+        let api = FakeApi::new();
+        base(&api);
+        api.insert(IPPOOLS, ip_pool("lab", &["10.8.0.0/16"]));
+        api.insert_all(
+            SERVICES,
+            (0..10_000).map(|i| lb_service("burst", &format!("s{i:05}"), 80)),
+        );
+        let c = start(
+            &api,
+            "c0",
+            election_on.then(|| election(Duration::from_secs(2), Duration::from_secs(15))),
+        );
+        assert!(
+            api.wait_for_every(Duration::from_secs(120), Duration::from_millis(200), |a| {
+                allocated_count(a) == 10_000
+            })
+            .await,
+            "election {election_on}: {} of 10 000 allocated within 120 s",
+            allocated_count(&api)
+        );
+        assert!(
+            c.ready.load(Ordering::Acquire),
+            "election {election_on}: allocating but not ready"
+        );
+        assert_all_allocated_distinct(&api, 10_000);
+        c.stop().await;
+    }
+}
+
+/// A pool with `allocateTo.namespaceSelectors` serves only the namespaces it selects; a
+/// namespace labelled later gets its Services allocated without any change to them.
+#[tokio::test]
+async fn a_pool_with_allocate_to_serves_the_selected_namespaces_and_follows_their_labels() {
+    let api = FakeApi::new();
+    base(&api);
+    let mut team_a = fakeapi::namespace("team-a");
+    team_a["metadata"]["labels"] = json!({"team": "a"});
+    api.insert(NAMESPACES, team_a);
+    api.insert(NAMESPACES, fakeapi::namespace("team-b"));
+    let mut pool = ip_pool("teams", &["10.9.0.0/24"]);
+    pool["spec"]["allocateTo"] = json!({"namespaceSelectors": [{"matchExpressions": [{"key": "team", "operator": "Exists"}]}]});
+    api.insert(IPPOOLS, pool);
+    api.insert(SERVICES, lb_service("team-a", "web", 80));
+    api.insert(SERVICES, lb_service("team-b", "web", 80));
+    let c = start(
+        &api,
+        "c0",
+        Some(election(Duration::from_secs(2), Duration::from_secs(15))),
+    );
+    let allocated_in =
+        |a: &FakeApi, ns: &str| a.get(SERVICES, ns, "web").is_some_and(|s| allocated(&s));
+    assert!(
+        api.wait_for(Duration::from_secs(10), |a| allocated_in(a, "team-a"))
+            .await,
+        "the selected namespace's Service was not allocated"
+    );
+    // team-b is not selected: it fails, with a Warning naming why, and holds nothing.
+    assert!(
+        api.wait_for(Duration::from_secs(10), |a| {
+            a.all(fakeapi::EVENTS).iter().any(|e| {
+                e["reason"] == "AllocationFailed" && e["regarding"]["namespace"] == "team-b"
+            })
+        })
+        .await,
+        "no AllocationFailed Event on team-b/web"
+    );
+    assert!(!allocated_in(&api, "team-b"), "team-b/web got an address");
+    api.update(NAMESPACES, "", "team-b", |ns| {
+        ns["metadata"]["labels"] = json!({"team": "b"});
+    });
+    assert!(
+        api.wait_for(Duration::from_secs(10), |a| allocated_in(a, "team-b"))
+            .await,
+        "labelling the namespace did not get its Service allocated"
+    );
+    c.stop().await;
+}
