@@ -5,7 +5,6 @@ mod common;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use aya::programs::tc::TcAttachType;
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
@@ -13,25 +12,23 @@ use common::packet::*;
 use common::*;
 use herald_ebpf::abi::FlowKey;
 use herald_ebpf::{Balancer, Decap, Error, LoadOptions, Variant, XdpMode};
-use herald_tests::{Netns, veth_pair};
+use herald_tests::{BpfFs, Netns, veth_pair};
 
-/// A pin directory unique to this test, removed (with whatever is pinned in it) on drop.
-struct PinDir(PathBuf);
+/// A pin directory on a bpf filesystem of this test's own (mounted for it, unmounted with
+/// everything pinned in it on drop): nothing depends on `/sys/fs/bpf` being mounted already,
+/// or on another test mounting it first.
+struct PinDir {
+    path: PathBuf,
+    _fs: BpfFs,
+}
 
 impl PinDir {
     fn new() -> Self {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        Self(PathBuf::from(format!(
-            "/sys/fs/bpf/herald-test-{}-{n}",
-            std::process::id()
-        )))
-    }
-}
-
-impl Drop for PinDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let fs = BpfFs::mount();
+        Self {
+            path: fs.pin_dir("herald"),
+            _fs: fs,
+        }
     }
 }
 
@@ -121,15 +118,15 @@ fn a_foreign_xdp_program_is_refused_and_named() {
 fn a_map_pinned_with_another_layout_is_refused_naming_it_instead_of_reused() {
     herald_tests::require_privileged!();
     let pins = PinDir::new();
-    std::fs::create_dir_all(&pins.0).unwrap();
+    std::fs::create_dir_all(&pins.path).unwrap();
     // As an older build's flow table might be: same name, another key and value size.
-    let flows = pins.0.join("herald_flows");
+    let flows = pins.path.join("herald_flows");
     aya::maps::Array::<aya::maps::MapData, u32>::create(4, 0)
         .expect("creating a map")
         .pin(&flows)
         .expect("pinning it");
     let err = Balancer::load(&LoadOptions {
-        pin_dir: Some(pins.0.clone()),
+        pin_dir: Some(pins.path.clone()),
         variant: Variant::Forwarding,
     })
     .expect_err("an incompatible pinned map must be refused");
@@ -150,7 +147,7 @@ fn pinned_maps_and_attachment_survive_a_restart_and_unpin_cleanly() {
     let (ns, _peer, ifname) = lab();
     let pins = PinDir::new();
     let opts = LoadOptions {
-        pin_dir: Some(pins.0.clone()),
+        pin_dir: Some(pins.path.clone()),
         variant: Variant::Forwarding,
     };
     inside(&ns, || {
@@ -192,7 +189,7 @@ fn pinned_maps_and_attachment_survive_a_restart_and_unpin_cleanly() {
             "still attached after the loader is gone"
         );
         for name in herald_ebpf::abi::map_name::XDP_MAPS {
-            assert!(pins.0.join(name).exists(), "{name} pinned");
+            assert!(pins.path.join(name).exists(), "{name} pinned");
         }
 
         let mut second = Balancer::load(&opts).unwrap();
@@ -212,7 +209,7 @@ fn pinned_maps_and_attachment_survive_a_restart_and_unpin_cleanly() {
         second.detach(&ifname).unwrap();
         assert_eq!(xdp_state(&ns, &ifname), "");
         second.unpin_all().unwrap();
-        let left: Vec<_> = std::fs::read_dir(&pins.0).unwrap().collect();
+        let left: Vec<_> = std::fs::read_dir(&pins.path).unwrap().collect();
         assert!(left.is_empty(), "pin directory empty: {left:?}");
     });
 }
@@ -329,14 +326,14 @@ fn pinned_decap_attachment_outlives_its_loader_and_is_replaced_in_place() {
                 .map(|p| p.id())
                 .collect()
         };
-        let mut first = Decap::load_pinned(Some(&pins.0)).unwrap();
+        let mut first = Decap::load_pinned(Some(&pins.path)).unwrap();
         first.attach(&ifname).unwrap();
         let before = ids();
         assert_eq!(before.len(), 1);
         drop(first); // the speaker exits
         assert_eq!(ids(), before, "still attached after the loader is gone");
 
-        let mut second = Decap::load_pinned(Some(&pins.0)).unwrap();
+        let mut second = Decap::load_pinned(Some(&pins.path)).unwrap();
         second.attach(&ifname).unwrap();
         let after = ids();
         assert_eq!(after.len(), 1, "replaced, not added: {after:?}");
@@ -344,7 +341,7 @@ fn pinned_decap_attachment_outlives_its_loader_and_is_replaced_in_place() {
         second.detach(&ifname).unwrap();
         assert!(ids().is_empty());
         assert!(
-            std::fs::read_dir(&pins.0).unwrap().next().is_none(),
+            std::fs::read_dir(&pins.path).unwrap().next().is_none(),
             "pin removed"
         );
     });
