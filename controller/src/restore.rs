@@ -4,8 +4,9 @@
 //!
 //! Takes the pools from the `IPPool` cache (the caller waits until it is filled) and lists
 //! Services straight from the API (the authoritative statuses) in pages of [`LIST_PAGE`],
-//! gives the pools to the allocator, then restores the managed Services oldest first (`creationTimestamp`, then namespace/name): when two Services claim one address
-//! that they cannot share, the older keeps it.
+//! gives the pools to the allocator, then restores the managed Services oldest first
+//! (`creationTimestamp`, then namespace/name): when two Services claim one address that they
+//! cannot share, the older keeps it.
 
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, ListParams};

@@ -145,14 +145,6 @@ pub fn interfaces() -> Vec<Interface> {
     out.into_values().collect()
 }
 
-/// The managed Services with their granted addresses, as announce reads them.
-pub fn announce_services(
-    objects: &StandaloneConfig,
-    assigned: &Assigned,
-) -> Vec<announce::Service> {
-    announce_services_cached(objects, assigned, &mut AnnounceCache::default())
-}
-
 /// The announce input of each Service from the last snapshot, reused while the Service
 /// and its EndpointSlices keep their `resourceVersion` and its addresses stay the same: a
 /// change to one of 10 000 Services converts one, not 10 000. Objects without a
@@ -189,7 +181,8 @@ impl Cached {
     }
 }
 
-/// [`announce_services`], reusing what `cache` holds and leaving it holding this snapshot.
+/// The managed Services with their granted addresses, as announce reads them, reusing what
+/// `cache` holds and leaving it holding this snapshot.
 pub fn announce_services_cached(
     objects: &StandaloneConfig,
     assigned: &Assigned,
@@ -247,16 +240,8 @@ pub fn announce_services_cached(
     services
 }
 
-/// This node's desired state for `snapshot` and `assigned`.
-pub fn desired(snapshot: &Snapshot, assigned: &Assigned, opts: &EngineOptions) -> Desired {
-    desired_for(
-        snapshot,
-        &announce_services(&snapshot.objects, assigned),
-        opts,
-    )
-}
-
-/// [`desired`] from the Services already read by [`announce_services`].
+/// This node's desired state for `snapshot`, from its managed Services as
+/// [`announce_services_cached`] read them.
 fn desired_for(
     snapshot: &Snapshot,
     services: &[announce::Service],

@@ -164,3 +164,30 @@ impl Stores {
         self.peers.get(&ObjectRef::new(name)).map(|p| (*p).clone())
     }
 }
+
+#[cfg(test)]
+mod slim_tests {
+    use super::*;
+
+    #[test]
+    fn slim_drops_managed_fields_and_the_last_applied_copy_and_keeps_other_annotations() {
+        let mut svc: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "web", "namespace": "shop",
+                "annotations": {
+                    "herald.dev/allocated-from": "a",
+                    "kubectl.kubernetes.io/last-applied-configuration": "{\"big\": true}"
+                },
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}]
+            }
+        }))
+        .unwrap();
+        slim(&mut svc);
+        assert!(svc.metadata.managed_fields.is_none());
+        let annotations = svc.metadata.annotations.unwrap();
+        assert_eq!(
+            annotations.keys().collect::<Vec<_>>(),
+            ["herald.dev/allocated-from"]
+        );
+    }
+}
