@@ -14,7 +14,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
 
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
@@ -26,6 +28,7 @@ use tracing::{error, info};
 use crate::admin::Shared;
 use crate::announce::{self, BackendMode, Desired, Inputs, Interface, from_api};
 use crate::dataplane::driver::{Dataplane, DataplaneError, DataplaneOptions};
+use crate::drain::{self, Drain, Phase};
 use crate::l2::agent::{Agent, AgentConfig, NodeStatus};
 use crate::l2::election::{AddressPolicy, NodeSelector};
 use crate::l2::gossip::GossipConfig;
@@ -57,6 +60,22 @@ pub struct EngineOptions {
     /// Standalone: when no Node object names this node, it counts as Ready and unlabelled
     /// (hosts need not list themselves). In a cluster an unknown node announces nothing.
     pub unlisted_node_ready: bool,
+    /// What stopping (SIGTERM) does to the routes and the dataplane.
+    pub on_exit: ExitMode,
+}
+
+/// `--on-exit`: what a stop (SIGTERM) means.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ExitMode {
+    /// A planned restart (rollouts, upgrades): BGP sessions with graceful restart close
+    /// without a Cease, so routers keep the routes as stale until the next start re-announces
+    /// them; BFD says AdminDown; the XDP balancer and decapsulation stay attached with their
+    /// maps pinned for the next start to adopt. Layer-2 addresses move to other nodes.
+    #[default]
+    Restart,
+    /// Leaving for good: a Cease to every peer (routers withdraw at once), the dataplane
+    /// detached and its pins removed.
+    Withdraw,
 }
 
 /// `--gossip-*`: how this speaker finds and authenticates the others (layer-2 mode).
@@ -387,6 +406,9 @@ pub struct Engine {
     dataplane: Option<Dataplane>,
     dataplane_errors: Vec<String>,
     cache: AnnounceCache,
+    /// Each peer's routes as announce computed them, before the drain phase is applied.
+    routes: BTreeMap<String, BTreeMap<IpNet, announce::RouteAttrs>>,
+    drain: Drain,
 }
 
 impl Engine {
@@ -404,6 +426,8 @@ impl Engine {
             dataplane,
             dataplane_errors: Vec::new(),
             cache: AnnounceCache::default(),
+            routes: BTreeMap::new(),
+            drain: Drain::default(),
             opts,
             shared,
         })
@@ -447,7 +471,24 @@ impl Engine {
                 error!(error = %e, "dataplane");
             }
         }
-        self.peers.set_routes(&desired.bgp);
+        let annotated = drain::annotated(
+            snapshot
+                .objects
+                .nodes
+                .iter()
+                .find(|n| n.metadata.name.as_deref() == Some(self.opts.node_name.as_str()))
+                .and_then(|n| n.metadata.annotations.as_ref()),
+        );
+        self.routes = desired.bgp.clone();
+        if self.drain.set_annotation(annotated, Instant::now()) {
+            self.drain_changed(if annotated {
+                "Node annotation herald.dev/drain"
+            } else {
+                "Node annotation herald.dev/drain removed"
+            });
+        } else {
+            self.push_routes();
+        }
         if let Some(agent) = &self.l2 {
             let (policies, status) = l2_inputs(snapshot, &services);
             agent.set_policies(policies);
@@ -627,15 +668,67 @@ impl Engine {
         }
     }
 
-    /// Graceful stop: the layer-2 agent leaves (the others take over at once), every BGP
-    /// session ends with a Cease NOTIFICATION carrying `reason` (RFC 8203).
+    /// Hands each session its routes as the drain phase announces them.
+    fn push_routes(&self) {
+        if self.drain.phase() == Phase::Serving {
+            self.peers.set_routes(&self.routes);
+            return;
+        }
+        let routes = self
+            .routes
+            .iter()
+            .map(|(peer, r)| (peer.clone(), self.drain.routes(r)))
+            .collect();
+        self.peers.set_routes(&routes);
+    }
+
+    /// `herald-speaker drain` (`Some(wait)`) or its undoing (`None`).
+    pub fn set_drain_command(&mut self, wait: Option<Duration>) {
+        if self.drain.set_command(wait, Instant::now()) {
+            self.drain_changed(if wait.is_some() {
+                "drain command"
+            } else {
+                "undrain command"
+            });
+        }
+    }
+
+    /// When the drain's wait ends: call [`Self::drain_tick`] then.
+    pub fn drain_deadline(&self) -> Option<Instant> {
+        self.drain.deadline()
+    }
+
+    /// Withdraws the routes once the drain's wait is over.
+    pub fn drain_tick(&mut self) {
+        if self.drain.tick(Instant::now()) {
+            self.drain_changed("drain wait over");
+        }
+    }
+
+    fn drain_changed(&mut self, why: &str) {
+        let phase = self.drain.phase();
+        info!(phase = phase.as_str(), cause = why, "drain");
+        self.push_routes();
+        if let Some(agent) = &self.l2 {
+            agent.set_drained(phase != Phase::Serving);
+        }
+        self.shared.update_status(|s| s.drain = phase);
+    }
+
+    /// Stops as `--on-exit` says ([`ExitMode`]). The layer-2 agent leaves either way (the
+    /// others take over at once); `reason` is the Cease text (RFC 8203) where one is sent.
     pub async fn shutdown(mut self, reason: &str) {
         if let Some(agent) = &self.l2 {
             agent.leave();
         }
-        self.peers.shutdown(reason).await;
+        match self.opts.on_exit {
+            ExitMode::Restart => self.peers.stop_for_restart(reason).await,
+            ExitMode::Withdraw => self.peers.shutdown(reason).await,
+        }
         if let Some(dataplane) = self.dataplane.take() {
-            dataplane.shutdown().await;
+            dataplane
+                .shutdown(self.opts.on_exit == ExitMode::Restart)
+                .await;
         }
     }
 }

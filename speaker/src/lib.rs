@@ -10,6 +10,7 @@
 //!   machine, port and TTL rules. No sockets; a UDP driver wraps it.
 //! - [`cluster`]: cluster mode: watches the API server, feeds the engine, reports per Service.
 //! - [`dataplane`]: what user space computes for the XDP fast path (weighted Maglev tables).
+//! - [`drain`]: taking the node out of service on purpose (GRACEFUL_SHUTDOWN, then withdraw).
 //! - [`engine`]: the per-node machinery every mode drives: snapshot of objects and granted
 //!   addresses -> announce -> BGP sessions, layer-2 agent, dataplane.
 //! - [`metrics`]: Prometheus metrics, all named `herald_*`.
@@ -26,6 +27,7 @@ pub mod bfd;
 pub mod bgp;
 pub mod cluster;
 pub mod dataplane;
+pub mod drain;
 pub mod engine;
 pub mod error;
 pub mod l2;

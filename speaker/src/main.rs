@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use herald_controller::convert::DEFAULT_LB_CLASS;
 use herald_speaker::dataplane::driver::{DEFAULT_PIN_DIR, DataplaneOptions, Mode};
+use herald_speaker::engine::ExitMode;
 use herald_speaker::standalone::daemon::{self, GossipOptions, Options};
 use herald_speaker::status::StatusReport;
 
@@ -62,6 +63,36 @@ struct ClusterArgs {
     gossip: GossipArgs,
     #[command(flatten)]
     dataplane: DataplaneArgs,
+    #[command(flatten)]
+    exit: ExitArgs,
+}
+
+/// What stopping means (both modes).
+#[derive(Debug, Args)]
+struct ExitArgs {
+    /// What SIGTERM does. `restart` (a rollout or upgrade): BGP sessions with graceful
+    /// restart close without a Cease, so routers keep the routes until the next start
+    /// re-announces them, BFD says AdminDown, and the XDP balancer and decapsulation stay
+    /// attached for the next start to adopt. `withdraw` (leaving for good): a Cease to every
+    /// peer, so routers withdraw at once, and the dataplane is detached. To take a node out
+    /// of service without dropping traffic, drain it first (`herald-speaker drain`).
+    #[arg(long, value_enum, default_value_t = ExitArg::Restart)]
+    on_exit: ExitArg,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ExitArg {
+    Restart,
+    Withdraw,
+}
+
+impl From<ExitArgs> for ExitMode {
+    fn from(a: ExitArgs) -> Self {
+        match a.on_exit {
+            ExitArg::Restart => ExitMode::Restart,
+            ExitArg::Withdraw => ExitMode::Withdraw,
+        }
+    }
 }
 
 /// Layer-2 mode's gossip among speakers (both modes).
@@ -134,6 +165,26 @@ enum Command {
         gossip: GossipArgs,
         #[command(flatten)]
         dataplane: DataplaneArgs,
+        #[command(flatten)]
+        exit: ExitArgs,
+    },
+    /// Take this node out of service without dropping traffic: its routes carry the
+    /// GRACEFUL_SHUTDOWN community (RFC 8326) and LOCAL_PREF 0 for `--wait`, so routers move
+    /// traffic elsewhere first, then are withdrawn; layer-2 addresses move to other nodes.
+    /// The node stays drained until `--undo` or a restart (in a cluster, also while its Node
+    /// carries the annotation herald.dev/drain=true). Talks to the running speaker's admin
+    /// address, from the node itself.
+    Drain {
+        /// The speaker's admin address.
+        #[arg(long, default_value = "127.0.0.1:9471")]
+        admin_addr: SocketAddr,
+        /// How long routes carry GRACEFUL_SHUTDOWN before they are withdrawn (`0s`:
+        /// withdraw at once; at most 1h).
+        #[arg(long, default_value = "30s")]
+        wait: String,
+        /// Serve again: announce normally.
+        #[arg(long)]
+        undo: bool,
     },
     /// Print a running speaker's /status as tables.
     Status {
@@ -158,10 +209,6 @@ struct DataplaneArgs {
     /// interface, slower.
     #[arg(long, value_enum, default_value_t = XdpModeArg::Native)]
     xdp_mode: XdpModeArg,
-    /// On SIGTERM leave the XDP balancer attached and its maps pinned, so forwarding goes on
-    /// until the next start adopts them (upgrades). Default: detach and remove them.
-    #[arg(long)]
-    xdp_keep_on_exit: bool,
     /// This host is a backend: decapsulate IPIP/IP6IP6 from the balancers (TC ingress) and
     /// bind the VIPs it serves to `lo` (this sets net.ipv4.conf.all.arp_ignore=1 and
     /// arp_announce=2 so the host does not answer ARP for them).
@@ -191,7 +238,6 @@ impl From<DataplaneArgs> for DataplaneOptions {
                 XdpModeArg::Native => Mode::Native,
                 XdpModeArg::Generic => Mode::Generic,
             },
-            keep_on_exit: a.xdp_keep_on_exit,
             decap: a.decap,
             decap_interfaces: a.decap_interfaces,
             pin_dir: a.bpf_pin_dir,
@@ -209,6 +255,36 @@ fn init_logging(format: LogFormat) {
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn drain(admin_addr: SocketAddr, wait: &str, undo: bool) -> Result<(), String> {
+    let url = format!("http://{admin_addr}/drain");
+    let request = if undo {
+        ureq::delete(&url)
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+    } else {
+        ureq::post(&url)
+            .query("wait", wait)
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .send_empty()
+    };
+    let mut response = request.map_err(|e| {
+        format!(
+            "cannot reach {url}: {e} (is herald-speaker running with --admin-addr {admin_addr}?)"
+        )
+    })?;
+    let body = response.body_mut().read_to_string().unwrap_or_default();
+    if response.status().is_success() {
+        print!("{body}");
+        Ok(())
+    } else {
+        Err(format!("{url}: {}: {}", response.status(), body.trim_end()))
     }
 }
 
@@ -312,6 +388,7 @@ async fn cluster(args: ClusterArgs) -> Result<(), String> {
             bgp_listen_addr: args.bgp_listen_addr,
             gossip,
             dataplane: args.dataplane.into(),
+            on_exit: args.exit.into(),
         },
         shared,
         stop_rx,
@@ -335,6 +412,7 @@ fn main() -> ExitCode {
             bgp_listen_addr,
             gossip,
             dataplane,
+            exit,
         }) => {
             let gossip = gossip.options();
             let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -356,10 +434,16 @@ fn main() -> ExitCode {
                     bgp_listen_addr,
                     gossip,
                     dataplane: dataplane.into(),
+                    on_exit: exit.into(),
                 }))
                 .map_err(|e| chain(&e))
         }
         Some(Command::Status { admin_addr, json }) => status(admin_addr, json),
+        Some(Command::Drain {
+            admin_addr,
+            wait,
+            undo,
+        }) => drain(admin_addr, &wait, undo),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -280,12 +280,32 @@ impl Peers {
             .collect()
     }
 
-    /// Closes every session with a Cease carrying `reason`.
+    /// Closes every session with a Cease carrying `reason`: the peers withdraw the routes.
     pub async fn shutdown(&mut self, reason: &str) {
         self.listener = None;
         for (name, running) in std::mem::take(&mut self.running) {
             info!(peer = %name, "closing bgp session");
             running.handle.shutdown(reason).await;
+        }
+    }
+
+    /// Ends every session for a planned restart of this speaker: sessions with graceful
+    /// restart negotiated close without a NOTIFICATION, so the peers keep the routes as stale
+    /// until the next start re-announces them and sends End-of-RIB (RFC 4724); the others get
+    /// a Cease carrying `reason`. BFD then tells each peer AdminDown, which is not a failure
+    /// (RFC 5882 §3.2), so the router's BGP session is not torn down by BFD either.
+    pub async fn stop_for_restart(&mut self, reason: &str) {
+        self.listener = None;
+        for (name, running) in std::mem::take(&mut self.running) {
+            let Running { handle, bfd, .. } = running;
+            info!(peer = %name, "closing bgp session for a restart");
+            // BGP first: while the coupling runs, our own AdminDown would reach BGP as a
+            // BFD Down and send a Cease.
+            handle.stop_for_restart(reason).await;
+            if let Some((bfd, coupling)) = bfd {
+                drop(coupling);
+                bfd.admin_down(std::time::Duration::from_millis(500)).await;
+            }
         }
     }
 }

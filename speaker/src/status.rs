@@ -34,6 +34,10 @@ pub struct StatusReport {
     /// The XDP balancer and decapsulation on this node.
     #[serde(default)]
     pub dataplane: DataplaneStatus,
+    /// Whether the node is being taken out of service (`herald-speaker drain`, or the
+    /// `herald.dev/drain` Node annotation).
+    #[serde(default)]
+    pub drain: crate::drain::Phase,
     /// Cluster mode: how this node announces each Service with an address.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub announcements: Vec<AnnouncementStatus>,
@@ -280,6 +284,18 @@ impl StatusReport {
         }
         if let Some(e) = &self.desired.excluded {
             let _ = writeln!(out, "this node announces nothing: {e}");
+        }
+        match self.drain {
+            crate::drain::Phase::Serving => {}
+            crate::drain::Phase::Draining => {
+                let _ = writeln!(
+                    out,
+                    "DRAINING: routes carry GRACEFUL_SHUTDOWN (65535:0) until they are withdrawn"
+                );
+            }
+            crate::drain::Phase::Drained => {
+                let _ = writeln!(out, "DRAINED: nothing is announced from this node");
+            }
         }
         out.push('\n');
         let rows: Vec<Vec<String>> = self

@@ -24,7 +24,7 @@ use nix::sys::socket::{
 };
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::packet::{ControlPacket, State};
@@ -76,6 +76,7 @@ impl Default for BfdStatus {
 #[derive(Debug)]
 pub struct BfdHandle {
     status: watch::Receiver<BfdStatus>,
+    admin_down: mpsc::Sender<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
 
@@ -177,8 +178,23 @@ impl BfdHandle {
         let tx = bind_tx(&config, seed)?;
         let discr = NonZeroU32::new(seed | 1).unwrap_or(NonZeroU32::MIN);
         let (status_tx, status) = watch::channel(BfdStatus::default());
-        let task = tokio::spawn(run(config, rx, tx, discr, seed, status_tx));
-        Ok(Self { status, task })
+        let (admin_down, admin_rx) = mpsc::channel(1);
+        let task = tokio::spawn(run(config, rx, tx, discr, seed, status_tx, admin_rx));
+        Ok(Self {
+            status,
+            admin_down,
+            task,
+        })
+    }
+
+    /// Ends the session for a planned stop: the peer is told AdminDown (RFC 5880 §6.8.16),
+    /// which RFC 5882 §3.2 says it must not take as a path failure, so its BGP session is not
+    /// torn down by BFD. Waits at most `limit` for the packet to be sent, then ends the task.
+    pub async fn admin_down(self, limit: std::time::Duration) {
+        let (done, sent) = oneshot::channel();
+        if self.admin_down.send(done).await.is_ok() {
+            let _ = tokio::time::timeout(limit, sent).await;
+        }
     }
 
     /// The current status.
@@ -199,6 +215,7 @@ async fn run(
     discr: NonZeroU32,
     seed: u32,
     status_tx: watch::Sender<BfdStatus>,
+    mut admin_rx: mpsc::Receiver<oneshot::Sender<()>>,
 ) {
     let dest = SocketAddr::new(config.peer, config.hop.destination_port());
     let mut state = seed | 1;
@@ -212,6 +229,7 @@ async fn run(
     let mut session = Session::new(discr, config.profile, Instant::now());
     let mut status = BfdStatus::default();
     let mut buf = [0u8; 128];
+    let mut stopping: Option<oneshot::Sender<()>> = None;
     loop {
         let input = {
             let deadline = session.timers().next();
@@ -245,6 +263,10 @@ async fn run(
                         None => std::future::pending().await,
                     }
                 } => Some(Input::TimerFired),
+                Some(done) = admin_rx.recv() => {
+                    stopping = Some(done);
+                    Some(Input::AdminDown)
+                }
             }
         };
         let Some(input) = input else {
@@ -252,21 +274,12 @@ async fn run(
             continue;
         };
         let out = session.step(Instant::now(), input, &mut rng);
-        for action in out.actions {
-            match action {
-                Action::Send(p) => {
-                    if tx.send_to(&p.encode(), dest).await.is_ok() {
-                        status.sent += 1;
-                    }
-                }
-                Action::StateChanged { from, to, diag } => {
-                    tracing::info!(peer = %config.peer, ?from, ?to, ?diag, "bfd state changed");
-                    if from == State::Up {
-                        status.down_count += 1;
-                    }
-                }
-                Action::Discarded(_) => status.dropped += 1,
-            }
+        carry_out(out.actions, &tx, dest, &config, &mut status).await;
+        if let Some(done) = stopping.take_if(|_| session.state() == State::AdminDown) {
+            // The AdminDown packet is due at once: send it before reporting the stop.
+            let out = session.step(Instant::now(), Input::TimerFired, &mut rng);
+            carry_out(out.actions, &tx, dest, &config, &mut status).await;
+            let _ = done.send(());
         }
         status.state = session.state();
         status_tx.send_if_modified(|old| {
@@ -275,6 +288,32 @@ async fn run(
             *old = status;
             changed
         });
+    }
+}
+
+/// Sends the packets and counts what `actions` say.
+async fn carry_out(
+    actions: Vec<Action>,
+    tx: &UdpSocket,
+    dest: SocketAddr,
+    config: &BfdConfig,
+    status: &mut BfdStatus,
+) {
+    for action in actions {
+        match action {
+            Action::Send(p) => {
+                if tx.send_to(&p.encode(), dest).await.is_ok() {
+                    status.sent += 1;
+                }
+            }
+            Action::StateChanged { from, to, diag } => {
+                tracing::info!(peer = %config.peer, ?from, ?to, ?diag, "bfd state changed");
+                if from == State::Up {
+                    status.down_count += 1;
+                }
+            }
+            Action::Discarded(_) => status.dropped += 1,
+        }
     }
 }
 

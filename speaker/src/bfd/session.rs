@@ -505,7 +505,9 @@ impl Session {
                 let remote_detection = self.desired_min_tx.max(self.remote_min_rx)
                     * u32::from(self.profile.detect_mult());
                 self.admin_down_until = Some(now + remote_detection);
-                if self.next_tx.is_none() && self.may_transmit(now) {
+                // Tell the peer at once rather than at the next periodic packet: a planned
+                // stop waits for this one before it ends the session.
+                if self.may_transmit(now) {
                     self.next_tx = Some(now);
                 }
             }

@@ -129,7 +129,7 @@ impl PeerStatus {
 /// Commands to a peer task.
 #[derive(Debug)]
 enum Command {
-    Stop { reason: String },
+    Stop { reason: String, restart: bool },
     Bfd { up: bool },
 }
 
@@ -273,11 +273,23 @@ impl PeerHandle {
 
     /// Closes the session with a Cease carrying `reason` (RFC 8203) and ends the task; waits
     /// at most two seconds for the NOTIFICATION to be written.
-    pub async fn shutdown(mut self, reason: &str) {
+    pub async fn shutdown(self, reason: &str) {
+        self.stop(reason, false).await;
+    }
+
+    /// Ends the task for a planned restart of this speaker: with graceful restart negotiated
+    /// the connection closes without a NOTIFICATION, so the peer keeps the routes as stale
+    /// until the next start re-announces them (RFC 4724); otherwise as [`Self::shutdown`].
+    pub async fn stop_for_restart(self, reason: &str) {
+        self.stop(reason, true).await;
+    }
+
+    async fn stop(mut self, reason: &str, restart: bool) {
         let _ = self
             .commands
             .send(Command::Stop {
                 reason: reason.to_owned(),
+                restart,
             })
             .await;
         if let Some(task) = self.task.take() {
@@ -390,8 +402,13 @@ impl Driver {
                     }
                 }
                 cmd = commands.recv() => match cmd {
-                    Some(Command::Stop { reason }) => {
-                        self.handle(Event::ManualStop { reason }).await;
+                    Some(Command::Stop { reason, restart }) => {
+                        let event = if restart {
+                            Event::PlannedRestart { reason }
+                        } else {
+                            Event::ManualStop { reason }
+                        };
+                        self.handle(event).await;
                         return;
                     }
                     Some(Command::Bfd { up: true }) => self.handle(Event::BfdUp).await,

@@ -88,6 +88,13 @@ pub enum Event {
         /// Text for the peer's operator.
         reason: String,
     },
+    /// A planned restart of this speaker: with graceful restart negotiated the connection is
+    /// closed without a NOTIFICATION, so the peer keeps our routes as stale until we are back
+    /// and have sent End-of-RIB (RFC 4724 §4.2); otherwise as [`Event::ManualStop`].
+    PlannedRestart {
+        /// Text for the peer's operator when a Cease is sent after all.
+        reason: String,
+    },
     /// A timer armed by an [`Action::Arm`] expired (Events 9, 10, 11).
     TimerExpired(Timer),
     /// Events 16/17: a TCP connection (outbound or accepted) is up; `local` is our address
@@ -146,6 +153,9 @@ pub struct Negotiated {
     pub route_refresh: bool,
     /// The peer's BGP identifier.
     pub peer_id: Ipv4Addr,
+    /// Both sides sent the graceful restart capability (RFC 4724 §3): the peer keeps our
+    /// routes when the connection drops without a NOTIFICATION.
+    pub graceful_restart: bool,
 }
 
 /// Counters and facts for status and metrics.
@@ -286,7 +296,18 @@ impl Session {
             (_, Event::ManualStart) => {}
             // §8.2.2, Event 2 in any state: Cease with the shutdown communication (RFC 8203)
             // when a connection exists, then Idle and no automatic restart.
-            (state, Event::ManualStop { reason }) => {
+            (Established, Event::PlannedRestart { .. })
+                if self.negotiated.is_some_and(|n| n.graceful_restart) =>
+            {
+                // RFC 4724 §4.2: the peer treats a connection closed without a NOTIFICATION as
+                // our restart, keeps the routes (marked stale) and waits for our End-of-RIB.
+                self.stopped = true;
+                self.counters.last_error = Some(
+                    "closed for a restart (graceful restart: the peer keeps the routes)".into(),
+                );
+                self.enter_idle(true, out);
+            }
+            (state, Event::PlannedRestart { reason } | Event::ManualStop { reason }) => {
                 self.stopped = true;
                 if matches!(state, OpenSent | OpenConfirm | Established) {
                     out.push(Action::Send(BgpMessage::Notification(

@@ -48,7 +48,9 @@ use self::watch::Stores;
 use crate::admin::Shared;
 use crate::announce::{self, BackendMode, Desired};
 use crate::dataplane::driver::DataplaneOptions;
-use crate::engine::{Assigned, Engine, EngineError, EngineOptions, GossipOptions, Snapshot};
+use crate::engine::{
+    Assigned, Engine, EngineError, EngineOptions, ExitMode, GossipOptions, Snapshot,
+};
 use crate::metrics::ResultLabel;
 use crate::status::{AnnouncementStatus, ConfigStatus, ServiceStatus, StatusReport};
 
@@ -76,6 +78,8 @@ pub struct Options {
     pub gossip: Option<GossipOptions>,
     /// `--xdp-*`, `--decap*`, `--bpf-pin-dir`.
     pub dataplane: DataplaneOptions,
+    /// `--on-exit`: what SIGTERM does to routes and forwarding.
+    pub on_exit: ExitMode,
 }
 
 /// Why cluster mode could not start.
@@ -322,6 +326,7 @@ pub async fn run(
             backend_mode: BackendMode::Nodes,
             unlisted_node_ready: false,
             dataplane: opts.dataplane.clone(),
+            on_exit: opts.on_exit,
         },
         shared.clone(),
     )
@@ -344,8 +349,14 @@ pub async fn run(
 
     let mut refresh = tokio::time::interval(REFRESH);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut drain = shared.drain.subscribe();
     loop {
         tokio::select! {
+            Ok(()) = drain.changed() => {
+                let wait = *drain.borrow_and_update();
+                speaker.engine.set_drain_command(wait);
+            }
+            () = crate::drain::until(speaker.engine.drain_deadline()) => speaker.engine.drain_tick(),
             Some(()) = changed.recv() => {
                 let noticed = Instant::now();
                 settle(&mut changed).await;
@@ -359,8 +370,8 @@ pub async fn run(
         }
     }
     info!("shutting down");
-    // Cease to every peer (RFC 8203 text), so routers withdraw at once rather than after
-    // the hold time; the layer-2 agent leaves so the others take over at once.
+    // As --on-exit says: a restart keeps the routes (graceful restart) and forwarding, a
+    // withdraw sends a Cease; the layer-2 agent leaves so the others take over at once.
     speaker
         .engine
         .shutdown("herald-speaker shutting down")

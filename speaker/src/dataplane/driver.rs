@@ -47,8 +47,6 @@ pub struct DataplaneOptions {
     pub xdp_interfaces: Vec<String>,
     /// `--xdp-mode`.
     pub xdp_mode: Mode,
-    /// `--xdp-keep-on-exit`: leave the balancer attached and its maps pinned at SIGTERM.
-    pub keep_on_exit: bool,
     /// `--decap`: this host is a backend: decapsulate on `decap_interfaces`.
     pub decap: bool,
     /// `--decap-interface`: where to decapsulate (empty: every non-loopback interface).
@@ -368,11 +366,12 @@ impl Dataplane {
         out
     }
 
-    /// Stops: detaches the programs, removes the pinned maps and unbinds the VIPs, unless
-    /// `--xdp-keep-on-exit` asked to keep forwarding (then everything stays for the next run).
-    pub async fn shutdown(mut self) {
-        if self.opts.keep_on_exit {
-            info!("dataplane: left attached (--xdp-keep-on-exit)");
+    /// Stops: with `keep` (a planned restart) everything stays attached, pinned and bound
+    /// for the next start to adopt, so forwarding goes on; otherwise detaches the programs,
+    /// removes the pinned maps and unbinds the VIPs.
+    pub async fn shutdown(mut self, keep: bool) {
+        if keep {
+            info!("dataplane: left attached for the next start (--on-exit restart)");
             return;
         }
         if let Some(mut balancer) = self.balancer.take() {

@@ -59,6 +59,8 @@ struct Intent {
     /// `None` standalone (every live node ready, no labels); `Some` in a cluster, where a live
     /// node without an entry is not eligible.
     node_status: Option<BTreeMap<String, NodeStatus>>,
+    /// The node is drained: it offers no links, so the others take its addresses.
+    drained: bool,
 }
 
 /// Handle of the agent; dropping it stops every task (responder, gossip, link watcher).
@@ -108,6 +110,17 @@ impl Agent {
         self.intent.send_modify(|i| i.node_status = status);
     }
 
+    /// Drains this node (`true`): it gossips no usable links, so every other node counts it
+    /// out of every election and takes over its addresses, and it stops answering; `false`
+    /// offers its links again.
+    pub fn set_drained(&self, drained: bool) {
+        self.intent.send_if_modified(|i| {
+            let changed = i.drained != drained;
+            i.drained = drained;
+            changed
+        });
+    }
+
     /// The (address, interface) pairs this node announces, updated on every change.
     pub fn owned(&self) -> watch::Receiver<Desired> {
         self.owned.clone()
@@ -144,9 +157,11 @@ async fn run(
     let mut links = watcher.links();
     let mut membership = gossip.membership();
     loop {
+        let drained = intent.borrow().drained;
         let mine: BTreeSet<String> = links
             .borrow_and_update()
             .iter()
+            .filter(|_| !drained)
             .filter(|l| config.interfaces.is_empty() || config.interfaces.contains(l))
             .cloned()
             .collect();

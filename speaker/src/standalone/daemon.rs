@@ -33,7 +33,7 @@ use crate::admin::{self, Shared};
 use crate::announce::{BackendMode, Desired};
 use crate::dataplane::driver::DataplaneOptions;
 pub use crate::engine::GossipOptions;
-use crate::engine::{Assigned, Engine, EngineOptions, Snapshot};
+use crate::engine::{Assigned, Engine, EngineOptions, ExitMode, Snapshot};
 use crate::metrics::{PoolLabels, ResultLabel};
 use crate::status::{ConfigStatus, PoolStatus, ServiceStatus, StatusReport};
 
@@ -58,6 +58,8 @@ pub struct Options {
     pub gossip: Option<GossipOptions>,
     /// `--xdp-*`, `--decap*`, `--bpf-pin-dir`.
     pub dataplane: DataplaneOptions,
+    /// `--on-exit`: what SIGTERM does to routes and forwarding.
+    pub on_exit: ExitMode,
 }
 
 /// Why the daemon could not start or had to stop.
@@ -324,6 +326,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
             backend_mode: BackendMode::EndpointHosts,
             dataplane: opts.dataplane.clone(),
             unlisted_node_ready: true,
+            on_exit: opts.on_exit,
         },
         shared.clone(),
     )
@@ -351,8 +354,14 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
 
     let mut refresh = tokio::time::interval(Duration::from_millis(500));
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut drain = shared.drain.subscribe();
     loop {
         tokio::select! {
+            Ok(()) = drain.changed() => {
+                let wait = *drain.borrow_and_update();
+                engine.engine.set_drain_command(wait);
+            }
+            () = crate::drain::until(engine.engine.drain_deadline()) => engine.engine.drain_tick(),
             Some(()) = changes.recv() => {
                 let noticed = Instant::now();
                 while tokio::time::timeout(SETTLE, changes.recv()).await.is_ok_and(|m| m.is_some()) {}
@@ -367,8 +376,8 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
             _ = int.recv() => { info!("SIGINT: shutting down"); break; }
         }
     }
-    // Cease to every peer (RFC 8203 text), so routers withdraw at once rather than after
-    // the hold time; the layer-2 agent leaves so the others take over at once.
+    // As --on-exit says: a restart keeps the routes (graceful restart) and forwarding, a
+    // withdraw sends a Cease; the layer-2 agent leaves so the others take over at once.
     engine.engine.shutdown("herald-speaker shutting down").await;
     server.abort();
     Ok(())

@@ -89,6 +89,7 @@ impl Session {
         let mut any_mp = false;
         let mut asn4 = false;
         let mut route_refresh = false;
+        let mut graceful_restart = false;
         for cap in caps {
             match cap {
                 BgpCapability::MultiProtocolExtensions(mp) => {
@@ -100,6 +101,7 @@ impl Session {
                     }
                 }
                 BgpCapability::FourOctetAs(_) => asn4 = true,
+                BgpCapability::GracefulRestartCapability(_) => graceful_restart = true,
                 BgpCapability::RouteRefresh | BgpCapability::EnhancedRouteRefresh => {
                     route_refresh = true
                 }
@@ -124,6 +126,7 @@ impl Session {
             families,
             route_refresh,
             peer_id: open.bgp_id(),
+            graceful_restart: graceful_restart && self.config.graceful_restart.is_some(),
         };
         self.negotiated = Some(negotiated);
         self.params = Some(self.update_params(asn4));

@@ -332,6 +332,70 @@ fn manual_stop_sends_cease_with_shutdown_communication_and_stays_down() {
     assert_eq!(s.state(), State::Idle);
 }
 
+/// An established session whose peer also sent the graceful restart capability.
+fn established_with_graceful_restart(config: SessionConfig) -> Session {
+    let mut s = Session::new(config);
+    s.handle(Event::ManualStart);
+    s.handle(Event::TcpEstablished { local: LOCAL });
+    let Event::Received(Decoded::Message(BgpMessage::Open(open))) = peer_open(64513, 90, true)
+    else {
+        unreachable!()
+    };
+    let mut caps: Vec<BgpCapability> = open.capabilities().into_iter().cloned().collect();
+    caps.push(BgpCapability::GracefulRestartCapability(
+        netgauze_bgp_pkt::capabilities::GracefulRestartCapability::new(false, false, 120, vec![]),
+    ));
+    let open = BgpOpenMessage::new(
+        open.my_as(),
+        open.hold_time(),
+        open.bgp_id(),
+        vec![BgpOpenMessageParameter::Capabilities(caps.into())],
+    );
+    s.handle(Event::Received(Decoded::Message(BgpMessage::Open(open))));
+    s.handle(keepalive());
+    assert_eq!(s.state(), State::Established);
+    s
+}
+
+#[test]
+fn planned_restart_with_graceful_restart_closes_without_notification_and_stays_down() {
+    let mut s = established_with_graceful_restart(config());
+    assert!(s.negotiated().is_some_and(|n| n.graceful_restart));
+    let a = s.handle(Event::PlannedRestart {
+        reason: "herald restarting".into(),
+    });
+    assert!(
+        notifications(&a).is_empty(),
+        "a NOTIFICATION was sent: {a:?}"
+    );
+    assert!(a.contains(&Action::Close));
+    assert!(a.contains(&Action::Disarm(Timer::ConnectRetry)));
+    assert_eq!(s.state(), State::Idle);
+    assert!(
+        s.handle(Event::TimerExpired(Timer::ConnectRetry))
+            .is_empty()
+    );
+}
+
+#[test]
+fn planned_restart_without_the_peers_graceful_restart_sends_a_cease() {
+    let (mut s, _) = established(config(), None);
+    assert!(s.negotiated().is_some_and(|n| !n.graceful_restart));
+    let a = s.handle(Event::PlannedRestart {
+        reason: "herald restarting".into(),
+    });
+    assert_eq!(notifications(&a), vec![(6, 2)]);
+    // Ours switched off: a Cease too, even when the peer offers graceful restart.
+    let mut off = config();
+    off.graceful_restart = None;
+    let mut s = established_with_graceful_restart(off);
+    assert!(s.negotiated().is_some_and(|n| !n.graceful_restart));
+    let a = s.handle(Event::PlannedRestart {
+        reason: "herald restarting".into(),
+    });
+    assert_eq!(notifications(&a), vec![(6, 2)]);
+}
+
 #[test]
 fn bfd_down_tears_down_at_once_and_bfd_up_restarts() {
     let (mut s, _) = established(
