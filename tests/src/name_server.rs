@@ -1,5 +1,6 @@
 //! A TCP server inside a namespace that answers every line (and the connection itself) with
-//! its name, so a client learns which backend it reached.
+//! its name, so a client learns which backend it reached; or, as [`NameServer::http`], an
+//! HTTP/1.0 server whose every response body is its name.
 
 use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -20,6 +21,16 @@ impl NameServer {
     /// Listens on `addr` inside `ns`; greets each connection with `name\n` and answers each
     /// line it receives with `name\n`.
     pub fn spawn(ns: &Netns, addr: SocketAddr, name: &str) -> Self {
+        Self::start(ns, addr, name, serve)
+    }
+
+    /// Listens on `addr` inside `ns` and answers each HTTP request with `200 OK` and `name`
+    /// as the body, then closes the connection.
+    pub fn http(ns: &Netns, addr: SocketAddr, name: &str) -> Self {
+        Self::start(ns, addr, name, serve_http)
+    }
+
+    fn start(ns: &Netns, addr: SocketAddr, name: &str, serve: fn(TcpStream, &str)) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let ns_path = format!("/run/netns/{}", ns.name());
@@ -58,6 +69,33 @@ impl NameServer {
         Self {
             stop,
             thread: Some(thread),
+        }
+    }
+}
+
+fn serve_http(stream: TcpStream, name: &str) {
+    stream.set_nonblocking(false).ok();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    let mut writer = match stream.try_clone() {
+        Ok(w) => w,
+        Err(_) => return,
+    };
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    // The request head ends with an empty line; bounded in lines.
+    for _ in 0..100 {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) if line.trim_end().is_empty() => {
+                let response = format!(
+                    "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{name}",
+                    name.len()
+                );
+                let _ = writer.write_all(response.as_bytes());
+                return;
+            }
+            Ok(_) => {}
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `herald-speaker standalone` end to end against a BIRD router: the YAML configuration turns
 //! into routes with the right attributes, edits add and remove them, a crash and restart keeps
-//! them (graceful restart), SIGTERM withdraws them with a Cease.
+//! them (graceful restart), so does SIGTERM (a planned restart), and SIGTERM with
+//! `--on-exit withdraw` withdraws them with a Cease.
 //!
 //! Topology: node namespace (10.0.0.1) -- veth -- router namespace (10.0.0.2, BIRD, AS 64513).
 
@@ -86,7 +87,7 @@ impl Lab {
         self.dir.path().join("lb.yaml")
     }
 
-    fn speaker(&self) -> Daemon {
+    fn speaker(&self, extra: &[&str]) -> Daemon {
         let bin = workspace_binary("herald-speaker");
         let mut cmd = self.node.command(bin.to_str().unwrap());
         cmd.args([
@@ -99,7 +100,8 @@ impl Lab {
         .arg("--config")
         .arg(self.config())
         .arg("--state-dir")
-        .arg(self.dir.path().join("state"));
+        .arg(self.dir.path().join("state"))
+        .args(extra);
         Daemon::spawn("herald-speaker", &mut cmd)
     }
 
@@ -116,11 +118,11 @@ impl Lab {
 }
 
 #[test]
-fn config_becomes_routes_edits_follow_restart_keeps_them_and_sigterm_withdraws() {
+fn config_becomes_routes_edits_follow_restarts_keep_them_and_a_withdraw_exit_withdraws() {
     require_privileged!();
     let lab = Lab::new("sabird");
     write_config(&lab.config(), &["web"]);
-    let mut speaker = lab.speaker();
+    let mut speaker = lab.speaker(&[]);
 
     // The first address of the pool, with the advertisement's attributes.
     let routes = lab.wait_routes("198.51.100.0/32 at the router", |r| {
@@ -157,7 +159,7 @@ fn config_becomes_routes_edits_follow_restart_keeps_them_and_sigterm_withdraws()
     // Crash and restart with the same state dir: the router keeps the route all along
     // (graceful restart), and it is the same address.
     speaker.kill();
-    let mut restarted = lab.speaker();
+    let mut restarted = lab.speaker(&[]);
     wait_until("the session to be re-established", DEADLINE, || {
         let r = lab.routes();
         assert!(
@@ -176,8 +178,61 @@ fn config_becomes_routes_edits_follow_restart_keeps_them_and_sigterm_withdraws()
         "{r}"
     );
 
-    // SIGTERM: Cease with the shutdown text, routes gone at once.
+    // SIGTERM is a planned restart: the connection closes without a Cease and the router
+    // keeps the route (graceful restart) until the next start re-announces it.
     restarted.signal(Signal::SIGTERM);
+    wait_until("the speaker to exit", DEADLINE, || {
+        if restarted.has_exited() {
+            Ok(())
+        } else {
+            Err("running".to_owned())
+        }
+    });
+    let p = lab.bird.protocol("node1");
+    assert!(
+        !p.contains("Administrative shutdown"),
+        "a Cease at a planned restart:\n{p}"
+    );
+    assert!(
+        lab.routes().contains("198.51.100.1/32"),
+        "route lost at a planned restart:\n{}",
+        lab.routes()
+    );
+    let mut restarted = lab.speaker(&[]);
+    wait_until(
+        "the session back after the planned restart",
+        DEADLINE,
+        || {
+            assert!(
+                lab.routes().contains("198.51.100.1/32"),
+                "route lost during the planned restart"
+            );
+            if lab.bird.established("node1") {
+                Ok(())
+            } else {
+                Err(lab.bird.protocol("node1"))
+            }
+        },
+    );
+    restarted.signal(Signal::SIGTERM);
+    wait_until("the speaker to exit", DEADLINE, || {
+        if restarted.has_exited() {
+            Ok(())
+        } else {
+            Err("running".to_owned())
+        }
+    });
+
+    // --on-exit withdraw: Cease with the shutdown text, routes gone at once.
+    let mut leaving = lab.speaker(&["--on-exit", "withdraw"]);
+    wait_until("the session back", DEADLINE, || {
+        if lab.bird.established("node1") {
+            Ok(())
+        } else {
+            Err(lab.bird.protocol("node1"))
+        }
+    });
+    leaving.signal(Signal::SIGTERM);
     wait_until("the Cease at the router", DEADLINE, || {
         let p = lab.bird.protocol("node1");
         if p.contains("Administrative shutdown") && p.contains("herald-speaker shutting down") {

@@ -2,7 +2,8 @@
 //! announces the VIP to a BIRD router over BGP, forwards the VIP's TCP traffic through XDP
 //! (IPIP) to two backend hosts running `herald-speaker standalone --decap`, which bind the
 //! VIP and answer directly (DSR). A SIGKILL of the balancer's speaker keeps forwarding (pinned
-//! maps and attachment), a restart adopts them, SIGTERM detaches and removes them.
+//! maps and attachment), a restart adopts them, SIGTERM with `--on-exit withdraw` detaches
+//! and removes them; a plain SIGTERM (a planned restart) keeps them for the next start.
 //!
 //! ```text
 //!   client 10.31.9.2 ── router 10.31.9.1 / 10.31.0.1 / 10.31.{1,2}.1 (BIRD, kernel export)
@@ -198,8 +199,13 @@ impl Lab {
         Daemon::spawn(&format!("herald-speaker {node}"), &mut cmd)
     }
 
+    /// The balancer; `--on-exit withdraw`, so its SIGTERM clears the dataplane.
     fn balancer(&self) -> Daemon {
-        self.speaker(&self.lb, "lb1", &["--xdp-interface", &self.lb_if])
+        self.speaker(
+            &self.lb,
+            "lb1",
+            &["--xdp-interface", &self.lb_if, "--on-exit", "withdraw"],
+        )
     }
 
     fn xdp_attached(&self) -> bool {
@@ -285,7 +291,13 @@ fn tcp_to_a_bgp_vip_goes_through_xdp_to_both_backends_and_survives_a_speaker_cra
             lab.speaker(
                 &b.ns,
                 &format!("be{}", i + 1),
-                &["--decap", "--decap-interface", &b.ifname],
+                &[
+                    "--decap",
+                    "--decap-interface",
+                    &b.ifname,
+                    "--on-exit",
+                    "withdraw",
+                ],
             )
         })
         .collect();
@@ -399,7 +411,7 @@ fn tcp_to_a_bgp_vip_goes_through_xdp_to_both_backends_and_survives_a_speaker_cra
     // Closed while the path exists (a backend would otherwise wait out its read timeout).
     drop(held);
 
-    // SIGTERM: detached, pins removed; the backends unbind the VIP on SIGTERM too.
+    // SIGTERM with --on-exit withdraw: detached, pins removed; the backends unbind the VIP.
     restarted.signal(Signal::SIGTERM);
     wait_until("the balancer to exit", DEADLINE, || {
         if restarted.has_exited() {
@@ -426,7 +438,7 @@ fn tcp_to_a_bgp_vip_goes_through_xdp_to_both_backends_and_survives_a_speaker_cra
 }
 
 #[test]
-fn xdp_keep_on_exit_leaves_the_balancer_forwarding_for_the_next_start_to_adopt() {
+fn a_planned_restart_leaves_the_balancer_forwarding_for_the_next_start_to_adopt() {
     require_privileged!();
     let ns = Netns::new("sxk");
     let peer = Netns::new("sxkp");
@@ -475,21 +487,22 @@ fn xdp_keep_on_exit_leaves_the_balancer_forwarding_for_the_next_start_to_adopt()
         });
     };
 
-    let first = speaker(&["--xdp-keep-on-exit"]);
+    // SIGTERM by default is a planned restart: everything stays.
+    let first = speaker(&[]);
     wait_until("the VIP programmed", DEADLINE, || match vips()? {
         1 => Ok(()),
         n => Err(format!("{n} VIPs")),
     });
     stop(first);
-    assert!(attached(), "--xdp-keep-on-exit detached the balancer");
+    assert!(attached(), "a planned restart detached the balancer");
     assert!(
         pin_dir.join("herald_vips").exists(),
         "maps unpinned: {:?}",
         pins(&pin_dir)
     );
 
-    // The next start adopts the kept state; without the flag, SIGTERM then clears it.
-    let second = speaker(&[]);
+    // The next start adopts the kept state; with --on-exit withdraw, SIGTERM then clears it.
+    let second = speaker(&["--on-exit", "withdraw"]);
     wait_until("the kept VIP adopted", DEADLINE, || match vips()? {
         1 => Ok(()),
         n => Err(format!("{n} VIPs")),

@@ -1,0 +1,441 @@
+//! Day two: a rolling restart of every speaker drops nothing, and a drain moves traffic away
+//! before it withdraws. Two nodes announce one VIP over BGP (graceful restart, BFD) to a
+//! BIRD router that installs both paths (ECMP, hashed on ports); each node serves HTTP on
+//! the VIP from outside the speaker, as kube-proxy or a local server would. A client loops
+//! on HTTP requests through the VIP while the speakers are stopped (SIGTERM) and started
+//! one at a time.
+//!
+//! ```text
+//!   client 10.40.9.2 ── router 10.40.9.1 (BIRD, kernel export, ECMP)
+//!                          ├── 10.40.1.1 ── n1 10.40.1.2 (herald-speaker, VIP on lo, HTTP "n1")
+//!                          └── 10.40.2.1 ── n2 10.40.2.2 (herald-speaker, VIP on lo, HTTP "n2")
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use herald_tests::bird::Bird;
+use herald_tests::{
+    Daemon, NameServer, Netns, require_privileged, veth_pair, wait_until, workspace_binary,
+};
+use nix::sys::signal::Signal;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+const VIP: &str = "198.51.100.20";
+const NODES: [&str; 2] = ["n1", "n2"];
+
+const BIRD: &str = "
+router id 10.40.9.1;
+protocol device { }
+protocol kernel { ipv4 { export all; }; merge paths on; }
+protocol bfd { interface \"*\" { interval 100 ms; multiplier 3; }; }
+protocol bgp n1 {
+  local 10.40.1.1 as 64513; neighbor 10.40.1.2 as 64512; passive on;
+  graceful restart on; bfd graceful;
+  error wait time 1, 5;
+  ipv4 { import all; export none; };
+}
+protocol bgp n2 {
+  local 10.40.2.1 as 64513; neighbor 10.40.2.2 as 64512; passive on;
+  graceful restart on; bfd graceful;
+  error wait time 1, 5;
+  ipv4 { import all; export none; };
+}
+";
+
+const CONFIG: &str = r#"
+apiVersion: herald.dev/v1alpha1
+kind: IPPool
+metadata: {name: public}
+spec: {addresses: [198.51.100.20/32]}
+---
+apiVersion: herald.dev/v1alpha1
+kind: BFDProfile
+metadata: {name: fast}
+spec: {receiveInterval: 100, transmitInterval: 100, detectMultiplier: 3}
+---
+apiVersion: herald.dev/v1alpha1
+kind: BGPPeer
+metadata: {name: router-n1}
+spec:
+  peerAddress: 10.40.1.1
+  peerASN: 64513
+  myASN: 64512
+  gracefulRestart: true
+  bfdProfile: fast
+  nodeSelectors: [{matchLabels: {kubernetes.io/hostname: n1}}]
+---
+apiVersion: herald.dev/v1alpha1
+kind: BGPPeer
+metadata: {name: router-n2}
+spec:
+  peerAddress: 10.40.2.1
+  peerASN: 64513
+  myASN: 64512
+  gracefulRestart: true
+  bfdProfile: fast
+  nodeSelectors: [{matchLabels: {kubernetes.io/hostname: n2}}]
+---
+apiVersion: herald.dev/v1alpha1
+kind: BGPAdvertisement
+metadata: {name: all}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n1, labels: {kubernetes.io/hostname: n1}}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n2, labels: {kubernetes.io/hostname: n2}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: demo}
+spec: {type: LoadBalancer, ports: [{port: 80}]}
+"#;
+
+struct Node {
+    ns: Netns,
+    _http: NameServer,
+}
+
+struct Lab {
+    client: Netns,
+    nodes: Vec<Node>,
+    bird: Bird,
+    _router: Netns,
+    dir: tempfile::TempDir,
+}
+
+impl Lab {
+    fn new(tag: &str) -> Self {
+        let router = Netns::new(&format!("{tag}r"));
+        router.enable_forwarding();
+        // Hash on ports too, so one client's connections use both paths.
+        router.exec("sysctl", &["-qw", "net.ipv4.fib_multipath_hash_policy=1"]);
+        let client = Netns::new(&format!("{tag}c"));
+        veth_pair(&client, &["10.40.9.2/24"], &router, &["10.40.9.1/24"]);
+        client.ip(&["route", "add", "default", "via", "10.40.9.1"]);
+        let mut nodes = Vec::new();
+        for (i, name) in NODES.iter().enumerate() {
+            let i = i + 1;
+            let ns = Netns::new(&format!("{tag}{i}"));
+            veth_pair(
+                &ns,
+                &[&format!("10.40.{i}.2/24")],
+                &router,
+                &[&format!("10.40.{i}.1/24")],
+            );
+            ns.ip(&["route", "add", "default", "via", &format!("10.40.{i}.1")]);
+            ns.ip(&["link", "set", "lo", "up"]);
+            ns.ip(&["address", "add", &format!("{VIP}/32"), "dev", "lo"]);
+            let http = NameServer::http(&ns, format!("{VIP}:80").parse().unwrap(), name);
+            nodes.push(Node { ns, _http: http });
+        }
+        let bird = Bird::start(&router, BIRD);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("lb.yaml"), CONFIG).unwrap();
+        Lab {
+            client,
+            nodes,
+            bird,
+            _router: router,
+            dir,
+        }
+    }
+
+    fn speaker(&self, i: usize) -> Daemon {
+        let name = NODES[i];
+        let bin = workspace_binary("herald-speaker");
+        let mut cmd = self.nodes[i].ns.command(bin.to_str().unwrap());
+        cmd.args(["standalone", "--node-name", name])
+            .arg("--config")
+            .arg(self.dir.path().join("lb.yaml"))
+            .arg("--state-dir")
+            .arg(self.dir.path().join(format!("state-{name}")));
+        Daemon::spawn(&format!("herald-speaker {name}"), &mut cmd)
+    }
+
+    /// `herald-speaker ARGS` on node `i` (its admin address is the default, on its loopback).
+    fn cli(&self, i: usize, args: &[&str]) -> String {
+        let bin = workspace_binary("herald-speaker");
+        let out = self.nodes[i].ns.try_exec(bin.to_str().unwrap(), args);
+        assert!(
+            out.status.success(),
+            "herald-speaker {args:?} on {}: {}",
+            NODES[i],
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until BIRD has `proto` Established with the VIP imported.
+    fn wait_serving(&self, proto: &str) {
+        wait_until(
+            &format!("{proto} established with the VIP"),
+            DEADLINE,
+            || {
+                let p = self.bird.protocol(proto);
+                let routes = self.bird.route_count(proto).unwrap_or(0);
+                if self.bird.established(proto) && routes == 1 {
+                    Ok(())
+                } else {
+                    Err(p)
+                }
+            },
+        );
+    }
+
+    /// The next hops the router's kernel uses for the VIP.
+    fn kernel_paths(&self) -> String {
+        self._router.ip(&["route", "show", &format!("{VIP}/32")])
+    }
+
+    /// BGP withdrawals BIRD received from `proto` (from `show protocols all`).
+    fn withdraws(&self, proto: &str) -> u64 {
+        let p = self.bird.protocol(proto);
+        p.lines()
+            .find(|l| l.trim_start().starts_with("Import withdraws:"))
+            .and_then(|l| l.split_whitespace().nth(2))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no import withdraw counter for {proto} in\n{p}"))
+    }
+}
+
+/// A client loop of HTTP GETs through the VIP (one connection each), run until stopped.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Tally>>,
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    ok: BTreeMap<String, u64>,
+    failed: Vec<String>,
+}
+
+impl Traffic {
+    fn start(client: &Netns) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let ns_path = format!("/run/netns/{}", client.name());
+        let thread = std::thread::spawn(move || {
+            let file = std::fs::File::open(&ns_path).expect("opening the client namespace");
+            nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            let vip: SocketAddr = format!("{VIP}:80").parse().unwrap();
+            let mut tally = Tally::default();
+            let started = Instant::now();
+            // Bounded in count and time; the owner stops it long before either.
+            for _ in 0..200_000 {
+                if flag.load(Ordering::Relaxed) || started.elapsed() > Duration::from_secs(300) {
+                    break;
+                }
+                match get(vip) {
+                    Ok(body) => *tally.ok.entry(body).or_default() += 1,
+                    Err(e) => tally.failed.push(format!("{:?}: {e}", started.elapsed())),
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            tally
+        });
+        Traffic {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> Tally {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One HTTP/1.0 GET on a new connection: the body of a 200.
+fn get(addr: SocketAddr) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    write!(s, "GET / HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| format!("write: {e}"))?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)
+        .map_err(|e| format!("read: {e}"))?;
+    match text.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.0 200") => Ok(body.to_owned()),
+        _ => Err(format!("response {text:?}")),
+    }
+}
+
+fn stop(daemon: &mut Daemon) {
+    daemon.signal(Signal::SIGTERM);
+    wait_until("the speaker to exit after SIGTERM", DEADLINE, || {
+        if daemon.has_exited() {
+            Ok(())
+        } else {
+            Err("still running".to_owned())
+        }
+    });
+}
+
+#[test]
+fn a_rolling_restart_of_every_speaker_fails_no_request_and_withdraws_nothing() {
+    require_privileged!();
+    let lab = Lab::new("rr");
+    let mut speakers: Vec<Daemon> = (0..NODES.len()).map(|i| lab.speaker(i)).collect();
+    for proto in NODES {
+        lab.wait_serving(proto);
+    }
+    wait_until("two paths in the router's kernel", DEADLINE, || {
+        let r = lab.kernel_paths();
+        if r.contains("10.40.1.2") && r.contains("10.40.2.2") {
+            Ok(())
+        } else {
+            Err(r)
+        }
+    });
+    let withdraws_before: Vec<u64> = NODES.iter().map(|p| lab.withdraws(p)).collect();
+
+    let traffic = Traffic::start(&lab.client);
+    let started = Instant::now();
+    let mut restarts = Vec::new();
+    for round in 0..2 {
+        for i in 0..NODES.len() {
+            let t = Instant::now();
+            stop(&mut speakers[i]);
+            // The router kept the routes (graceful restart, BFD AdminDown is no failure).
+            assert_eq!(
+                lab.bird.route_count(NODES[i]).unwrap_or(0),
+                1,
+                "round {round}: {} lost its route at SIGTERM:\n{}",
+                NODES[i],
+                lab.bird.protocol(NODES[i])
+            );
+            speakers[i] = lab.speaker(i);
+            lab.wait_serving(NODES[i]);
+            restarts.push(t.elapsed());
+        }
+    }
+    let elapsed = started.elapsed();
+    let tally = traffic.finish();
+    let total: u64 = tally.ok.values().sum::<u64>() + tally.failed.len() as u64;
+    let withdraws: Vec<u64> = NODES.iter().map(|p| lab.withdraws(p)).collect();
+    eprintln!(
+        "rolling restart: {} speaker restarts in {elapsed:.1?} ({restarts:.1?} each), \
+         {total} requests, per node {:?}, {} failed, withdrawals at BIRD {:?}",
+        restarts.len(),
+        tally.ok,
+        tally.failed.len(),
+        withdraws
+            .iter()
+            .zip(&withdraws_before)
+            .map(|(a, b)| a - b)
+            .collect::<Vec<_>>(),
+    );
+    assert!(
+        tally.failed.is_empty(),
+        "{} of {total} requests failed: {:?}",
+        tally.failed.len(),
+        &tally.failed[..tally.failed.len().min(10)]
+    );
+    assert_eq!(withdraws, withdraws_before, "BIRD received withdrawals");
+    for name in NODES {
+        assert!(
+            tally.ok.get(name).is_some_and(|n| *n > 0),
+            "no request reached {name}: {:?}",
+            tally.ok
+        );
+    }
+    assert!(total > 100, "too few requests to mean anything: {total}");
+    for s in &mut speakers {
+        stop(s);
+    }
+}
+
+#[test]
+fn a_drain_marks_the_routes_then_withdraws_them_without_failing_a_request_and_undo_returns() {
+    require_privileged!();
+    let lab = Lab::new("rd");
+    let mut speakers: Vec<Daemon> = (0..NODES.len()).map(|i| lab.speaker(i)).collect();
+    for proto in NODES {
+        lab.wait_serving(proto);
+    }
+    let traffic = Traffic::start(&lab.client);
+
+    let said = lab.cli(0, &["drain", "--wait", "3s"]);
+    assert!(said.contains("draining"), "{said}");
+    let routes = wait_until("GRACEFUL_SHUTDOWN on n1's route", DEADLINE, || {
+        let r = lab.bird.routes("n1");
+        if r.contains("(65535,0)") {
+            Ok(r)
+        } else {
+            Err(r)
+        }
+    });
+    assert!(routes.contains(VIP), "{routes}");
+    assert!(
+        !lab.bird.routes("n2").contains("(65535,0)"),
+        "n2 was marked too"
+    );
+    let status = lab.cli(0, &["status"]);
+    assert!(status.contains("DRAINING"), "{status}");
+    wait_until(
+        "n1's route withdrawn after the wait",
+        DEADLINE,
+        || match lab.bird.route_count("n1") {
+            Ok(0) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    assert!(lab.cli(0, &["status"]).contains("DRAINED"));
+    // Traffic now reaches n2 only; n1's session itself stays up.
+    assert!(lab.bird.established("n1"));
+    wait_until("the kernel to forget n1's path", DEADLINE, || {
+        let r = lab.kernel_paths();
+        if r.contains("10.40.1.2") {
+            Err(r)
+        } else {
+            Ok(())
+        }
+    });
+
+    lab.cli(0, &["drain", "--undo"]);
+    lab.wait_serving("n1");
+    let r = lab.bird.routes("n1");
+    assert!(!r.contains("(65535,0)"), "still marked after undo:\n{r}");
+    let tally = traffic.finish();
+    assert!(
+        tally.failed.is_empty(),
+        "requests failed during the drain: {:?}",
+        &tally.failed[..tally.failed.len().min(10)]
+    );
+    assert!(tally.ok.get("n2").is_some_and(|n| *n > 0), "{:?}", tally.ok);
+
+    // A bad wait is refused with a message, and nothing changes.
+    let bin = workspace_binary("herald-speaker");
+    let out = lab.nodes[0]
+        .ns
+        .try_exec(bin.to_str().unwrap(), &["drain", "--wait", "soon"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("wait=soon"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(lab.bird.route_count("n1").unwrap_or(0), 1);
+    for s in &mut speakers {
+        stop(s);
+    }
+}
