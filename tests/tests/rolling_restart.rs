@@ -435,6 +435,29 @@ fn a_drain_marks_the_routes_then_withdraws_them_without_failing_a_request_and_un
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(lab.bird.route_count("n1").unwrap_or(0), 1);
+
+    // The Node annotation drains too (a cluster's way; here the Node object in the file),
+    // and removing it serves again.
+    let config = lab.dir.path().join("lb.yaml");
+    let annotated = CONFIG.replace(
+        "metadata: {name: n1, labels:",
+        "metadata: {name: n1, annotations: {herald.dev/drain: \"true\"}, labels:",
+    );
+    assert_ne!(annotated, CONFIG);
+    std::fs::write(&config, &annotated).unwrap();
+    wait_until("GRACEFUL_SHUTDOWN from the annotation", DEADLINE, || {
+        let r = lab.bird.routes("n1");
+        if r.contains("(65535,0)") { Ok(()) } else { Err(r) }
+    });
+    std::fs::write(&config, CONFIG).unwrap();
+    wait_until("the mark gone with the annotation", DEADLINE, || {
+        let r = lab.bird.routes("n1");
+        if r.contains(VIP) && !r.contains("(65535,0)") {
+            Ok(())
+        } else {
+            Err(r)
+        }
+    });
     for s in &mut speakers {
         stop(s);
     }
