@@ -190,7 +190,10 @@ fn xdp_values_become_the_speakers_data_plane_flags() {
 #[test]
 fn the_speakers_exit_mode_is_a_value_and_defaults_to_a_planned_restart() {
     let Some(plain) = render(&[]) else { return };
-    assert!(plain.contains("- --on-exit=restart"), "default --on-exit missing");
+    assert!(
+        plain.contains("- --on-exit=restart"),
+        "default --on-exit missing"
+    );
     let leaving = render(&["--set", "speaker.onExit=withdraw"]).expect("helm ran above");
     assert!(leaving.contains("- --on-exit=withdraw"));
     assert!(!leaving.contains("--on-exit=restart"));
