@@ -1,7 +1,7 @@
 # Herald's entry points. `make test` is what CI runs (.ci/run) and what README gives.
 CARGO ?= cargo
 
-.PHONY: test demo deps build lint unit crds bench-ipam bench-controller bench-ebpf
+.PHONY: test demo deps build lint unit crds dist bench-ipam bench-controller bench-ebpf
 
 ## test: install what is missing, build once, check formatting and lints, run every test
 test: deps lint unit
@@ -23,6 +23,10 @@ lint: build
 
 unit: build
 	$(CARGO) test --workspace --locked
+
+## dist: the shipped binaries: release without debug info (target/dist/), as the images build them
+dist:
+	$(CARGO) build --profile dist --locked -p herald-controller -p herald-speaker
 
 ## crds: regenerate deploy/crds from the API types
 crds:
