@@ -693,6 +693,11 @@ impl Engine {
         }
     }
 
+    /// The drain phase now.
+    pub fn drain_phase(&self) -> Phase {
+        self.drain.phase()
+    }
+
     /// When the drain's wait ends: call [`Self::drain_tick`] then.
     pub fn drain_deadline(&self) -> Option<Instant> {
         self.drain.deadline()

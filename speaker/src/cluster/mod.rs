@@ -215,6 +215,7 @@ impl Speaker {
             &cur.assigned,
             &cur.services,
             &cur.desired,
+            self.engine.drain_phase() == crate::drain::Phase::Drained,
             &self.engine.bgp_statuses(),
             &self.engine.l2_owned(),
         );

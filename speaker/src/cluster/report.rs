@@ -47,6 +47,8 @@ pub enum Reason {
     L2Standby,
     /// No advertisement covers the Service's pools for this node.
     NoAdvertisement,
+    /// The node is drained (`herald-speaker drain`, or the `herald.dev/drain` annotation).
+    Drained,
 }
 
 impl fmt::Display for Reason {
@@ -74,6 +76,7 @@ impl fmt::Display for Reason {
             ),
             Reason::L2Standby => write!(f, "another node answers ARP/NDP for it"),
             Reason::NoAdvertisement => write!(f, "no advertisement selects this node"),
+            Reason::Drained => write!(f, "the node is drained"),
         }
     }
 }
@@ -120,12 +123,14 @@ fn covers(prefix: &IpNet, addr: IpAddr) -> bool {
     prefix.contains(&addr)
 }
 
-/// How this node announces each Service of `assigned` (every Service with an address).
+/// How this node announces each Service of `assigned` (every Service with an address);
+/// a `drained` node announces none.
 pub fn announcements(
     node: &str,
     assigned: &Assigned,
     services: &[announce::Service],
     desired: &Desired,
+    drained: bool,
     sessions: &[BgpStatus],
     l2_owned: &[(IpAddr, String)],
 ) -> BTreeMap<String, Announcement> {
@@ -156,6 +161,8 @@ pub fn announcements(
         }
         let announcement = if let Some(e) = desired.excluded {
             Announcement::NotAnnounced(Reason::Excluded(e))
+        } else if drained {
+            Announcement::NotAnnounced(Reason::Drained)
         } else {
             one(
                 node,

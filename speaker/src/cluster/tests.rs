@@ -490,17 +490,42 @@ fn a_services_announcement_reads_from_routes_sessions_and_l2_ownership() {
             &assigned(&["10.0.0.5"]),
             &services,
             &d,
+            false,
             &sessions,
             &owned,
         );
         assert_eq!(got.get("default/web"), Some(&want), "{case}");
         assert_eq!(want.describe(NODE), sentence, "{case}");
     }
+    // Drained: nothing is announced whatever the routes and sessions say.
+    let got = announcements(
+        NODE,
+        &assigned(&["10.0.0.5"]),
+        &[],
+        &desired(&[("r1", "10.0.0.5/32")]),
+        true,
+        &[session("r1", est)],
+        &[],
+    );
+    let want = Announcement::NotAnnounced(Reason::Drained);
+    assert_eq!(got.get("default/web"), Some(&want));
+    assert_eq!(
+        want.describe(NODE),
+        "not announced by node n1: the node is drained"
+    );
 }
 
 #[test]
 fn services_without_an_address_are_not_reported() {
-    let got = announcements(NODE, &assigned(&[]), &[], &Desired::default(), &[], &[]);
+    let got = announcements(
+        NODE,
+        &assigned(&[]),
+        &[],
+        &Desired::default(),
+        false,
+        &[],
+        &[],
+    );
     assert!(got.is_empty());
 }
 
