@@ -201,6 +201,7 @@ impl Speaker {
                 bgp_listen_addr: "127.0.0.1:0".parse().unwrap(),
                 gossip: None,
                 dataplane: Default::default(),
+                on_exit: Default::default(),
             },
             shared.clone(),
             stop_rx,
@@ -303,11 +304,45 @@ async fn a_service_with_an_ingress_address_and_a_bgp_peer_is_routed_to_the_peer_
     .await;
 
     speaker.stop().await;
-    // Graceful: the router is told (Cease) rather than waiting for the hold time.
+    // A planned restart: the connection closes (without a Cease, the router keeps the
+    // routes if it negotiated graceful restart) rather than the router waiting for the hold
+    // time.
     eventually("the router's session to end", DEADLINE, || async {
         (router.handle.status().state != State::Established).then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn the_drain_annotation_on_the_node_drains_it_and_removing_it_serves_again() {
+    use herald_speaker::drain::Phase;
+    let router = Router::start();
+    let (client, server) = ApiServer::start(lists(announced_web(vec![peer(
+        "router",
+        router.port,
+        None,
+    )])));
+    let speaker = Speaker::start(client);
+    router.wait_prefixes(1).await;
+    assert_eq!(speaker.status().drain, Phase::Serving);
+
+    let mut annotated = node(true, "2");
+    annotated["metadata"]["annotations"] = json!({"herald.dev/drain": "true"});
+    server.push(NODES, vec![modified(annotated)]);
+    eventually("the node draining", DEADLINE, || async {
+        (speaker.status().drain == Phase::Draining).then_some(())
+    })
+    .await;
+    // Draining keeps the routes (marked) until the wait is over.
+    assert_eq!(router.handle.status().prefixes_received, 1);
+
+    server.push(NODES, vec![modified(node(true, "3"))]);
+    eventually("the node serving again", DEADLINE, || async {
+        (speaker.status().drain == Phase::Serving).then_some(())
+    })
+    .await;
+    router.wait_prefixes(1).await;
+    speaker.stop().await;
 }
 
 #[tokio::test]

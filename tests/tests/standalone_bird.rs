@@ -224,7 +224,7 @@ fn config_becomes_routes_edits_follow_restarts_keep_them_and_a_withdraw_exit_wit
     });
 
     // --on-exit withdraw: Cease with the shutdown text, routes gone at once.
-    let mut leaving = lab.speaker(&["--on-exit", "withdraw"]);
+    let leaving = lab.speaker(&["--on-exit", "withdraw"]);
     wait_until("the session back", DEADLINE, || {
         if lab.bird.established("node1") {
             Ok(())
