@@ -5,10 +5,12 @@
 //! is at most [`MAX_MESSAGE_LEN`] bytes, RFC 4271 §4.1): the deterministic mutation test in
 //! `tests` and the fuzz target under `fuzz/` hold it to that.
 //!
-//! Malformed UPDATEs follow RFC 7606: errors the library can step over (one path attribute
-//! malformed, a multicast prefix in a unicast field) become *treat-as-withdraw* — every NLRI
-//! in the message counts as withdrawn; errors that leave the message unreadable (attribute
-//! list or NLRI field corrupt, RFC 7606 §5.4) end the session with a NOTIFICATION.
+//! Malformed UPDATEs follow RFC 7606: [`super::attrs`] walks the attribute framing first
+//! (wrong attribute lengths and flags, repeated attributes, missing mandatory ones), then
+//! errors the library can step over (an attribute value malformed, a multicast prefix in a
+//! unicast field) become *treat-as-withdraw* too — every NLRI in the message counts as
+//! withdrawn; errors that leave the message unreadable (NLRI field corrupt, RFC 7606 §5.4;
+//! MP_REACH_NLRI twice, §3(g)) end the session with a NOTIFICATION.
 
 use netgauze_bgp_pkt::BgpMessage;
 use netgauze_bgp_pkt::notification::{BgpNotificationMessage, CeaseError, MessageHeaderError};
@@ -18,6 +20,7 @@ use netgauze_parse_utils::WritablePdu;
 use netgauze_parse_utils::reader::SliceReader;
 use netgauze_parse_utils::traits::ParseFromWithOneInput;
 
+use super::attrs;
 use super::error::EncodeError;
 
 /// Length of the fixed message header: marker, length, type (RFC 4271 §4.1).
@@ -83,6 +86,7 @@ pub enum Decoded {
 #[derive(Debug)]
 pub struct Decoder {
     ctx: BgpParsingContext,
+    asn4: bool,
 }
 
 impl Default for Decoder {
@@ -108,21 +112,31 @@ impl Decoder {
             // Malformed path attributes are recorded, not fatal: treat-as-withdraw.
             false,
         );
-        Self { ctx }
+        Self { ctx, asn4: false }
     }
 
     /// Both sides advertised the 4-octet AS capability (RFC 6793 §3): AS_PATH carries 4-octet
     /// numbers from now on.
     pub fn set_asn4(&mut self, asn4: bool) {
         self.ctx.set_asn4(asn4);
+        self.asn4 = asn4;
     }
 
     /// Decodes one complete frame (as delimited by [`frame_len`]).
     pub fn decode(&mut self, frame: &[u8]) -> Decoded {
-        let mut reader = SliceReader::new(frame);
+        let (frame, withdraw) = match attrs::check(frame, self.asn4) {
+            attrs::Checked::Reset(n) => return Decoded::Error(n),
+            attrs::Checked::Parse {
+                frame, withdraw, ..
+            } => (frame, withdraw),
+        };
+        let mut reader = SliceReader::new(&frame);
         let parsed = BgpMessage::parse(&mut reader, &mut self.ctx);
         let ignored = self.ctx.reset_parsing_errors();
         match parsed {
+            Ok(BgpMessage::Update(update)) if withdraw.is_some() => {
+                Decoded::TreatAsWithdraw(update)
+            }
             Ok(BgpMessage::Update(update))
                 if !ignored.path_attr_errors().is_empty()
                     || !ignored.non_unicast_update_nlri().is_empty() =>

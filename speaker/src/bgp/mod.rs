@@ -2,6 +2,7 @@
 //! machine, the Adj-RIB-Out with UPDATE packing, and the tokio driver that connects it all to
 //! TCP.
 //!
+//! - [`attrs`]: RFC 7606 on the path attribute framing, before netgauze reads an UPDATE.
 //! - [`codec`]: framing, encode/decode, RFC 7606 classification, NOTIFICATION helpers.
 //! - [`config`]: runtime configuration of a session.
 //! - [`route`]: the caller's desired routes and their attributes.
@@ -14,6 +15,7 @@
 //! - [`sockopt`]: TCP MD5 and GTSM socket options (the module's only unsafe code).
 //! - [`error`]: errors of this module.
 
+pub mod attrs;
 pub mod codec;
 pub mod config;
 pub mod driver;
