@@ -71,7 +71,11 @@ fn wait_xdp_detached(ns: &Netns, ifname: &str, what: &str) {
 fn wait_none_listed<T: std::fmt::Debug>(what: &str, listed: impl Fn() -> Vec<T>) {
     wait_until(what, DETACH_DEADLINE, || {
         let now = listed();
-        if now.is_empty() { Ok(()) } else { Err(format!("{now:?}")) }
+        if now.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{now:?}"))
+        }
     });
 }
 
