@@ -5,6 +5,7 @@ mod common;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use aya::programs::tc::TcAttachType;
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
@@ -12,7 +13,12 @@ use common::packet::*;
 use common::*;
 use herald_ebpf::abi::FlowKey;
 use herald_ebpf::{Balancer, Decap, Error, LoadOptions, Variant, XdpMode};
-use herald_tests::{BpfFs, Netns, veth_pair};
+use herald_tests::{BpfFs, Netns, veth_pair, wait_until};
+
+/// How long a detach may take to show. Dropping the last reference to a link (closing its
+/// fd, or unpinning it: the bpffs inode goes after an RCU grace period) detaches the program
+/// from a kernel work item, not always before the call returns.
+const DETACH_DEADLINE: Duration = Duration::from_secs(10);
 
 /// A pin directory on a bpf filesystem of this test's own (mounted for it, unmounted with
 /// everything pinned in it on drop): nothing depends on `/sys/fs/bpf` being mounted already,
@@ -53,6 +59,26 @@ fn xdp_state(ns: &Netns, ifname: &str) -> String {
         .join(" ")
 }
 
+/// Waits until the XDP program of `ifname` is gone (see [`DETACH_DEADLINE`]).
+fn wait_xdp_detached(ns: &Netns, ifname: &str, what: &str) {
+    wait_until(what, DETACH_DEADLINE, || {
+        let state = xdp_state(ns, ifname);
+        if state.is_empty() { Ok(()) } else { Err(state) }
+    });
+}
+
+/// Waits until `listed` (the programs on an interface's hook) is empty.
+fn wait_none_listed<T: std::fmt::Debug>(what: &str, listed: impl Fn() -> Vec<T>) {
+    wait_until(what, DETACH_DEADLINE, || {
+        let now = listed();
+        if now.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{now:?}"))
+        }
+    });
+}
+
 fn lab() -> (Netns, Netns, String) {
     let a = Netns::new("att");
     let b = Netns::new("atp");
@@ -78,7 +104,7 @@ fn xdp_attaches_in_native_and_generic_mode_and_detaches_cleanly() {
             };
             assert!(link.contains(want), "{mode:?}: {link}");
             bal.detach(&ifname).unwrap();
-            assert_eq!(xdp_state(&ns, &ifname), "", "{mode:?} detached");
+            wait_xdp_detached(&ns, &ifname, &format!("the {mode:?} program detached"));
         }
         // Detaching again is a no-op.
         bal.detach(&ifname).unwrap();
@@ -207,7 +233,7 @@ fn pinned_maps_and_attachment_survive_a_restart_and_unpin_cleanly() {
         );
 
         second.detach(&ifname).unwrap();
-        assert_eq!(xdp_state(&ns, &ifname), "");
+        wait_xdp_detached(&ns, &ifname, "the pinned XDP link detached");
         second.unpin_all().unwrap();
         let left: Vec<_> = std::fs::read_dir(&pins.path).unwrap().collect();
         assert!(left.is_empty(), "pin directory empty: {left:?}");
@@ -308,7 +334,7 @@ fn decap_attaches_to_ingress_and_detaches() {
         decap.attach(&ifname).unwrap();
         assert_eq!(attached(), vec!["herald_decap".to_owned()]);
         decap.detach(&ifname).unwrap();
-        assert!(attached().is_empty(), "{:?}", attached());
+        wait_none_listed("herald_decap gone from tcx ingress", attached);
     });
 }
 
@@ -339,7 +365,7 @@ fn pinned_decap_attachment_outlives_its_loader_and_is_replaced_in_place() {
         assert_eq!(after.len(), 1, "replaced, not added: {after:?}");
         assert_ne!(after, before, "the new program is the one attached");
         second.detach(&ifname).unwrap();
-        assert!(ids().is_empty());
+        wait_none_listed("the pinned decap link gone from tcx ingress", ids);
         assert!(
             std::fs::read_dir(&pins.path).unwrap().next().is_none(),
             "pin removed"

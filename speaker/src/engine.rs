@@ -648,6 +648,7 @@ impl Engine {
                 .set(*n as i64);
         }
         m.dataplane_decapsulated.set(snap.decapsulated as i64);
+        m.dataplane_next_hops.set(snap.next_hops.len() as i64);
         DataplaneStatus {
             attached: snap
                 .attached
@@ -665,6 +666,8 @@ impl Engine {
                 .collect(),
             decapsulated: snap.decapsulated,
             errors: self.dataplane_errors.clone(),
+            next_hops: snap.next_hops.clone(),
+            next_hop_errors: snap.next_hop_errors.clone(),
         }
     }
 

@@ -98,6 +98,8 @@ pub struct Metrics {
     pub dataplane_drops: Family<ReasonLabel, Gauge>,
     /// Packets the decapsulation program unwrapped on this host.
     pub dataplane_decapsulated: Gauge,
+    /// Next hops of the balancer's backends with a neighbour entry Herald keeps resolved.
+    pub dataplane_next_hops: Gauge,
 }
 
 impl Default for Metrics {
@@ -132,6 +134,7 @@ impl Metrics {
             dataplane_bytes: Family::default(),
             dataplane_drops: Family::default(),
             dataplane_decapsulated: Gauge::default(),
+            dataplane_next_hops: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -228,6 +231,11 @@ impl Metrics {
             "dataplane_decapsulated_packets",
             "Packets the decapsulation program unwrapped on this host (kernel counter)",
             m.dataplane_decapsulated.clone(),
+        );
+        registry.register(
+            "dataplane_next_hops",
+            "Next hops of the XDP balancer's backends with a managed neighbour entry kept by Herald",
+            m.dataplane_next_hops.clone(),
         );
         Metrics { registry, ..m }
     }

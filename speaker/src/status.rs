@@ -61,6 +61,13 @@ pub struct DataplaneStatus {
     pub decapsulated: u64,
     /// What could not be programmed at the last change.
     pub errors: Vec<String>,
+    /// Next hops of the backends with a managed neighbour entry Herald keeps
+    /// (`address dev interface`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub next_hops: Vec<String>,
+    /// Backends whose next hop could not be kept resolved at the last look, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub next_hop_errors: Vec<String>,
 }
 
 /// One programmed VIP and its counters.
@@ -463,6 +470,12 @@ impl StatusReport {
             let _ = writeln!(out, "drops: {}", or_none(&drops));
             for e in &d.errors {
                 let _ = writeln!(out, "not programmed: {e}");
+            }
+            if !d.attached.is_empty() {
+                let _ = writeln!(out, "next hops kept resolved: {}", or_none(&d.next_hops));
+            }
+            for e in &d.next_hop_errors {
+                let _ = writeln!(out, "next hop: {e}");
             }
             out.push('\n');
             let rows: Vec<Vec<String>> = d

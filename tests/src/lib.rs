@@ -18,7 +18,8 @@
 //! - [`l2lab`]: `herald-l2-lab` node processes and a client-side wire capture.
 //! - [`segment`]: a bridge namespace with node and client namespaces (layer-2 tests) and
 //!   `arping` / `ndisc6` wrappers.
-//! - [`name_server`]: [`NameServer`], a TCP server in a namespace answering with its name.
+//! - [`name_server`]: [`NameServer`], a TCP server in a namespace answering with its name,
+//!   and [`Conn`], a client of it.
 //! - [`xdp_pass`]: [`XdpPass`], a pass-everything XDP program for the receiving side of a
 //!   veth that a balancer transmits on.
 //! - [`wait`]: [`wait_until`], polling a condition with a deadline instead of sleeping.
@@ -39,7 +40,7 @@ pub mod wait;
 pub mod xdp_pass;
 
 pub use bpffs::BpfFs;
-pub use name_server::NameServer;
+pub use name_server::{Conn, NameServer};
 pub use netns::{Netns, unique_ifname, veth_pair};
 pub use privileged::{require_command, skip_privileged};
 pub use process::Daemon;
@@ -62,4 +63,18 @@ pub fn workspace_binary(name: &str) -> std::path::PathBuf {
         path.display()
     );
     path
+}
+
+/// `herald-speaker status --json` of the speaker running in `ns`.
+pub fn speaker_status(ns: &Netns) -> Result<serde_json::Value, String> {
+    let bin = workspace_binary("herald-speaker");
+    let out = ns
+        .command(bin.to_str().expect("a UTF-8 path"))
+        .args(["status", "--json"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
 }

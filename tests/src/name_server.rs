@@ -1,6 +1,6 @@
 //! A TCP server inside a namespace that answers every line (and the connection itself) with
-//! its name, so a client learns which backend it reached; or, as [`NameServer::http`], an
-//! HTTP/1.0 server whose every response body is its name.
+//! its name, so a client learns which backend it reached, and the client side of it; or, as
+//! [`NameServer::http`], an HTTP/1.0 server whose every response body is its name.
 
 use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -132,5 +132,47 @@ impl Drop for NameServer {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// A client connection to a [`NameServer`] (through a VIP, say), greeted by it.
+pub struct Conn {
+    stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Conn {
+    /// Connects from inside `ns` to `addr` and reads the greeting; each step has a 2 s
+    /// timeout, so a path that drops packets fails here instead of hanging.
+    pub fn open(ns: &Netns, addr: SocketAddr) -> Result<Self, String> {
+        ns.run_in(|| {
+            let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+                .map_err(|e| format!("connect to {addr}: {e}"))?;
+            stream
+                .set_read_timeout(Some(Duration::from_secs(2)))
+                .map_err(|e| e.to_string())?;
+            let mut conn = Conn {
+                reader: BufReader::new(stream.try_clone().map_err(|e| e.to_string())?),
+                stream,
+            };
+            conn.read_line()?;
+            Ok(conn)
+        })
+    }
+
+    fn read_line(&mut self) -> Result<String, String> {
+        let mut line = String::new();
+        self.reader
+            .read_line(&mut line)
+            .map_err(|e| format!("read: {e}"))?;
+        Ok(line.trim().to_owned())
+    }
+
+    /// Asks the server its name again over this connection.
+    pub fn ask(&mut self) -> Result<String, String> {
+        self.stream
+            .write_all(b"who\n")
+            .map_err(|e| format!("write: {e}"))?;
+        self.read_line()
     }
 }

@@ -1,11 +1,13 @@
 //! Carries the dataplane out on this host: loads the XDP balancer (maps pinned, so a restart
 //! keeps forwarding), attaches it to the uplinks, writes what [`super::program`] plans,
 //! attaches the TC decapsulation program on backend hosts, and binds the VIPs this host is a
-//! backend of to `lo` so its stack accepts the decapsulated packets.
+//! backend of to `lo` so its stack accepts the decapsulated packets. On a balancer it runs
+//! the [`Keeper`] that keeps the backends' next hops resolved for `bpf_fib_lookup`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use herald_ebpf::abi::{
     self, DropReason, FAMILY_V4, MAGLEV_DEFAULT_SIZE, MAX_BACKENDS, MAX_VIPS, VipKey,
@@ -15,6 +17,7 @@ use thiserror::Error;
 use tracing::{info, warn};
 
 use super::maglev::TableSize;
+use super::neighbours::Keeper;
 use super::program::{Op, Programmer, VipAddr};
 use crate::announce::Vip;
 
@@ -106,6 +109,10 @@ pub struct Snapshot {
     pub drops: Vec<(&'static str, u64)>,
     /// Packets decapsulated.
     pub decapsulated: u64,
+    /// Next hops of the backends with a neighbour entry Herald keeps (`address dev if`).
+    pub next_hops: Vec<String>,
+    /// Why a backend's next hop could not be kept at the last look.
+    pub next_hop_errors: Vec<String>,
 }
 
 /// Name of a drop reason as metrics and `/status` show it.
@@ -131,6 +138,10 @@ pub struct Dataplane {
     bound: BTreeSet<IpAddr>,
     netlink: Option<rtnetlink::Handle>,
     sysctls_done: bool,
+    /// Keeps the backends' next hops resolved (balancer only).
+    neighbours: Option<Keeper>,
+    /// `no_neighbour` drops at the last snapshot: a rise asks the keeper to look at once.
+    no_neighbour_seen: AtomicU64,
 }
 
 fn host(what: impl Into<String>, e: impl std::fmt::Display) -> DataplaneError {
@@ -234,6 +245,16 @@ impl Dataplane {
         } else {
             None
         };
+        let mut netlink = None;
+        let neighbours = if balancer.is_some() {
+            let (conn, handle, _) =
+                rtnetlink::new_connection().map_err(|e| host("opening rtnetlink", e))?;
+            tokio::spawn(conn);
+            netlink = Some(handle.clone());
+            Some(Keeper::start(handle))
+        } else {
+            None
+        };
         Ok(Self {
             opts,
             balancer,
@@ -241,8 +262,10 @@ impl Dataplane {
             decap,
             services: BTreeMap::new(),
             bound: BTreeSet::new(),
-            netlink: None,
+            netlink,
             sysctls_done: false,
+            neighbours,
+            no_neighbour_seen: AtomicU64::new(0),
         })
     }
 
@@ -267,6 +290,17 @@ impl Dataplane {
                 .iter()
                 .map(|v| (VipAddr::of(v), v.service.clone()))
                 .collect();
+        }
+        if let Some(keeper) = &self.neighbours {
+            // The hosts packets are encapsulated to; a local backend goes up the stack.
+            keeper.set_backends(
+                desired
+                    .iter()
+                    .flat_map(|v| &v.backends)
+                    .filter(|(b, w)| *w > 0 && !local.contains(b))
+                    .map(|(b, _)| *b)
+                    .collect(),
+            );
         }
         // The host's stack must accept a VIP it is a backend of: decapsulated packets (and,
         // on a balancer, packets for a local backend) are addressed to it.
@@ -358,6 +392,17 @@ impl Dataplane {
                 out.drops
                     .push((drop_reason_name(reason), b.drops(reason).unwrap_or(0)));
             }
+            if let Some(keeper) = &self.neighbours {
+                // A rising count means a next hop lost its entry (flushed, or a route moved
+                // to a new gateway): look now rather than at the next periodic look.
+                let now = b.drops(DropReason::NoNeigh).unwrap_or(0);
+                if now > self.no_neighbour_seen.swap(now, Ordering::Relaxed) {
+                    keeper.kick();
+                }
+                let status = keeper.status();
+                out.next_hops = status.next_hops;
+                out.next_hop_errors = status.errors;
+            }
         }
         if let Some((d, interfaces)) = &self.decap {
             out.decap = interfaces.clone();
@@ -371,6 +416,10 @@ impl Dataplane {
     /// removes the pinned maps and unbinds the VIPs.
     pub async fn shutdown(mut self, keep: bool) {
         if keep {
+            // The balancer goes on forwarding: its next hops keep their managed entries.
+            if let Some(keeper) = self.neighbours.take() {
+                keeper.stop(false).await;
+            }
             info!("dataplane: left attached for the next start (--on-exit restart)");
             return;
         }
@@ -383,6 +432,10 @@ impl Dataplane {
             if let Err(e) = balancer.unpin_all() {
                 warn!(error = %e, "dataplane: removing pinned maps");
             }
+        }
+        // Detached first: no packet looks for these entries any more.
+        if let Some(keeper) = self.neighbours.take() {
+            keeper.stop(true).await;
         }
         if let Some((mut decap, interfaces)) = self.decap.take() {
             for interface in &interfaces {
