@@ -147,7 +147,7 @@ mod collision {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
-    async fn read_message(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<BgpMessage> {
+    pub(super) async fn read_message(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<BgpMessage> {
         loop {
             if let Ok(Some(len)) = frame_len(buf) {
                 let mut d = Decoder::new();
@@ -171,7 +171,7 @@ mod collision {
         }
     }
 
-    fn peer_open(router_id: Ipv4Addr) -> Vec<u8> {
+    pub(super) fn peer_open(router_id: Ipv4Addr) -> Vec<u8> {
         let mut s = Session::new(SessionConfig::new(64513, 64512, router_id));
         s.handle(Event::ManualStart);
         let open = s
@@ -256,5 +256,144 @@ mod collision {
             Some((6, 7)),
             "{on_outbound:?}"
         );
+    }
+}
+
+mod malformed {
+    //! RFC 7606 on a live session: a scripted peer announces a prefix, then sends the same
+    //! prefix with one attribute of the wrong length. The session stays Established, the
+    //! prefix counts as withdrawn, and a ROUTE-REFRESH afterwards is still answered.
+
+    use super::collision::{peer_open, read_message};
+    use super::*;
+    use herald_speaker::bgp::codec::{encode, notification_code};
+    use netgauze_bgp_pkt::BgpMessage;
+    use netgauze_bgp_pkt::iana::RouteRefreshSubcode;
+    use netgauze_bgp_pkt::route_refresh::BgpRouteRefreshMessage;
+    use netgauze_iana::address_family::AddressType;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    /// An UPDATE for 198.51.100.1/32 with ORIGIN, a 4-octet AS_PATH, NEXT_HOP and `extra`
+    /// (flags, type, value), which replaces the attribute of its type if there is one.
+    fn update(extra: Option<(u8, u8, &[u8])>) -> Vec<u8> {
+        let mut attrs: Vec<(u8, u8, Vec<u8>)> = vec![
+            (0x40, 1, vec![0]),
+            (0x40, 2, vec![2, 1, 0, 0, 0xfc, 0x01]),
+            (0x40, 3, vec![127, 0, 0, 1]),
+        ];
+        if let Some((flags, code, value)) = extra {
+            match attrs.iter().position(|a| a.1 == code) {
+                Some(i) => attrs[i] = (flags, code, value.to_vec()),
+                None => attrs.push((flags, code, value.to_vec())),
+            }
+        }
+        let mut field = Vec::new();
+        for (flags, code, value) in attrs {
+            field.extend_from_slice(&[flags, code, value.len() as u8]);
+            field.extend_from_slice(&value);
+        }
+        let nlri = [32, 198, 51, 100, 1];
+        let mut f = vec![0xff; 16];
+        f.extend_from_slice(&((19 + 4 + field.len() + nlri.len()) as u16).to_be_bytes());
+        f.push(2);
+        f.extend_from_slice(&[0, 0]);
+        f.extend_from_slice(&(field.len() as u16).to_be_bytes());
+        f.extend_from_slice(&field);
+        f.extend_from_slice(&nlri);
+        f
+    }
+
+    #[tokio::test]
+    async fn malformed_attribute_lengths_withdraw_the_prefix_and_the_session_stays_up() {
+        let peer_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut cfg = SessionConfig::new(64512, 64513, Ipv4Addr::new(192, 0, 2, 1));
+        cfg.connect_retry = Duration::from_millis(200);
+        let mut pc = PeerConfig::new(cfg, LOOPBACK);
+        pc.peer_port = peer_listener.local_addr().unwrap().port();
+        let herald = PeerHandle::spawn(pc).unwrap();
+        herald.set_routes(routes(1));
+        let (mut conn, _) = tokio::time::timeout(DEADLINE, peer_listener.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        let mut buf = Vec::new();
+        assert!(matches!(
+            read_message(&mut conn, &mut buf).await,
+            Some(BgpMessage::Open(_))
+        ));
+        conn.write_all(&peer_open(Ipv4Addr::new(192, 0, 2, 9)))
+            .await
+            .unwrap();
+        let mut keepalive = Vec::new();
+        encode(&BgpMessage::KeepAlive, &mut keepalive).unwrap();
+        conn.write_all(&keepalive).await.unwrap();
+        let mut rx = herald.watch_status();
+        assert!(
+            wait_for_status(&mut rx, DEADLINE, |s| s.state == State::Established)
+                .await
+                .is_some(),
+            "{:?}",
+            herald.status()
+        );
+
+        let cases: [(&str, u8, u8, &[u8]); 4] = [
+            ("ORIGIN of length 2", 0x40, 1, &[0, 0]),
+            ("NEXT_HOP of length 5", 0x40, 3, &[127, 0, 0, 1, 0]),
+            ("COMMUNITIES of length 3", 0xc0, 8, &[0xfc, 0, 7]),
+            ("LARGE_COMMUNITY of length 13", 0xc0, 32, &[0; 13]),
+        ];
+        for (case, flags, code, value) in cases {
+            conn.write_all(&update(None)).await.unwrap();
+            assert!(
+                wait_for_status(&mut rx, DEADLINE, |s| s.prefixes_received == 1)
+                    .await
+                    .is_some(),
+                "{case}: the well-formed announcement was not counted: {:?}",
+                herald.status()
+            );
+            conn.write_all(&update(Some((flags, code, value))))
+                .await
+                .unwrap();
+            let s = wait_for_status(&mut rx, DEADLINE, |s| {
+                s.prefixes_received == 0 || s.state != State::Established
+            })
+            .await
+            .unwrap_or_else(|| herald.status());
+            assert_eq!(
+                (s.state, s.prefixes_received),
+                (State::Established, 0),
+                "{case}: {s:?}"
+            );
+        }
+
+        // ROUTE-REFRESH still answered: our route comes again, then End-of-RIB.
+        let mut refresh = Vec::new();
+        encode(
+            &BgpMessage::RouteRefresh(BgpRouteRefreshMessage::new(
+                AddressType::Ipv4Unicast,
+                RouteRefreshSubcode::NormalRequest,
+            )),
+            &mut refresh,
+        )
+        .unwrap();
+        conn.write_all(&refresh).await.unwrap();
+        let mut announced = false;
+        // Bounded: each read waits at most DEADLINE; at most 50 messages looked at.
+        for _ in 0..50 {
+            match read_message(&mut conn, &mut buf).await {
+                Some(BgpMessage::Update(u)) if !u.nlri().is_empty() => {
+                    announced = true;
+                    break;
+                }
+                Some(BgpMessage::Notification(n)) => {
+                    panic!("NOTIFICATION {:?}", notification_code(&n))
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
+        assert!(announced, "no UPDATE answered the ROUTE-REFRESH");
+        assert_eq!(herald.status().state, State::Established);
     }
 }
