@@ -33,7 +33,7 @@ use crate::l2::agent::{Agent, AgentConfig, NodeStatus};
 use crate::l2::election::{AddressPolicy, NodeSelector};
 use crate::l2::gossip::GossipConfig;
 use crate::l2::gossip::seal::GossipKey;
-use crate::metrics::{InterfaceLabel, PeerLabel, ReasonLabel, VipLabels};
+use crate::metrics::{InterfaceLabel, NotificationLabels, PeerLabel, ReasonLabel, VipLabels};
 use crate::peers::{self, HostFacts, Peers, WantedPeer};
 use crate::status::{
     BgpStatus, DataplaneStatus, DataplaneVip, DesiredStatus, L2Status, RouteStatus, VipStatus,
@@ -557,6 +557,26 @@ impl Engine {
             m.bgp_prefixes_received
                 .get_or_create(&label)
                 .set(row.prefixes_received as i64);
+        }
+        for (peer, s) in self.peers.statuses() {
+            let sent = s.notifications_sent.iter().map(|(c, n)| ("sent", c, n));
+            let received = s
+                .notifications_received
+                .iter()
+                .map(|(c, n)| ("received", c, n));
+            for (direction, &(code, subcode), &n) in sent.chain(received) {
+                let (code, subcode) = crate::bgp::codec::notification_names(code, subcode);
+                let counter = m.bgp_notifications.get_or_create(&NotificationLabels {
+                    peer: peer.clone(),
+                    direction,
+                    code,
+                    subcode,
+                });
+                // The session task counts since it started; the counter only moves forward.
+                if n > counter.get() {
+                    counter.inc_by(n - counter.get());
+                }
+            }
         }
         m.bfd_session_up.clear();
         let mut bfd_rows = Vec::new();

@@ -32,6 +32,20 @@ pub struct PeerLabel {
     pub peer: String,
 }
 
+/// A BGP NOTIFICATION's labels: peer, `sent` or `received`, code and subcode names (a bounded
+/// set: RFC 4271 §4.5 and the IANA registry).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotificationLabels {
+    /// Peer name.
+    pub peer: String,
+    /// `sent` or `received`.
+    pub direction: &'static str,
+    /// Error code name, e.g. `Cease`.
+    pub code: &'static str,
+    /// Error subcode name, e.g. `Administrative Shutdown`.
+    pub subcode: &'static str,
+}
+
 /// Per-interface labels.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct InterfaceLabel {
@@ -77,6 +91,8 @@ pub struct Metrics {
     pub bgp_prefixes_sent: Family<PeerLabel, Gauge>,
     /// Prefixes the peer announces (counted, not installed).
     pub bgp_prefixes_received: Family<PeerLabel, Gauge>,
+    /// BGP NOTIFICATIONs sent and received.
+    pub bgp_notifications: Family<NotificationLabels, Counter>,
     /// 1 while the BFD session with the peer is Up.
     pub bfd_session_up: Family<PeerLabel, Gauge>,
     /// Addresses this node answers ARP/NDP for, per interface.
@@ -126,6 +142,7 @@ impl Metrics {
             bfd_session_up: Family::default(),
             bgp_prefixes_sent: Family::default(),
             bgp_prefixes_received: Family::default(),
+            bgp_notifications: Family::default(),
             change_to_announce_seconds: Histogram::new([
                 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
             ]),
@@ -176,6 +193,11 @@ impl Metrics {
             "bgp_prefixes_sent",
             "Prefixes announced to the peer",
             m.bgp_prefixes_sent.clone(),
+        );
+        registry.register(
+            "bgp_notifications",
+            "BGP NOTIFICATION messages sent and received, by code and subcode",
+            m.bgp_notifications.clone(),
         );
         registry.register(
             "bgp_prefixes_received",

@@ -91,13 +91,18 @@ async fn shutdown_sends_cease_with_the_communication_to_the_peer() {
             .await
             .is_some()
     );
+    let active = p.active.watch_status();
     p.active.shutdown("maintenance window").await;
     let s = wait_for_status(&mut rx, DEADLINE, |s| s.state != State::Established).await;
     let s = s.expect("passive session went down");
     assert_eq!(
         s.last_error.as_deref(),
-        Some("received notification 6/2 \"maintenance window\"")
+        Some("received notification 6/2 (Cease, Administrative Shutdown) \"maintenance window\"")
     );
+    // Counted by code and subcode on both sides (the metric herald_bgp_notifications_total).
+    assert_eq!(s.notifications_received.get(&(6, 2)), Some(&1), "{s:?}");
+    let sent = active.borrow().notifications_sent.clone();
+    assert_eq!(sent.get(&(6, 2)), Some(&1), "{sent:?}");
 }
 
 #[tokio::test]

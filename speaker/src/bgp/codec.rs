@@ -181,11 +181,66 @@ pub fn notification_code(n: &BgpNotificationMessage) -> (u8, u8) {
     }
 }
 
+/// The names of a NOTIFICATION's error code and subcode, as RFC 4271 §4.5 and the IANA
+/// registry give them (RFC 4486, 8203, 9384 for Cease), for logs and metric labels.
+pub fn notification_names(code: u8, subcode: u8) -> (&'static str, &'static str) {
+    let code_name = match code {
+        1 => "Message Header Error",
+        2 => "OPEN Message Error",
+        3 => "UPDATE Message Error",
+        4 => "Hold Timer Expired",
+        5 => "Finite State Machine Error",
+        6 => "Cease",
+        7 => "ROUTE-REFRESH Message Error",
+        _ => "Unknown",
+    };
+    let sub = match (code, subcode) {
+        (_, 0) => "Unspecific",
+        (1, 1) => "Connection Not Synchronized",
+        (1, 2) => "Bad Message Length",
+        (1, 3) => "Bad Message Type",
+        (2, 1) => "Unsupported Version Number",
+        (2, 2) => "Bad Peer AS",
+        (2, 3) => "Bad BGP Identifier",
+        (2, 4) => "Unsupported Optional Parameter",
+        (2, 6) => "Unacceptable Hold Time",
+        (2, 7) => "Unsupported Capability",
+        (2, 11) => "Role Mismatch",
+        (3, 1) => "Malformed Attribute List",
+        (3, 2) => "Unrecognized Well-known Attribute",
+        (3, 3) => "Missing Well-known Attribute",
+        (3, 4) => "Attribute Flags Error",
+        (3, 5) => "Attribute Length Error",
+        (3, 6) => "Invalid ORIGIN Attribute",
+        (3, 8) => "Invalid NEXT_HOP Attribute",
+        (3, 9) => "Optional Attribute Error",
+        (3, 10) => "Invalid Network Field",
+        (3, 11) => "Malformed AS_PATH",
+        (5, 1) => "Unexpected Message in OpenSent",
+        (5, 2) => "Unexpected Message in OpenConfirm",
+        (5, 3) => "Unexpected Message in Established",
+        (6, 1) => "Maximum Number of Prefixes Reached",
+        (6, 2) => "Administrative Shutdown",
+        (6, 3) => "Peer De-configured",
+        (6, 4) => "Administrative Reset",
+        (6, 5) => "Connection Rejected",
+        (6, 6) => "Other Configuration Change",
+        (6, 7) => "Connection Collision Resolution",
+        (6, 8) => "Out of Resources",
+        (6, 9) => "Hard Reset",
+        (6, 10) => "BFD Down",
+        (7, 1) => "Invalid Message Length",
+        _ => "Unknown",
+    };
+    (code_name, sub)
+}
+
 /// A human-readable reason for a NOTIFICATION: its code/subcode, plus the shutdown
 /// communication text when one is present (RFC 8203).
 pub fn describe_notification(n: &BgpNotificationMessage) -> String {
     let (code, subcode) = notification_code(n);
-    let mut out = format!("notification {code}/{subcode}");
+    let (code_name, sub_name) = notification_names(code, subcode);
+    let mut out = format!("notification {code}/{subcode} ({code_name}, {sub_name})");
     if let BgpNotificationMessage::CeaseError(
         CeaseError::AdministrativeShutdown { value } | CeaseError::AdministrativeReset { value },
     ) = n

@@ -17,7 +17,7 @@
 //! Dropping the [`PeerHandle`] aborts the task; [`PeerHandle::shutdown`] closes gracefully
 //! with a Cease and the given shutdown communication (RFC 8203).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -35,6 +35,7 @@ use super::fsm::{Action, Event, Session, SessionConfig, State, Timer};
 use super::route::DesiredRoutes;
 use super::sockopt;
 use super::transport::connect_future;
+use tracing::{debug, info};
 
 mod collision;
 
@@ -116,6 +117,10 @@ pub struct PeerStatus {
     pub updates_sent: u64,
     /// Why the last session ended, or why connecting fails.
     pub last_error: Option<String>,
+    /// NOTIFICATIONs sent since the task started, by (code, subcode).
+    pub notifications_sent: BTreeMap<(u8, u8), u64>,
+    /// NOTIFICATIONs received since the task started, by (code, subcode).
+    pub notifications_received: BTreeMap<(u8, u8), u64>,
 }
 
 impl PeerStatus {
@@ -190,6 +195,8 @@ impl PeerHandle {
             established_count: 0,
             updates_sent: 0,
             last_error: None,
+            notifications_sent: BTreeMap::new(),
+            notifications_received: BTreeMap::new(),
         };
         let (status_tx, status) = watch::channel(initial);
         let (commands, commands_rx) = mpsc::channel(8);
@@ -207,6 +214,8 @@ impl PeerHandle {
             established_at: None,
             updates_sent: 0,
             connect_error: None,
+            notifications_sent: BTreeMap::new(),
+            notifications_received: BTreeMap::new(),
         };
         let task = tokio::spawn(task.run(routes_rx, commands_rx, inbound_rx));
         Ok(Self {
@@ -346,6 +355,8 @@ struct Driver {
     established_at: Option<SystemTime>,
     updates_sent: u64,
     connect_error: Option<String>,
+    notifications_sent: BTreeMap<(u8, u8), u64>,
+    notifications_received: BTreeMap<(u8, u8), u64>,
 }
 
 /// Reads into `conn.rbuf` (at most one read of 64 KiB).
@@ -500,8 +511,34 @@ impl Driver {
     }
 
     pub(super) async fn handle(&mut self, event: Event) {
+        let before = self.session.state();
+        if let Event::Received(codec::Decoded::Message(BgpMessage::Notification(n))) = &event {
+            let (code, subcode) = codec::notification_code(n);
+            *self
+                .notifications_received
+                .entry((code, subcode))
+                .or_default() += 1;
+            let (code_name, subcode_name) = codec::notification_names(code, subcode);
+            info!(
+                peer = %self.config.peer_addr,
+                code, subcode, code_name, subcode_name,
+                message = %codec::describe_notification(n),
+                "bgp notification received"
+            );
+        }
         let actions = self.session.handle(event);
         for action in actions {
+            if let Action::Send(BgpMessage::Notification(n)) = &action {
+                let (code, subcode) = codec::notification_code(n);
+                *self.notifications_sent.entry((code, subcode)).or_default() += 1;
+                let (code_name, subcode_name) = codec::notification_names(code, subcode);
+                info!(
+                    peer = %self.config.peer_addr,
+                    code, subcode, code_name, subcode_name,
+                    message = %codec::describe_notification(n),
+                    "bgp notification sent"
+                );
+            }
             match action {
                 Action::Connect => {
                     self.conn = None;
@@ -539,8 +576,40 @@ impl Driver {
         if let (Some(conn), Some(n)) = (self.conn.as_mut(), self.session.negotiated()) {
             conn.decoder.set_asn4(n.asn4);
         }
+        self.log_transition(before);
         self.flush().await;
         self.publish();
+    }
+
+    /// Session transitions at info, as routers log them: up with what was negotiated, down
+    /// with why; the steps in between at debug.
+    fn log_transition(&self, before: State) {
+        let after = self.session.state();
+        if after == before {
+            return;
+        }
+        let peer = self.config.peer_addr;
+        if after == State::Established {
+            let n = self.session.negotiated();
+            info!(
+                %peer,
+                hold_time = n.map(|n| n.hold_time),
+                ipv4 = n.is_some_and(|n| n.families.ipv4),
+                ipv6 = n.is_some_and(|n| n.families.ipv6),
+                graceful_restart = n.is_some_and(|n| n.graceful_restart),
+                peer_id = ?n.map(|n| n.peer_id),
+                "bgp session established"
+            );
+        } else if before == State::Established {
+            info!(
+                %peer,
+                state = after.as_str(),
+                reason = self.session.counters().last_error.as_deref().unwrap_or("connection closed"),
+                "bgp session down"
+            );
+        } else {
+            debug!(%peer, from = before.as_str(), to = after.as_str(), "bgp session state");
+        }
     }
 
     async fn flush(&mut self) {
@@ -591,6 +660,8 @@ impl Driver {
             established_count: c.established_count,
             updates_sent: self.updates_sent,
             last_error: c.last_error.or_else(|| self.connect_error.clone()),
+            notifications_sent: self.notifications_sent.clone(),
+            notifications_received: self.notifications_received.clone(),
         };
         self.status.send_if_modified(|old| {
             if *old == status {

@@ -322,7 +322,7 @@ fn manual_stop_sends_cease_with_shutdown_communication_and_stays_down() {
     assert_eq!(notification_code(n), (6, 2));
     assert_eq!(
         crate::bgp::codec::describe_notification(n),
-        "notification 6/2 \"herald stopping\""
+        "notification 6/2 (Cease, Administrative Shutdown) \"herald stopping\""
     );
     assert!(a.contains(&Action::Disarm(Timer::ConnectRetry)));
     assert!(
@@ -463,7 +463,7 @@ fn received_notification_ends_the_session_and_records_the_reason() {
     assert!(a.contains(&Action::Close));
     assert_eq!(
         s.counters().last_error.as_deref(),
-        Some("received notification 6/2 \"maintenance\"")
+        Some("received notification 6/2 (Cease, Administrative Shutdown) \"maintenance\"")
     );
 }
 
