@@ -75,9 +75,10 @@ pub fn peer_config(spec: &BGPPeerSpec, host: &HostFacts) -> Result<PeerConfig, F
     if let Some(k) = &spec.keepalive_time {
         session.keepalive = Some(secs("spec.keepaliveTime", k.get())?);
     }
-    if let Some(c) = &spec.connect_time {
-        session.connect_retry = c.get();
-    }
+    session.connect_retry = spec.connect_time.as_ref().map_or(
+        std::time::Duration::from_secs(herald_api::bgp::DEFAULT_CONNECT_TIME_SECS),
+        |c| c.get(),
+    );
     session.passive = spec.passive;
     if !spec.graceful_restart {
         session.graceful_restart = None;
@@ -373,4 +374,83 @@ pub fn wanted(
         out.insert(name, WantedPeer { config, bfd });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn spec(extra: serde_json::Value) -> BGPPeerSpec {
+        let mut v =
+            serde_json::json!({"peerAddress": "10.0.0.2", "peerASN": 64513, "myASN": 64512});
+        if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+            o.extend(e.clone());
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn host() -> HostFacts {
+        HostFacts {
+            router_id: Some(Ipv4Addr::new(192, 0, 2, 7)),
+        }
+    }
+
+    #[test]
+    fn a_bgp_peer_with_only_the_required_fields_gets_the_documented_defaults() {
+        let c = peer_config(&spec(serde_json::json!({})), &host()).unwrap();
+        assert_eq!(c.peer_addr, "10.0.0.2".parse::<IpAddr>().unwrap());
+        assert_eq!(c.peer_port, 179);
+        assert_eq!((c.session.local_asn, c.session.peer_asn), (64512, 64513));
+        assert_eq!(c.session.router_id, Ipv4Addr::new(192, 0, 2, 7));
+        assert_eq!(c.session.hold_time, 90);
+        assert_eq!(c.session.keepalive, None);
+        assert_eq!(c.session.connect_retry, Duration::from_secs(10));
+        // Off unless asked for, as in MetalLB (`gracefulRestart`, default false).
+        assert_eq!(c.session.graceful_restart, None);
+        assert!(!c.session.passive);
+        assert_eq!(
+            (c.source_addr, c.ttl, c.password.as_deref()),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn each_bgp_peer_field_reaches_the_session() {
+        let c = peer_config(
+            &spec(serde_json::json!({
+                "peerPort": 1179, "sourceAddress": "10.0.0.1", "holdTime": "30s",
+                "keepaliveTime": "5s", "connectTime": "2s", "passive": true,
+                "gracefulRestart": true, "ebgpMultiHop": true, "password": "s3cret",
+            })),
+            &host(),
+        )
+        .unwrap();
+        assert_eq!(c.peer_port, 1179);
+        assert_eq!(c.source_addr, Some("10.0.0.1".parse().unwrap()));
+        // An IPv4 source address is the router ID before the host's.
+        assert_eq!(c.session.router_id, Ipv4Addr::new(10, 0, 0, 1));
+        assert_eq!(c.session.hold_time, 30);
+        assert_eq!(c.session.keepalive, Some(5));
+        assert_eq!(c.session.connect_retry, Duration::from_secs(2));
+        assert!(c.session.passive);
+        assert_eq!(c.session.graceful_restart, Some(120));
+        assert_eq!(c.ttl, Some(255));
+        assert_eq!(c.password.as_deref(), Some("s3cret"));
+        let c = peer_config(
+            &spec(serde_json::json!({"routerID": "198.51.100.9", "sourceAddress": "10.0.0.1"})),
+            &host(),
+        )
+        .unwrap();
+        assert_eq!(c.session.router_id, Ipv4Addr::new(198, 51, 100, 9));
+    }
+
+    #[test]
+    fn a_router_id_that_cannot_be_derived_or_an_oversized_timer_names_the_field() {
+        let e = peer_config(&spec(serde_json::json!({})), &HostFacts::default()).unwrap_err();
+        assert!(e.to_string().contains("spec.routerID"), "{e}");
+        let e =
+            peer_config(&spec(serde_json::json!({"holdTime": "100000s"})), &host()).unwrap_err();
+        assert!(e.to_string().contains("spec.holdTime"), "{e}");
+    }
 }

@@ -118,7 +118,8 @@ pub struct BgpStatus {
     pub peer: String,
     /// Peer address.
     pub address: String,
-    /// FSM state (`Idle`, `Connect`, `Active`, `OpenSent`, `OpenConfirm`, `Established`).
+    /// FSM state, lower case as in RFC 4271 §8.2.2's names: `idle`, `connect`, `active`,
+    /// `opensent`, `openconfirm`, `established`.
     pub state: String,
     /// Seconds since Established.
     #[serde(default, skip_serializing_if = "Option::is_none")]
