@@ -126,17 +126,18 @@ impl Snapshot {
             &objects.l2_advertisements,
         )
         .map_err(|e| e.to_string())?;
-        let labels = objects
+        let node = objects
             .nodes
             .iter()
-            .find(|n| n.metadata.name.as_deref() == Some(node_name))
+            .find(|n| n.metadata.name.as_deref() == Some(node_name));
+        let labels = node
             .and_then(|n| n.metadata.labels.clone())
             .unwrap_or_default();
         let peers = peers::wanted(
             &objects.bgp_peers,
             &objects.bfd_profiles,
             &labels,
-            &HostFacts::read(),
+            &HostFacts::read(node),
         )
         .map_err(|(peer, e)| format!("BGPPeer {peer:?}: {e}"))?;
         Ok(Self {

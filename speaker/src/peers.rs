@@ -28,24 +28,98 @@ use crate::bgp::fsm::SessionConfig;
 use crate::bgp::listener::Listener;
 use crate::bgp::route::{DesiredRoutes, RouteAttrs};
 
-/// Host facts a peer configuration may need.
+/// The Node annotation that sets this node's BGP identifier for all its sessions.
+pub const ROUTER_ID_ANNOTATION: &str = "herald.dev/router-id";
+
+/// The Node label that sets this node's own AS number for all its sessions (one `BGPPeer`
+/// for every rack, each rack its AS: OpenELB's `asPerRack`).
+pub const ASN_LABEL: &str = "herald.dev/asn";
+
+/// Host and Node facts a peer configuration may need.
 #[derive(Debug, Clone, Default)]
 pub struct HostFacts {
-    /// The first IPv4 address of an up, non-loopback interface: the default router ID.
+    /// The lowest IPv4 address of an up, non-loopback interface that is not a container or
+    /// pod interface and not link-local: the last resort for the router ID.
     pub router_id: Option<Ipv4Addr>,
+    /// This node's `herald.dev/router-id` annotation, if it has one.
+    pub node_router_id: Option<Result<Ipv4Addr, String>>,
+    /// This node's first IPv4 `InternalIP` (its `Node` object's status).
+    pub node_internal_ipv4: Option<Ipv4Addr>,
+    /// This node's `herald.dev/asn` label, if it has one.
+    pub node_asn: Option<Result<u32, String>>,
+    /// Asks the kernel which local address it would use towards a peer (the session's source
+    /// when `sourceAddress` is unset); `None` in tests.
+    pub route_source: Option<fn(IpAddr) -> Option<IpAddr>>,
+}
+
+/// Interfaces whose addresses do not identify the node (the same on every node, or made for
+/// pods): never the router ID.
+fn virtual_interface(name: &str) -> bool {
+    const PREFIXES: [&str; 12] = [
+        "docker", "cni", "veth", "cali", "cilium", "lxc", "flannel", "vxlan", "kube-", "virbr",
+        "podman", "tunl",
+    ];
+    PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
 impl HostFacts {
-    /// Reads the host's interfaces.
-    pub fn read() -> Self {
+    /// Reads the host's interfaces, and this node's identity from its `Node` object if the
+    /// configuration has one.
+    pub fn read(node: Option<&k8s_openapi::api::core::v1::Node>) -> Self {
         use nix::net::if_::InterfaceFlags as F;
         let router_id = nix::ifaddrs::getifaddrs().ok().and_then(|addrs| {
             addrs
                 .filter(|a| a.flags.contains(F::IFF_UP) && !a.flags.contains(F::IFF_LOOPBACK))
+                .filter(|a| !virtual_interface(&a.interface_name))
                 .filter_map(|a| a.address?.as_sockaddr_in().map(|s| s.ip()))
+                .filter(|ip| !ip.is_link_local())
                 .min()
         });
-        HostFacts { router_id }
+        let mut facts = HostFacts {
+            router_id,
+            route_source: Some(|peer| local_address_towards(peer).ok()),
+            ..Default::default()
+        };
+        if let Some(node) = node {
+            facts.set_node(node);
+        }
+        facts
+    }
+
+    /// Takes this node's annotation, label and InternalIP.
+    pub fn set_node(&mut self, node: &k8s_openapi::api::core::v1::Node) {
+        let name = node.metadata.name.as_deref().unwrap_or_default();
+        self.node_router_id = node
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ROUTER_ID_ANNOTATION))
+            .map(|v| {
+                v.trim().parse().map_err(|_| {
+                    format!(
+                        "Node {name:?} annotation {ROUTER_ID_ANNOTATION}={v:?}: not an IPv4 address"
+                    )
+                })
+            });
+        self.node_asn = node
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(ASN_LABEL))
+            .map(|v| match v.trim().parse::<u32>() {
+                Ok(n) if n != 0 && n != u32::MAX => Ok(n),
+                _ => Err(format!(
+                    "Node {name:?} label {ASN_LABEL}={v:?}: not an AS number (1 to 4294967294)"
+                )),
+            });
+        self.node_internal_ipv4 = node
+            .status
+            .as_ref()
+            .and_then(|s| s.addresses.as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|a| a.type_ == "InternalIP")
+            .find_map(|a| a.address.parse().ok());
     }
 }
 
@@ -53,22 +127,45 @@ fn secs(field: &str, d: std::time::Duration) -> Result<u16, FieldError> {
     u16::try_from(d.as_secs()).map_err(|_| FieldError::new(field, "longer than 65535s"))
 }
 
-/// The session configuration for a `BGPPeer`.
-pub fn peer_config(spec: &BGPPeerSpec, host: &HostFacts) -> Result<PeerConfig, FieldError> {
-    let router_id = spec
-        .router_id
-        .or(match spec.source_address {
-            Some(IpAddr::V4(a)) => Some(a),
-            _ => None,
-        })
+/// This node's BGP identifier towards a peer, in order: the Node's `herald.dev/router-id`
+/// annotation, `spec.routerID`, the session's source address if it is IPv4 (`sourceAddress`,
+/// else the kernel's choice towards the peer), the Node's IPv4 `InternalIP`, the host's
+/// lowest IPv4 address outside container and link-local ranges.
+fn router_id(spec: &BGPPeerSpec, host: &HostFacts) -> Result<Ipv4Addr, FieldError> {
+    if let Some(annotated) = &host.node_router_id {
+        return annotated
+            .clone()
+            .map_err(|e| FieldError::new("spec.routerID", e));
+    }
+    let v4 = |a: Option<IpAddr>| match a {
+        Some(IpAddr::V4(a)) if !a.is_unspecified() => Some(a),
+        _ => None,
+    };
+    spec.router_id
+        .or_else(|| v4(spec.source_address))
+        .or_else(|| v4(host.route_source.and_then(|f| f(spec.peer_address))))
+        .or(host.node_internal_ipv4)
         .or(host.router_id)
         .ok_or_else(|| {
             FieldError::new(
                 "spec.routerID",
-                "required: this host has no IPv4 address to derive a BGP identifier from",
+                format!(
+                    "required: no IPv4 address to derive a BGP identifier from (set spec.routerID, \
+                     or the Node annotation {ROUTER_ID_ANNOTATION})"
+                ),
             )
-        })?;
-    let mut session = SessionConfig::new(spec.my_asn, spec.peer_asn, router_id);
+        })
+}
+
+/// The session configuration for a `BGPPeer`.
+pub fn peer_config(spec: &BGPPeerSpec, host: &HostFacts) -> Result<PeerConfig, FieldError> {
+    let router_id = router_id(spec, host)?;
+    let my_asn = match &host.node_asn {
+        Some(Ok(asn)) => *asn,
+        Some(Err(e)) => return Err(FieldError::new("spec.myASN", e.clone())),
+        None => spec.my_asn,
+    };
+    let mut session = SessionConfig::new(my_asn, spec.peer_asn, router_id);
     if let Some(h) = &spec.hold_time {
         session.hold_time = secs("spec.holdTime", h.get())?;
     }
@@ -393,6 +490,81 @@ mod tests {
     fn host() -> HostFacts {
         HostFacts {
             router_id: Some(Ipv4Addr::new(192, 0, 2, 7)),
+            ..Default::default()
+        }
+    }
+
+    fn node(
+        annotations: serde_json::Value,
+        labels: serde_json::Value,
+    ) -> k8s_openapi::api::core::v1::Node {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "n1", "annotations": annotations, "labels": labels},
+            "status": {"addresses": [
+                {"type": "Hostname", "address": "n1"},
+                {"type": "InternalIP", "address": "fd00::1"},
+                {"type": "InternalIP", "address": "10.9.0.1"},
+            ]},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_router_id_is_per_node_in_the_documented_order() {
+        let rid = |spec: &BGPPeerSpec, host: &HostFacts| {
+            peer_config(spec, host).map(|c| c.session.router_id)
+        };
+        let plain = spec(serde_json::json!({}));
+        // The host's own lowest address is the last resort.
+        assert_eq!(rid(&plain, &host()), Ok(Ipv4Addr::new(192, 0, 2, 7)));
+        // The Node's InternalIP before it.
+        let mut h = host();
+        h.set_node(&node(serde_json::json!({}), serde_json::json!({})));
+        assert_eq!(rid(&plain, &h), Ok(Ipv4Addr::new(10, 9, 0, 1)));
+        // The kernel's source address towards the peer before that.
+        h.route_source = Some(|_| Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))));
+        assert_eq!(rid(&plain, &h), Ok(Ipv4Addr::new(10, 0, 0, 1)));
+        // An IPv6 source says nothing: the InternalIP again.
+        h.route_source = Some(|_| Some("fd00::9".parse().unwrap()));
+        assert_eq!(rid(&plain, &h), Ok(Ipv4Addr::new(10, 9, 0, 1)));
+        // spec.routerID before the derived ones, the Node annotation before everything.
+        let fixed = spec(serde_json::json!({"routerID": "198.51.100.9"}));
+        assert_eq!(rid(&fixed, &h), Ok(Ipv4Addr::new(198, 51, 100, 9)));
+        h.set_node(&node(
+            serde_json::json!({"herald.dev/router-id": "10.255.0.1"}),
+            serde_json::json!({}),
+        ));
+        assert_eq!(rid(&fixed, &h), Ok(Ipv4Addr::new(10, 255, 0, 1)));
+        // A bad annotation is an error naming it, not a silent fallback.
+        h.set_node(&node(
+            serde_json::json!({"herald.dev/router-id": "rack-7"}),
+            serde_json::json!({}),
+        ));
+        let e = rid(&fixed, &h).unwrap_err().to_string();
+        assert!(
+            e.contains("herald.dev/router-id") && e.contains("rack-7"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_asn_label_on_the_node_replaces_my_asn_for_every_session() {
+        let mut h = host();
+        h.set_node(&node(
+            serde_json::json!({}),
+            serde_json::json!({"herald.dev/asn": "64601"}),
+        ));
+        let c = peer_config(&spec(serde_json::json!({})), &h).unwrap();
+        assert_eq!(c.session.local_asn, 64601);
+        for bad in ["0", "4294967295", "rack7", "-1"] {
+            h.set_node(&node(
+                serde_json::json!({}),
+                serde_json::json!({"herald.dev/asn": bad}),
+            ));
+            let e = peer_config(&spec(serde_json::json!({})), &h)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("herald.dev/asn") && e.contains(bad), "{e}");
         }
     }
 
