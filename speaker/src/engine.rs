@@ -23,7 +23,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use herald_api::standalone::StandaloneConfig;
 use herald_controller::convert::{self, DEFAULT_LB_CLASS};
 use thiserror::Error;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::admin::Shared;
 use crate::announce::{self, BackendMode, Desired, Inputs, Interface, from_api};
@@ -287,6 +287,52 @@ fn desired_for(
     })
 }
 
+/// The desired routes a peer's session cannot carry: a family without a next hop (IPv6 on an
+/// IPv4 session when the node has no IPv6 address on that interface nor an IPv6 InternalIP,
+/// and the other way round), one line per peer and family.
+fn unsendable(desired: &Desired, peers: &BTreeMap<String, WantedPeer>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, routes) in &desired.bgp {
+        let Some(peer) = peers.get(name) else {
+            continue;
+        };
+        let s = &peer.config.session;
+        let (v4_ok, v6_ok) = match peer.config.peer_addr {
+            IpAddr::V4(_) => (true, s.next_hop_v6.is_some()),
+            IpAddr::V6(_) => (s.next_hop_v4.is_some(), true),
+        };
+        for (family, ok, v6) in [("IPv4", v4_ok, false), ("IPv6", v6_ok, true)] {
+            let prefixes: Vec<String> = routes
+                .keys()
+                .filter(|n| matches!(n, IpNet::V6(_)) == v6)
+                .map(|n| n.to_string())
+                .collect();
+            if ok || prefixes.is_empty() {
+                continue;
+            }
+            let shown = prefixes
+                .iter()
+                .take(5)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ");
+            let more = prefixes.len().saturating_sub(5);
+            out.push(format!(
+                "{shown}{} to peer {name} ({}): no {family} next hop on this session; give \
+                 the node an {family} address on the session's interface or an {family} \
+                 InternalIP",
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                },
+                peer.config.peer_addr,
+            ));
+        }
+    }
+    out
+}
+
 fn community(c: u32) -> String {
     format!("{}:{}", c >> 16, c & 0xffff)
 }
@@ -313,6 +359,7 @@ fn desired_status(desired: &Desired) -> DesiredStatus {
         }
     }
     DesiredStatus {
+        unsendable: Vec::new(),
         excluded: desired.excluded.map(|e| format!("{e:?}")),
         routes,
         l2: desired
@@ -410,6 +457,8 @@ pub struct Engine {
     /// Each peer's routes as announce computed them, before the drain phase is applied.
     routes: BTreeMap<String, BTreeMap<IpNet, announce::RouteAttrs>>,
     drain: Drain,
+    /// The last snapshot's routes that no session can carry (logged when this changes).
+    unsendable: Vec<String>,
 }
 
 impl Engine {
@@ -429,6 +478,7 @@ impl Engine {
             cache: AnnounceCache::default(),
             routes: BTreeMap::new(),
             drain: Drain::default(),
+            unsendable: Vec::new(),
             opts,
             shared,
         })
@@ -502,7 +552,14 @@ impl Engine {
                 .get_or_create(&PeerLabel { peer: peer.clone() })
                 .set(prefixes.len() as i64);
         }
-        let status = desired_status(&desired);
+        let mut status = desired_status(&desired);
+        status.unsendable = unsendable(&desired, &snapshot.peers);
+        if status.unsendable != self.unsendable {
+            for u in &status.unsendable {
+                warn!("route not sent: {u}");
+            }
+            self.unsendable = status.unsendable.clone();
+        }
         self.shared.update_status(|s| s.desired = status);
         self.refresh();
         (desired, services)

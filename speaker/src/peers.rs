@@ -45,6 +45,11 @@ pub struct HostFacts {
     pub node_router_id: Option<Result<Ipv4Addr, String>>,
     /// This node's first IPv4 `InternalIP` (its `Node` object's status).
     pub node_internal_ipv4: Option<Ipv4Addr>,
+    /// This node's first IPv6 `InternalIP`.
+    pub node_internal_ipv6: Option<std::net::Ipv6Addr>,
+    /// An address of the other family on the interface that holds the given local address
+    /// (global scope); `None` in tests.
+    pub sibling_address: Option<fn(IpAddr) -> Option<IpAddr>>,
     /// This node's `herald.dev/asn` label, if it has one.
     pub node_asn: Option<Result<u32, String>>,
     /// Asks the kernel which local address it would use towards a peer (the session's source
@@ -78,6 +83,7 @@ impl HostFacts {
         let mut facts = HostFacts {
             router_id,
             route_source: Some(|peer| local_address_towards(peer).ok()),
+            sibling_address: Some(sibling_address),
             ..Default::default()
         };
         if let Some(node) = node {
@@ -120,6 +126,59 @@ impl HostFacts {
             .flatten()
             .filter(|a| a.type_ == "InternalIP")
             .find_map(|a| a.address.parse().ok());
+        self.node_internal_ipv6 = node
+            .status
+            .as_ref()
+            .and_then(|s| s.addresses.as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|a| a.type_ == "InternalIP")
+            .find_map(|a| a.address.parse().ok());
+    }
+}
+
+/// A global address of the other family on the interface holding `local`.
+fn sibling_address(local: IpAddr) -> Option<IpAddr> {
+    let addrs: Vec<_> = nix::ifaddrs::getifaddrs().ok()?.collect();
+    let ip = |a: &nix::ifaddrs::InterfaceAddress| -> Option<IpAddr> {
+        let s = a.address?;
+        s.as_sockaddr_in()
+            .map(|v| IpAddr::V4(v.ip()))
+            .or_else(|| s.as_sockaddr_in6().map(|v| IpAddr::V6(v.ip())))
+    };
+    let interface = addrs
+        .iter()
+        .find(|a| ip(a) == Some(local))?
+        .interface_name
+        .clone();
+    addrs
+        .iter()
+        .filter(|a| a.interface_name == interface)
+        .filter_map(ip)
+        .find(|other| match (local, other) {
+            (IpAddr::V4(_), IpAddr::V6(v6)) => {
+                !v6.is_loopback() && !v6.is_unicast_link_local() && !v6.is_unspecified()
+            }
+            (IpAddr::V6(_), IpAddr::V4(v4)) => !v4.is_loopback() && !v4.is_link_local(),
+            _ => false,
+        })
+}
+
+/// The next hop for the family the session's own address is not of: an address of that
+/// family on the session's interface, else the Node's `InternalIP` of that family. Without
+/// one, routes of that family are not sent on this session (and reported).
+fn other_family_next_hop(spec: &BGPPeerSpec, host: &HostFacts) -> Option<IpAddr> {
+    let source = spec
+        .source_address
+        .or_else(|| host.route_source.and_then(|f| f(spec.peer_address)));
+    let on_link = source.and_then(|s| host.sibling_address.and_then(|f| f(s)));
+    match spec.peer_address {
+        IpAddr::V4(_) => on_link
+            .filter(IpAddr::is_ipv6)
+            .or(host.node_internal_ipv6.map(IpAddr::V6)),
+        IpAddr::V6(_) => on_link
+            .filter(IpAddr::is_ipv4)
+            .or(host.node_internal_ipv4.map(IpAddr::V4)),
     }
 }
 
@@ -179,6 +238,11 @@ pub fn peer_config(spec: &BGPPeerSpec, host: &HostFacts) -> Result<PeerConfig, F
     session.passive = spec.passive;
     if !spec.graceful_restart {
         session.graceful_restart = None;
+    }
+    match other_family_next_hop(spec, host) {
+        Some(IpAddr::V6(a)) => session.next_hop_v6 = Some(a),
+        Some(IpAddr::V4(a)) => session.next_hop_v4 = Some(a),
+        None => {}
     }
     let mut config = PeerConfig::new(session, spec.peer_address);
     if let Some(port) = spec.peer_port {
@@ -544,6 +608,36 @@ mod tests {
         assert!(
             e.contains("herald.dev/router-id") && e.contains("rack-7"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn the_other_familys_next_hop_comes_from_the_sessions_interface_then_the_node() {
+        let nh = |peer: &str, host: &HostFacts| {
+            let c = peer_config(&spec(serde_json::json!({"peerAddress": peer})), host).unwrap();
+            (c.session.next_hop_v4, c.session.next_hop_v6)
+        };
+        let mut h = host();
+        // Nothing known: an IPv4 session has no IPv6 next hop (never an IPv4-mapped one).
+        assert_eq!(nh("10.0.0.2", &h), (None, None));
+        // The Node's IPv6 InternalIP.
+        h.set_node(&node(serde_json::json!({}), serde_json::json!({})));
+        assert_eq!(nh("10.0.0.2", &h), (None, Some("fd00::1".parse().unwrap())));
+        // An IPv6 address on the session's own interface first.
+        h.route_source = Some(|_| Some("10.0.0.1".parse().unwrap()));
+        h.sibling_address = Some(|local| match local {
+            IpAddr::V4(_) => Some("2001:db8:1::5".parse().unwrap()),
+            IpAddr::V6(_) => Some("10.0.0.1".parse().unwrap()),
+        });
+        assert_eq!(
+            nh("10.0.0.2", &h),
+            (None, Some("2001:db8:1::5".parse().unwrap()))
+        );
+        // And an IPv4 one for IPv4 routes on an IPv6 session.
+        h.route_source = Some(|_| Some("2001:db8:1::5".parse().unwrap()));
+        assert_eq!(
+            nh("2001:db8:1::2", &h),
+            (Some(Ipv4Addr::new(10, 0, 0, 1)), None)
         );
     }
 

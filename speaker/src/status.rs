@@ -197,6 +197,9 @@ pub struct DesiredStatus {
     pub l2: Vec<L2Status>,
     /// Dataplane VIPs.
     pub vips: Vec<VipStatus>,
+    /// Routes a session cannot carry (no next hop of the route's family), with why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unsendable: Vec<String>,
 }
 
 /// One desired route.
@@ -292,6 +295,9 @@ impl StatusReport {
         }
         if let Some(e) = &self.desired.excluded {
             let _ = writeln!(out, "this node announces nothing: {e}");
+        }
+        for u in &self.desired.unsendable {
+            let _ = writeln!(out, "NOT SENT: {u}");
         }
         match self.drain {
             crate::drain::Phase::Serving => {}

@@ -3,6 +3,9 @@
 //! and the AS number of its rack from the Node label `herald.dev/asn`; the Node annotation
 //! `herald.dev/router-id` overrides the identifier.
 //!
+//! An IPv6 VIP goes over the same IPv4 sessions with the node's IPv6 address on the session's
+//! link as next hop, and lands in the router's kernel.
+//!
 //! Topology: n1 (10.77.0.1), n2 (10.77.0.2) and the router (10.77.0.100, BIRD) on one bridge;
 //! both nodes also carry a `docker0` with the same 10.1.0.1, lower than their own addresses
 //! in the old "lowest IPv4 of any interface" rule.
@@ -18,15 +21,18 @@ const DEADLINE: Duration = Duration::from_secs(30);
 const BIRD: &str = "
 router id 10.77.0.100;
 protocol device { }
+protocol kernel { ipv6 { export all; }; merge paths on; }
 protocol bgp n1 {
   local 10.77.0.100 as 64513; neighbor 10.77.0.1 as 64601; passive on;
   error wait time 1, 5;
   ipv4 { import all; export none; };
+  ipv6 { import all; export none; };
 }
 protocol bgp n2 {
   local 10.77.0.100 as 64513; neighbor 10.77.0.2 as 64602; passive on;
   error wait time 1, 5;
   ipv4 { import all; export none; };
+  ipv6 { import all; export none; };
 }
 ";
 
@@ -36,7 +42,7 @@ fn config(n2_annotation: &str) -> String {
 apiVersion: herald.dev/v1alpha1
 kind: IPPool
 metadata: {{name: public}}
-spec: {{addresses: [198.51.100.30/32]}}
+spec: {{addresses: [198.51.100.30/32, "2001:db8:30::1/128"]}}
 ---
 apiVersion: herald.dev/v1alpha1
 kind: BGPPeer
@@ -58,7 +64,11 @@ metadata: {{name: n2, labels: {{herald.dev/asn: "64602"}}{n2_annotation}}}
 apiVersion: v1
 kind: Service
 metadata: {{name: web, namespace: demo}}
-spec: {{type: LoadBalancer, ports: [{{port: 80}}]}}
+spec:
+  type: LoadBalancer
+  ipFamilyPolicy: RequireDualStack
+  ipFamilies: [IPv4, IPv6]
+  ports: [{{port: 80}}]
 "#
     )
 }
@@ -75,7 +85,7 @@ fn neighbor_id(bird: &Bird, proto: &str) -> String {
                 .find_map(|l| l.trim().strip_prefix("Neighbor ID:"))
                 .map(|s| s.trim().to_owned());
             match (bird.established(proto), bird.route_count(proto), id) {
-                (true, Ok(1), Some(id)) => Ok(id),
+                (true, Ok(2), Some(id)) => Ok(id),
                 _ => Err(p),
             }
         },
@@ -116,6 +126,27 @@ fn one_bgp_peer_gives_each_node_its_own_router_id_and_its_racks_asn() {
     // myASN), and each node is known by its own address.
     assert_eq!(neighbor_id(&bird, "n1"), "10.77.0.1");
     assert_eq!(neighbor_id(&bird, "n2"), "10.77.0.2");
+
+    // The IPv6 VIP over the IPv4 sessions, with each node's IPv6 address on that link as the
+    // next hop (not ::ffff:10.77.0.x), usable: both paths in the router's kernel table.
+    let routes = bird.routes("n1");
+    assert!(
+        routes.contains("2001:db8:30::1/128") && routes.contains("fd00:77::1"),
+        "{routes}"
+    );
+    assert!(!routes.contains("::ffff:"), "{routes}");
+    wait_until(
+        "the IPv6 VIP in the router's kernel via both nodes",
+        DEADLINE,
+        || {
+            let r = seg.client.ns.ip(&["-6", "route", "show", "2001:db8:30::1"]);
+            if r.contains("fd00:77::1") && r.contains("fd00:77::2") {
+                Ok(())
+            } else {
+                Err(r)
+            }
+        },
+    );
 
     // The annotation overrides the identifier of that node only.
     std::fs::write(

@@ -26,8 +26,8 @@ pub struct SessionConfig {
     pub graceful_restart: Option<u16>,
     /// NEXT_HOP for IPv4 routes; `None`: the session's local address when it is IPv4.
     pub next_hop_v4: Option<Ipv4Addr>,
-    /// Next hop for IPv6 routes; `None`: the session's local address when it is IPv6, or its
-    /// IPv4-mapped form (`::ffff:a.b.c.d`) on an IPv4 session.
+    /// Next hop for IPv6 routes; `None`: the session's local address when it is IPv6; on an
+    /// IPv4 session IPv6 routes are then not sent (an IPv4-mapped next hop is unusable).
     pub next_hop_v6: Option<Ipv6Addr>,
     /// The session waits for BFD Up before connecting (a BFD session is configured).
     pub bfd: bool,

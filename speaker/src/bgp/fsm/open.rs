@@ -138,7 +138,10 @@ impl Session {
 
     pub(super) fn update_params(&self, asn4: bool) -> UpdateParams {
         let (local_v4, local_v6) = match self.local {
-            Some(IpAddr::V4(a)) => (Some(a), Some(a.to_ipv6_mapped())),
+            // No IPv4-mapped IPv6 next hop: routers cannot forward to `::ffff:a.b.c.d`; without
+            // a configured IPv6 next hop, IPv6 routes are not sent on an IPv4 session (and
+            // reported as such by the caller).
+            Some(IpAddr::V4(a)) => (Some(a), None),
             Some(IpAddr::V6(a)) => (a.to_ipv4_mapped(), Some(a)),
             None => (None, None),
         };
