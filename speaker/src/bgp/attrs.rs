@@ -151,9 +151,9 @@ fn rule(code: u8, flags: u8, value: &[u8], asn4: bool) -> Rule {
         ATOMIC_AGGREGATE => len == 0,
         AGGREGATOR => len == if asn4 { 8 } else { 6 },
         AS4_AGGREGATOR => len == 8,
-        COMMUNITIES | CLUSTER_LIST => len > 0 && len % 4 == 0,
-        EXTENDED_COMMUNITIES => len > 0 && len % 8 == 0,
-        LARGE_COMMUNITY => len > 0 && len % 12 == 0,
+        COMMUNITIES | CLUSTER_LIST => len > 0 && len.is_multiple_of(4),
+        EXTENDED_COMMUNITIES => len > 0 && len.is_multiple_of(8),
+        LARGE_COMMUNITY => len > 0 && len.is_multiple_of(12),
         AS4_PATH => path_framing_ok(value, 4),
         // AS_PATH values are judged by netgauze (segment overruns are treat-as-withdraw).
         _ => true,
