@@ -157,11 +157,25 @@ fn svc(name: &str) -> String {
     )
 }
 
-fn write_config(path: &Path, services: &[&str]) {
-    let text = format!(
+fn config_text(services: &[&str]) -> String {
+    format!(
         "{BASE}{}",
         services.iter().map(|s| svc(s)).collect::<String>()
-    );
+    )
+}
+
+/// The address the placement gives `key` under `services` (what every host computes).
+fn placed(services: &[&str], key: &str) -> String {
+    let config =
+        herald_api::standalone::load_str(Path::new("lb.yaml"), &config_text(services)).unwrap();
+    let outcome = herald_speaker::standalone::allocate::Embedded::new(Default::default())
+        .apply(&config)
+        .unwrap();
+    outcome.assigned[key][0].0.to_string()
+}
+
+fn write_config(path: &Path, services: &[&str]) {
+    let text = config_text(services);
     // Write then rename, as editors and config management do.
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).unwrap();
@@ -189,9 +203,10 @@ fn serves_status_metrics_and_health_with_assigned_addresses_and_desired_routes()
     let s = sp.status();
     assert_eq!(s.node, "n1");
     assert_eq!(s.config.generation, 1);
+    let web = placed(&["web"], "ns/web");
     assert_eq!(
         addresses(&s),
-        vec![("ns/web".to_owned(), vec!["192.0.2.0".to_owned()])]
+        vec![("ns/web".to_owned(), vec![web.clone()])]
     );
     assert_eq!(s.desired.routes.len(), 1);
     assert_eq!(
@@ -199,7 +214,7 @@ fn serves_status_metrics_and_health_with_assigned_addresses_and_desired_routes()
             s.desired.routes[0].prefix.as_str(),
             &s.desired.routes[0].communities[..]
         ),
-        ("192.0.2.0/32", &["65000:7".to_owned()][..])
+        (format!("{web}/32").as_str(), &["65000:7".to_owned()][..])
     );
     assert_eq!(sp.get("/healthz"), "ok\n");
     assert_eq!(sp.get("/readyz"), "ready\n");
@@ -224,7 +239,7 @@ fn serves_status_metrics_and_health_with_assigned_addresses_and_desired_routes()
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(
-        text.contains("SERVICES") && text.contains("ns/web") && text.contains("192.0.2.0/32"),
+        text.contains("SERVICES") && text.contains("ns/web") && text.contains(&format!("{web}/32")),
         "{text}"
     );
 }
@@ -289,26 +304,29 @@ fn sighup_reloads() {
 }
 
 #[test]
-fn restart_with_the_same_state_dir_keeps_every_address() {
-    let (_dir, config, state) = setup();
+fn restart_keeps_every_address_with_or_without_the_state_dir() {
+    let (dir, config, state) = setup();
     write_config(&config, &["a", "b", "c"]);
     let before = addresses(&start(&config, &state).status());
-    // A new Service listed first would take the lowest address if state were lost.
-    write_config(&config, &["z", "c", "b", "a"]);
-    let after = start(&config, &state).status();
-    for (svc, addrs) in &before {
-        let now = after.services.iter().find(|s| &s.service == svc).unwrap();
-        assert_eq!(&now.addresses, addrs, "{svc} moved");
+    // Listed in another order, with the state dir kept, then with an empty one (another
+    // host reading the same file): the same placement, nothing reported as moved.
+    write_config(&config, &["c", "b", "a"]);
+    for state in [state.clone(), dir.path().join("other-host-state")] {
+        let after = start(&config, &state).status();
+        assert_eq!(addresses(&after), before);
+        assert!(after.services.iter().all(|s| s.moved_from.is_empty()));
     }
-    let z: IpAddr = after
-        .services
-        .iter()
-        .find(|s| s.service == "ns/z")
-        .unwrap()
-        .addresses[0]
-        .parse()
-        .unwrap();
-    assert!(before.iter().all(|(_, a)| a[0] != z.to_string()));
+    // A state written for other addresses (an older version placed by history): the
+    // placement stands, the difference is reported.
+    std::fs::write(
+        state.join("assignments.json"),
+        r#"{"version": 1, "services": [{"service": "ns/a", "addresses": ["198.51.100.7"]}]}"#,
+    )
+    .unwrap();
+    let after = start(&config, &state).status();
+    assert_eq!(addresses(&after), before);
+    let a = after.services.iter().find(|s| s.service == "ns/a").unwrap();
+    assert_eq!(a.moved_from, ["198.51.100.7"]);
 }
 
 #[test]

@@ -21,6 +21,7 @@
 //! - [`name_server`]: [`NameServer`], a TCP server in a namespace answering with its name.
 //! - [`xdp_pass`]: [`XdpPass`], a pass-everything XDP program for the receiving side of a
 //!   veth that a balancer transmits on.
+//! - [`placement`]: the addresses standalone mode gives a configuration, to expect them.
 //! - [`wait`]: [`wait_until`], polling a condition with a deadline instead of sleeping.
 
 pub mod bird;
@@ -32,6 +33,7 @@ pub mod l2lab;
 pub mod lab;
 pub mod name_server;
 pub mod netns;
+pub mod placement;
 pub mod privileged;
 pub mod process;
 pub mod segment;
