@@ -399,3 +399,42 @@ fn layer2_advertisements_that_cannot_select_this_node_need_no_gossip() {
     assert_eq!(status.config.last_error, None);
     assert!(status.config.generation >= 1, "{status:?}");
 }
+
+#[test]
+fn failure_detection_timers_out_of_bounds_are_refused_naming_the_flags() {
+    let (_dir, config, state) = setup();
+    write_config(&config, &["web"]);
+    for (flags, want) in [
+        (
+            &["--l2-probe-interval", "5ms"][..],
+            "--l2-probe-interval / --l2-suspect-timeout: probe interval 5ms is outside 10ms..=60s",
+        ),
+        (
+            &["--l2-probe-interval", "1s", "--l2-suspect-timeout", "500ms"],
+            "suspect timeout 500ms must be at least the probe interval (1s)",
+        ),
+        (
+            &["--l2-suspect-timeout", "2 minutes"],
+            "--l2-suspect-timeout",
+        ),
+    ] {
+        let out = Command::new(BIN)
+            .args([
+                "standalone",
+                "--node-name",
+                "n1",
+                "--admin-addr",
+                "127.0.0.1:0",
+            ])
+            .arg("--config")
+            .arg(&config)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(flags)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{flags:?} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{flags:?}: {err}");
+    }
+}
