@@ -438,3 +438,27 @@ fn failure_detection_timers_out_of_bounds_are_refused_naming_the_flags() {
         assert!(err.contains(want), "{flags:?}: {err}");
     }
 }
+
+#[test]
+fn two_hosts_with_different_histories_show_the_same_addresses() {
+    // Host A runs the final file from the start; host B was there before: it saw s2 removed
+    // and s4 added (with a restart in between), then s2 and s3 added, then s4 removed.
+    let (_da, config_a, state_a) = setup();
+    let (_db, config_b, state_b) = setup();
+    let done = |s: &StatusReport, n: usize| s.config.last_error.is_none() && s.services.len() == n;
+    write_config(&config_b, &["s1", "s2"]);
+    let b = start(&config_b, &state_b);
+    write_config(&config_b, &["s1", "s4"]);
+    b.wait_status("s2 gone, s4 in", |s| {
+        done(s, 2) && s.services.iter().any(|x| x.service == "ns/s4")
+    });
+    drop(b);
+    let b = start(&config_b, &state_b);
+    write_config(&config_b, &["s4", "s3", "s2", "s1"]);
+    b.wait_status("four Services", |s| done(s, 4));
+    write_config(&config_b, &["s3", "s2", "s1"]);
+    let on_b = b.wait_status("s4 gone", |s| done(s, 3));
+    write_config(&config_a, &["s1", "s2", "s3"]);
+    let on_a = start(&config_a, &state_a).status();
+    assert_eq!(addresses(&on_a), addresses(&on_b));
+}
