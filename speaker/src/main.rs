@@ -140,8 +140,10 @@ enum Command {
         /// This host's node name (matched by nodeSelectors and EndpointSlice nodeName).
         #[arg(long)]
         node_name: String,
-        /// Directory where assignments are persisted, so addresses never move across
-        /// restarts. Created if missing.
+        /// Directory where the last applied assignments are kept, to report Services whose
+        /// address moved since the previous run (addresses are a function of the
+        /// configuration; the same file gives the same addresses on every host). Created if
+        /// missing.
         #[arg(long)]
         state_dir: PathBuf,
         /// Address of the admin HTTP server (/metrics, /healthz, /readyz, /status).
