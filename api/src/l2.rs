@@ -33,8 +33,12 @@ pub struct L2AdvertisementSpec {
     #[schemars(length(max = 64))]
     pub ip_pool_selectors: Vec<LabelSelector>,
 
-    /// Interfaces to answer on. Empty: every interface that is up, has a MAC address and is
-    /// not a loopback.
+    /// Interfaces to answer on: names or patterns (`*` any run of characters, `?` one
+    /// character), e.g. `eth0`, `enp*`, `bond?`. Empty: every interface that is up with
+    /// carrier, is Ethernet and is not a loopback, except pod and CNI interfaces: those named
+    /// like `veth*`, `cni*`, `cali*`, `lxc*`, `cilium*`, `flannel*`, `docker*`, `vxlan*`,
+    /// `genev*`, `tunl*`, `weave*`, `kube-ipvs*`, `kube-bridge`, `nodelocaldns*` and the others
+    /// listed in docs/reference/layer2.md. A pattern that names one of those selects it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(
         length(max = 64),

@@ -146,6 +146,10 @@ fn a_gossip_key_secret_turns_on_layer_2_gossip_for_the_speakers() {
         "{args:?}"
     );
     assert!(
+        args.contains(&"--l2-probe-interval=100ms") && args.contains(&"--l2-suspect-timeout=200ms"),
+        "the default failure-detection timers: {args:?}"
+    );
+    assert!(
         c["env"]
             .as_array()
             .unwrap()
@@ -163,6 +167,23 @@ fn a_gossip_key_secret_turns_on_layer_2_gossip_for_the_speakers() {
     // Off by default.
     let plain = render(&[]).expect("helm ran above");
     assert!(!plain.contains("--gossip-bind"));
+}
+
+#[test]
+fn gossip_timer_values_become_the_speakers_failure_detection_flags() {
+    let Some(rendered) = render(&[
+        "--set",
+        "speaker.gossip.keySecret=herald-gossip,speaker.gossip.probeInterval=1s,\
+         speaker.gossip.suspectTimeout=4s",
+    ]) else {
+        return;
+    };
+    for flag in ["- --l2-probe-interval=1s", "- --l2-suspect-timeout=4s"] {
+        assert!(rendered.contains(flag), "{flag} missing");
+    }
+    // Without gossip there is nothing to time.
+    let plain = render(&[]).expect("helm ran above");
+    assert!(!plain.contains("--l2-"));
 }
 
 #[test]

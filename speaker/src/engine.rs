@@ -31,8 +31,8 @@ use crate::dataplane::driver::{Dataplane, DataplaneError, DataplaneOptions};
 use crate::drain::{self, Drain, Phase};
 use crate::l2::agent::{Agent, AgentConfig, NodeStatus};
 use crate::l2::election::{AddressPolicy, NodeSelector};
-use crate::l2::gossip::GossipConfig;
 use crate::l2::gossip::seal::GossipKey;
+use crate::l2::gossip::{GossipConfig, SwimTiming};
 use crate::metrics::{InterfaceLabel, NotificationLabels, PeerLabel, ReasonLabel, VipLabels};
 use crate::peers::{self, HostFacts, Peers, WantedPeer};
 use crate::status::{
@@ -87,6 +87,8 @@ pub struct GossipOptions {
     pub peers: Vec<SocketAddr>,
     /// `--gossip-key-file`: the shared key (32 bytes raw, or 64 hex digits).
     pub key_file: PathBuf,
+    /// `--l2-probe-interval`, `--l2-suspect-timeout`: failure detection.
+    pub timing: SwimTiming,
 }
 
 /// Why the engine could not start.
@@ -434,7 +436,7 @@ async fn start_l2(opts: &EngineOptions) -> Result<Option<Agent>, EngineError> {
             advertise: g.bind,
             seeds: g.peers.clone(),
             key,
-            timing: Default::default(),
+            timing: g.timing,
             facts_interval: Duration::from_millis(500),
         },
         announce: Default::default(),

@@ -3,11 +3,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use herald_controller::convert::DEFAULT_LB_CLASS;
 use herald_speaker::dataplane::driver::{DEFAULT_PIN_DIR, DataplaneOptions, Mode};
 use herald_speaker::engine::ExitMode;
+use herald_speaker::l2::gossip::SwimTiming;
 use herald_speaker::standalone::daemon::{self, GossipOptions, Options};
 use herald_speaker::status::StatusReport;
 
@@ -113,19 +115,39 @@ struct GossipArgs {
     /// hex digits (for example `openssl rand -hex 32`, or a Secret mounted as a file).
     #[arg(long, requires = "gossip_bind")]
     gossip_key_file: Option<PathBuf>,
+    /// Layer-2 failure detection: how often a speaker probes another one (SWIM probe
+    /// period; the direct-ack timeout is 2/5 of it). A duration (`100ms`, `1s`), 10ms to 60s.
+    /// Every speaker should use the same value.
+    #[arg(long, default_value = "100ms", value_parser = parse_timer)]
+    l2_probe_interval: Duration,
+    /// Layer-2 failure detection: how long a speaker that missed a probe has to refute the
+    /// suspicion before the others declare it down and take over its addresses. A duration,
+    /// at least --l2-probe-interval and at most 60s. Failover takes about one probe interval
+    /// plus this.
+    #[arg(long, default_value = "200ms", value_parser = parse_timer)]
+    l2_suspect_timeout: Duration,
+}
+
+/// A `--l2-*` timer: a Kubernetes-style duration (the bounds are checked together later).
+fn parse_timer(s: &str) -> Result<Duration, String> {
+    herald_api::duration::parse_duration(s).map_err(|e| e.to_string())
 }
 
 impl GossipArgs {
-    /// The gossip settings, if layer 2 is on.
-    fn options(self) -> Option<GossipOptions> {
-        match (self.gossip_bind, self.gossip_key_file) {
+    /// The gossip settings, if layer 2 is on; timers out of bounds are refused (also when
+    /// layer 2 is off, so a typo does not wait for the first L2Advertisement).
+    fn options(self) -> Result<Option<GossipOptions>, String> {
+        let timing = SwimTiming::from_settings(self.l2_probe_interval, self.l2_suspect_timeout)
+            .map_err(|e| format!("--l2-probe-interval / --l2-suspect-timeout: {e}"))?;
+        Ok(match (self.gossip_bind, self.gossip_key_file) {
             (Some(bind), Some(key_file)) => Some(GossipOptions {
                 bind,
                 peers: self.gossip_peers,
                 key_file,
+                timing,
             }),
             _ => None,
-        }
+        })
     }
 }
 
@@ -149,8 +171,10 @@ enum Command {
         /// This host's node name (matched by nodeSelectors and EndpointSlice nodeName).
         #[arg(long)]
         node_name: String,
-        /// Directory where assignments are persisted, so addresses never move across
-        /// restarts. Created if missing.
+        /// Directory where the last applied assignments are kept, to report Services whose
+        /// address moved since the previous run (addresses are a function of the
+        /// configuration; the same file gives the same addresses on every host). Created if
+        /// missing.
         #[arg(long)]
         state_dir: PathBuf,
         /// Address of the admin HTTP server (/metrics, /healthz, /readyz, /status).
@@ -378,7 +402,7 @@ async fn cluster(args: ClusterArgs) -> Result<(), String> {
         }
         let _ = stop_tx.send(true);
     });
-    let gossip = args.gossip.options();
+    let gossip = args.gossip.options()?;
     let result = cluster::run(
         client,
         cluster::Options {
@@ -414,7 +438,13 @@ fn main() -> ExitCode {
             dataplane,
             exit,
         }) => {
-            let gossip = gossip.options();
+            let gossip = match gossip.options() {
+                Ok(g) => g,
+                Err(e) => {
+                    eprintln!("herald-speaker: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

@@ -166,6 +166,10 @@ pub struct ServiceStatus {
     /// Why it has no (or not all) addresses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Standalone: the addresses it held before the last applied configuration, when they
+    /// differ (its address moved); empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moved_from: Vec<String>,
 }
 
 /// Address counts of one pool (decimal strings: IPv6 counts exceed JSON's safe integers).

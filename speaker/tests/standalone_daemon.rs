@@ -2,7 +2,6 @@
 //! state directory, and config edits while it runs. Loopback only; no privileges needed.
 
 use std::io::{BufRead, BufReader};
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -157,11 +156,25 @@ fn svc(name: &str) -> String {
     )
 }
 
-fn write_config(path: &Path, services: &[&str]) {
-    let text = format!(
+fn config_text(services: &[&str]) -> String {
+    format!(
         "{BASE}{}",
         services.iter().map(|s| svc(s)).collect::<String>()
-    );
+    )
+}
+
+/// The address the placement gives `key` under `services` (what every host computes).
+fn placed(services: &[&str], key: &str) -> String {
+    let config =
+        herald_api::standalone::load_str(Path::new("lb.yaml"), &config_text(services)).unwrap();
+    let outcome = herald_speaker::standalone::allocate::Embedded::new(Default::default())
+        .apply(&config)
+        .unwrap();
+    outcome.assigned[key][0].0.to_string()
+}
+
+fn write_config(path: &Path, services: &[&str]) {
+    let text = config_text(services);
     // Write then rename, as editors and config management do.
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).unwrap();
@@ -189,9 +202,10 @@ fn serves_status_metrics_and_health_with_assigned_addresses_and_desired_routes()
     let s = sp.status();
     assert_eq!(s.node, "n1");
     assert_eq!(s.config.generation, 1);
+    let web = placed(&["web"], "ns/web");
     assert_eq!(
         addresses(&s),
-        vec![("ns/web".to_owned(), vec!["192.0.2.0".to_owned()])]
+        vec![("ns/web".to_owned(), vec![web.clone()])]
     );
     assert_eq!(s.desired.routes.len(), 1);
     assert_eq!(
@@ -199,7 +213,7 @@ fn serves_status_metrics_and_health_with_assigned_addresses_and_desired_routes()
             s.desired.routes[0].prefix.as_str(),
             &s.desired.routes[0].communities[..]
         ),
-        ("192.0.2.0/32", &["65000:7".to_owned()][..])
+        (format!("{web}/32").as_str(), &["65000:7".to_owned()][..])
     );
     assert_eq!(sp.get("/healthz"), "ok\n");
     assert_eq!(sp.get("/readyz"), "ready\n");
@@ -224,7 +238,7 @@ fn serves_status_metrics_and_health_with_assigned_addresses_and_desired_routes()
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(
-        text.contains("SERVICES") && text.contains("ns/web") && text.contains("192.0.2.0/32"),
+        text.contains("SERVICES") && text.contains("ns/web") && text.contains(&format!("{web}/32")),
         "{text}"
     );
 }
@@ -289,26 +303,29 @@ fn sighup_reloads() {
 }
 
 #[test]
-fn restart_with_the_same_state_dir_keeps_every_address() {
-    let (_dir, config, state) = setup();
+fn restart_keeps_every_address_with_or_without_the_state_dir() {
+    let (dir, config, state) = setup();
     write_config(&config, &["a", "b", "c"]);
     let before = addresses(&start(&config, &state).status());
-    // A new Service listed first would take the lowest address if state were lost.
-    write_config(&config, &["z", "c", "b", "a"]);
-    let after = start(&config, &state).status();
-    for (svc, addrs) in &before {
-        let now = after.services.iter().find(|s| &s.service == svc).unwrap();
-        assert_eq!(&now.addresses, addrs, "{svc} moved");
+    // Listed in another order, with the state dir kept, then with an empty one (another
+    // host reading the same file): the same placement, nothing reported as moved.
+    write_config(&config, &["c", "b", "a"]);
+    for state in [state.clone(), dir.path().join("other-host-state")] {
+        let after = start(&config, &state).status();
+        assert_eq!(addresses(&after), before);
+        assert!(after.services.iter().all(|s| s.moved_from.is_empty()));
     }
-    let z: IpAddr = after
-        .services
-        .iter()
-        .find(|s| s.service == "ns/z")
-        .unwrap()
-        .addresses[0]
-        .parse()
-        .unwrap();
-    assert!(before.iter().all(|(_, a)| a[0] != z.to_string()));
+    // A state written for other addresses (an older version placed by history): the
+    // placement stands, the difference is reported.
+    std::fs::write(
+        state.join("assignments.json"),
+        r#"{"version": 1, "services": [{"service": "ns/a", "addresses": ["198.51.100.7"]}]}"#,
+    )
+    .unwrap();
+    let after = start(&config, &state).status();
+    assert_eq!(addresses(&after), before);
+    let a = after.services.iter().find(|s| s.service == "ns/a").unwrap();
+    assert_eq!(a.moved_from, ["198.51.100.7"]);
 }
 
 #[test]
@@ -380,4 +397,67 @@ fn layer2_advertisements_that_cannot_select_this_node_need_no_gossip() {
     let status = speaker.status();
     assert_eq!(status.config.last_error, None);
     assert!(status.config.generation >= 1, "{status:?}");
+}
+
+#[test]
+fn failure_detection_timers_out_of_bounds_are_refused_naming_the_flags() {
+    let (_dir, config, state) = setup();
+    write_config(&config, &["web"]);
+    for (flags, want) in [
+        (
+            &["--l2-probe-interval", "5ms"][..],
+            "--l2-probe-interval / --l2-suspect-timeout: probe interval 5ms is outside 10ms..=60s",
+        ),
+        (
+            &["--l2-probe-interval", "1s", "--l2-suspect-timeout", "500ms"],
+            "suspect timeout 500ms must be at least the probe interval (1s)",
+        ),
+        (
+            &["--l2-suspect-timeout", "2 minutes"],
+            "--l2-suspect-timeout",
+        ),
+    ] {
+        let out = Command::new(BIN)
+            .args([
+                "standalone",
+                "--node-name",
+                "n1",
+                "--admin-addr",
+                "127.0.0.1:0",
+            ])
+            .arg("--config")
+            .arg(&config)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(flags)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{flags:?} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{flags:?}: {err}");
+    }
+}
+
+#[test]
+fn two_hosts_with_different_histories_show_the_same_addresses() {
+    // Host A runs the final file from the start; host B was there before: it saw s2 removed
+    // and s4 added (with a restart in between), then s2 and s3 added, then s4 removed.
+    let (_da, config_a, state_a) = setup();
+    let (_db, config_b, state_b) = setup();
+    let done = |s: &StatusReport, n: usize| s.config.last_error.is_none() && s.services.len() == n;
+    write_config(&config_b, &["s1", "s2"]);
+    let b = start(&config_b, &state_b);
+    write_config(&config_b, &["s1", "s4"]);
+    b.wait_status("s2 gone, s4 in", |s| {
+        done(s, 2) && s.services.iter().any(|x| x.service == "ns/s4")
+    });
+    drop(b);
+    let b = start(&config_b, &state_b);
+    write_config(&config_b, &["s4", "s3", "s2", "s1"]);
+    b.wait_status("four Services", |s| done(s, 4));
+    write_config(&config_b, &["s3", "s2", "s1"]);
+    let on_b = b.wait_status("s4 gone", |s| done(s, 3));
+    write_config(&config_a, &["s1", "s2", "s3"]);
+    let on_a = start(&config_a, &state_a).status();
+    assert_eq!(addresses(&on_a), addresses(&on_b));
 }

@@ -22,6 +22,7 @@
 //!   and [`Conn`], a client of it.
 //! - [`xdp_pass`]: [`XdpPass`], a pass-everything XDP program for the receiving side of a
 //!   veth that a balancer transmits on.
+//! - [`placement`]: the addresses standalone mode gives a configuration, to expect them.
 //! - [`wait`]: [`wait_until`], polling a condition with a deadline instead of sleeping.
 
 pub mod bird;
@@ -33,6 +34,7 @@ pub mod l2lab;
 pub mod lab;
 pub mod name_server;
 pub mod netns;
+pub mod placement;
 pub mod privileged;
 pub mod process;
 pub mod segment;

@@ -32,18 +32,20 @@ const BIRD: &str = "
 router id 10.40.9.1;
 protocol device { }
 protocol kernel { ipv4 { export all; }; merge paths on; }
+# RFC 8326 §4.1: a route marked GRACEFUL_SHUTDOWN loses to any other.
+filter gshut { if (65535,0) ~ bgp_community then bgp_local_pref = 0; accept; }
 protocol bfd { interface \"*\" { interval 100 ms; multiplier 3; }; }
 protocol bgp n1 {
   local 10.40.1.1 as 64513; neighbor 10.40.1.2 as 64512; passive on;
   graceful restart on; bfd graceful;
   error wait time 1, 5;
-  ipv4 { import all; export none; };
+  ipv4 { import filter gshut; export none; };
 }
 protocol bgp n2 {
   local 10.40.2.1 as 64513; neighbor 10.40.2.2 as 64512; passive on;
   graceful restart on; bfd graceful;
   error wait time 1, 5;
-  ipv4 { import all; export none; };
+  ipv4 { import filter gshut; export none; };
 }
 ";
 
@@ -491,7 +493,7 @@ fn rolling_restart_bench() {
 }
 
 #[test]
-fn a_drain_marks_the_routes_then_withdraws_them_without_failing_a_request_and_undo_returns() {
+fn a_drain_moves_traffic_away_while_the_node_still_serves_then_withdraws_and_undo_returns() {
     require_privileged!();
     let lab = Lab::new("rd");
     let mut speakers: Vec<Daemon> = (0..NODES.len()).map(|i| lab.speaker(i, &[])).collect();
@@ -500,7 +502,7 @@ fn a_drain_marks_the_routes_then_withdraws_them_without_failing_a_request_and_un
     }
     let traffic = Traffic::start(&lab.client);
 
-    let said = lab.cli(0, &["drain", "--wait", "3s"]);
+    let said = lab.cli(0, &["drain", "--wait", "6s"]);
     assert!(said.contains("draining"), "{said}");
     let routes = wait_until("GRACEFUL_SHUTDOWN on n1's route", DEADLINE, || {
         let r = lab.bird.routes("n1");
@@ -515,8 +517,23 @@ fn a_drain_marks_the_routes_then_withdraws_them_without_failing_a_request_and_un
         !lab.bird.routes("n2").contains("(65535,0)"),
         "n2 was marked too"
     );
+    // The router honours the mark: n1's path leaves its forwarding table during the wait,
+    // while n1 still announces and serves.
+    wait_until(
+        "the router to move traffic off n1 while it drains",
+        DEADLINE,
+        || {
+            let r = lab.kernel_paths();
+            if r.contains("10.40.1.2") {
+                Err(r)
+            } else {
+                Ok(())
+            }
+        },
+    );
     let status = lab.cli(0, &["status"]);
     assert!(status.contains("DRAINING"), "{status}");
+    assert_eq!(lab.bird.route_count("n1").unwrap_or(0), 1);
     wait_until(
         "n1's route withdrawn after the wait",
         DEADLINE,
@@ -542,8 +559,11 @@ fn a_drain_marks_the_routes_then_withdraws_them_without_failing_a_request_and_un
     let r = lab.bird.routes("n1");
     assert!(!r.contains("(65535,0)"), "still marked after undo:\n{r}");
     let tally = traffic.finish();
+    // Two changes of the router's ECMP set (n1 out at the mark, back at undo): plain ECMP
+    // rehashes a connection open at that instant to the other node, which resets it. New
+    // connections never fail; at most one request per change may.
     assert!(
-        tally.failed.is_empty(),
+        tally.failed.len() <= 2,
         "requests failed during the drain: {:?}",
         &tally.failed[..tally.failed.len().min(10)]
     );

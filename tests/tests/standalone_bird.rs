@@ -52,11 +52,15 @@ fn svc(name: &str) -> String {
     )
 }
 
-fn write_config(path: &Path, services: &[&str]) {
-    let text = format!(
+fn config_text(services: &[&str]) -> String {
+    format!(
         "{BASE}{}",
         services.iter().map(|s| svc(s)).collect::<String>()
-    );
+    )
+}
+
+fn write_config(path: &Path, services: &[&str]) {
+    let text = config_text(services);
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).unwrap();
     std::fs::rename(&tmp, path).unwrap();
@@ -124,10 +128,22 @@ fn config_becomes_routes_edits_follow_restarts_keep_them_and_a_withdraw_exit_wit
     write_config(&lab.config(), &["web"]);
     let mut speaker = lab.speaker(&[]);
 
-    // The first address of the pool, with the advertisement's attributes.
-    let routes = lab.wait_routes("198.51.100.0/32 at the router", |r| {
-        r.contains("198.51.100.0/32")
-    });
+    // The placement's addresses (the same on every host reading this file), with the
+    // advertisement's attributes.
+    let both = herald_tests::placement::standalone_addresses(&config_text(&["web", "api"]));
+    let web = format!("{}/32", both["demo/web"][0]);
+    let api = format!("{}/32", both["demo/api"][0]);
+    assert_eq!(
+        herald_tests::placement::standalone_address(&config_text(&["web"]), "demo/web"),
+        both["demo/web"][0],
+        "adding api does not move web (no collision for these names)"
+    );
+    assert_eq!(
+        herald_tests::placement::standalone_address(&config_text(&["api"]), "demo/api"),
+        both["demo/api"][0],
+        "removing web does not move api (no collision for these names)"
+    );
+    let routes = lab.wait_routes(&format!("{web} at the router"), |r| r.contains(&web));
     for want in [
         "BGP.origin: IGP",
         "BGP.as_path: 64512",
@@ -138,7 +154,7 @@ fn config_becomes_routes_edits_follow_restarts_keep_them_and_a_withdraw_exit_wit
         assert!(routes.contains(want), "missing {want:?} in\n{routes}");
     }
 
-    // Edits: add api (next address), then remove web. The session itself must not flap:
+    // Edits: add api, then remove web. The session itself must not flap:
     // an unchanged BGPPeer keeps its session across reloads.
     let since = || {
         let p = lab.bird.birdc(&["show", "protocols", "node1"]);
@@ -149,10 +165,10 @@ fn config_becomes_routes_edits_follow_restarts_keep_them_and_a_withdraw_exit_wit
     };
     let before = since();
     write_config(&lab.config(), &["web", "api"]);
-    lab.wait_routes("198.51.100.1/32 for api", |r| r.contains("198.51.100.1/32"));
+    lab.wait_routes(&format!("{api} for api"), |r| r.contains(&api));
     write_config(&lab.config(), &["api"]);
     lab.wait_routes("web's route withdrawn", |r| {
-        !r.contains("198.51.100.0/32") && r.contains("198.51.100.1/32")
+        !r.contains(&web) && r.contains(&api)
     });
     assert_eq!(since(), before, "the BGP session was restarted by a reload");
 
@@ -162,10 +178,7 @@ fn config_becomes_routes_edits_follow_restarts_keep_them_and_a_withdraw_exit_wit
     let mut restarted = lab.speaker(&[]);
     wait_until("the session to be re-established", DEADLINE, || {
         let r = lab.routes();
-        assert!(
-            r.contains("198.51.100.1/32"),
-            "route lost during restart:\n{r}"
-        );
+        assert!(r.contains(&api), "route lost during restart:\n{r}");
         if lab.bird.established("node1") && !restarted.has_exited() {
             Ok(())
         } else {
@@ -173,10 +186,7 @@ fn config_becomes_routes_edits_follow_restarts_keep_them_and_a_withdraw_exit_wit
         }
     });
     let r = lab.routes();
-    assert!(
-        r.contains("198.51.100.1/32") && !r.contains("198.51.100.0/32"),
-        "{r}"
-    );
+    assert!(r.contains(&api) && !r.contains(&web), "{r}");
 
     // SIGTERM is a planned restart: the connection closes without a Cease and the router
     // keeps the route (graceful restart) until the next start re-announces it.

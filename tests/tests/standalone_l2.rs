@@ -61,12 +61,18 @@ fn exactly_one_node_answers_arp_for_a_configured_vip_and_the_other_takes_over() 
         Some(speaker(&seg, 1, dir.path())),
     ];
 
-    // Both nodes run the same allocator on the same config: the VIP is the pool's first address.
+    // Both nodes compute the same placement from the same config.
+    let vip = herald_tests::placement::standalone_address(CONFIG, "demo/web");
+    let unassigned = if vip == "10.77.0.200" {
+        "10.77.0.201"
+    } else {
+        "10.77.0.200"
+    };
     let owner_mac = wait_until(
-        "one ARP answer for 10.77.0.200",
+        &format!("one ARP answer for {vip}"),
         Duration::from_secs(20),
         || {
-            let replies = arping(&seg.client, "10.77.0.200", 1);
+            let replies = arping(&seg.client, &vip, 1);
             match replies.as_slice() {
                 [one] => Ok(one.clone()),
                 other => Err(format!("replies {other:?}")),
@@ -78,7 +84,7 @@ fn exactly_one_node_answers_arp_for_a_configured_vip_and_the_other_takes_over() 
         .expect("the answer comes from a node");
     // Still exactly one once gossip has settled (both have seen each other).
     wait_until("a stable single owner", Duration::from_secs(10), || {
-        let replies = arping(&seg.client, "10.77.0.200", 1);
+        let replies = arping(&seg.client, &vip, 1);
         if replies == [seg.nodes[owner].mac.clone()] {
             Ok(())
         } else {
@@ -86,7 +92,7 @@ fn exactly_one_node_answers_arp_for_a_configured_vip_and_the_other_takes_over() 
         }
     });
     assert!(
-        arping(&seg.client, "10.77.0.201", 1).is_empty(),
+        arping(&seg.client, unassigned, 1).is_empty(),
         "an unassigned address is not answered"
     );
 
@@ -94,7 +100,7 @@ fn exactly_one_node_answers_arp_for_a_configured_vip_and_the_other_takes_over() 
     nodes[owner].take().unwrap().kill();
     let survivor = 1 - owner;
     wait_until("the survivor to answer", Duration::from_secs(10), || {
-        let replies = arping(&seg.client, "10.77.0.200", 1);
+        let replies = arping(&seg.client, &vip, 1);
         if replies == [seg.nodes[survivor].mac.clone()] {
             Ok(())
         } else {

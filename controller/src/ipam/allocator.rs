@@ -21,9 +21,23 @@ use super::error::{ConfigError, Error, Reason};
 use super::pool::{Pool, PoolCounts, PoolState};
 use super::service::{Family, FamilyPolicy, Service, ServiceKey, Spec, join, split};
 
+/// How automatic assignment picks an address inside a pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Placement {
+    /// The lowest free address (the cluster controller: the API server keeps the history,
+    /// and addresses are handed out densely).
+    #[default]
+    LowestFree,
+    /// A free address derived from a hash of the Service (or its sharing key) within the
+    /// pool, so that hosts that apply the same Services in the same order agree without
+    /// sharing history (standalone). See the [module docs](super), *Placement*.
+    Hashed,
+}
+
 /// The address allocator. See the [module docs](super) for the rules.
 #[derive(Debug, Default)]
 pub struct Allocator {
+    placement: Placement,
     pools: Vec<PoolState>,
     /// Pool ids in auto-assignment order.
     order: Vec<u32>,
@@ -54,9 +68,18 @@ struct Slot {
 }
 
 impl Allocator {
-    /// An allocator with no pools and no Services.
+    /// An allocator with no pools and no Services, handing out the lowest free address.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An allocator with no pools and no Services, choosing automatic addresses by
+    /// `placement`.
+    pub fn with_placement(placement: Placement) -> Self {
+        Allocator {
+            placement,
+            ..Self::default()
+        }
     }
 
     /// Replaces the pool configuration.
@@ -479,6 +502,7 @@ mod slab;
 pub use assignment::{Allocated, Assignment};
 use holding::HolderMap;
 use index::Index;
+pub use plan::{HASH_CANDIDATES, placement_hash};
 use slab::Slab;
 
 /// A record's [`Slot`]s, stored in 28 bytes instead of 48: the IPv4 address as `u32`, the

@@ -40,7 +40,8 @@
 //!   (lower first), pools without a priority after all pools with one, ties by name.
 //! - A requested address may come from any pool that contains it and admits the Service
 //!   (among `requested_pools` if given), `auto_assign` or not. One address per family.
-//! - Within a pool the lowest free address is handed out first.
+//! - Within a pool the lowest free address is handed out first ([`Placement::LowestFree`],
+//!   the default), or the address the Service's hash points at ([`Placement::Hashed`]).
 //!
 //! # Sharing
 //! Services with the same `sharing_key` may hold the same address if their ports do not
@@ -50,6 +51,19 @@
 //! (`conflicts with default/web on TCP/80`). Automatic assignment for a Service with a key
 //! first looks for an address its partners hold that it can share (in pool order, lowest
 //! address first), and only then for a free one.
+//!
+//! # Placement
+//! [`Allocator::with_placement`]`(`[`Placement::Hashed`]`)` is for allocators that must agree
+//! without a shared history (standalone hosts reading the same file). Within a pool and
+//! family, the Service's candidates are positions among the pool's usable addresses
+//! (ranges in ascending order) derived from [`placement_hash`] of (pool name, family, the
+//! sharing key if the Service has one, else `namespace/name`, attempt): the first free
+//! candidate of [`HASH_CANDIDATES`] attempts is taken, else the first free address at or
+//! after the first candidate (wrapping around), so a free address is found whenever one
+//! exists. Services with one sharing key have the same candidates and so meet on the same
+//! address. The result depends on which addresses are taken when the Service is assigned,
+//! so callers that want a function of the configuration assign every Service into a fresh
+//! allocator in an order computed from the configuration (see the standalone speaker).
 //!
 //! # Dual stack
 //! The wanted families come from `ip_families` (empty = IPv4) and `family_policy`:
@@ -121,7 +135,7 @@ pub mod selector;
 pub mod service;
 mod sharing;
 
-pub use allocator::{Allocated, Allocator, Assignment};
+pub use allocator::{Allocated, Allocator, Assignment, Placement, placement_hash};
 pub use error::{Clash, ConfigError, Denial, Error, Reason};
 pub use pool::{AllocateTo, FamilyCounts, Pool, PoolCounts};
 pub use selector::{Operator, Requirement, Selector};

@@ -55,6 +55,14 @@ impl FreeSet {
         self.by_last.first_key_value().map(|(_, first)| *first)
     }
 
+    /// The lowest free index at or above `i`.
+    pub fn at_or_after(&self, i: u128) -> Option<u128> {
+        self.by_last
+            .range(i..)
+            .next()
+            .map(|(_, first)| (*first).max(i))
+    }
+
     /// Whether `i` is free.
     pub fn contains(&self, i: u128) -> bool {
         self.by_last
@@ -129,6 +137,8 @@ pub(crate) struct Span {
     avoid: bool,
     /// Usable addresses in the span.
     usable: u128,
+    /// Index of the first usable address (meaningless when `usable` is 0).
+    base: u128,
     /// Free indices.
     pub free: FreeSet,
 }
@@ -141,7 +151,7 @@ impl Span {
         } else {
             Some((lo, hi))
         };
-        let (free, usable) = match bounds {
+        let (free, usable, base) = match bounds {
             Some((a, b)) if a <= b => {
                 let (ia, ib) = if avoid {
                     (v4_index(a), v4_index(b))
@@ -150,15 +160,16 @@ impl Span {
                 };
                 let free = FreeSet::full(ia, ib);
                 let usable = free.count();
-                (free, usable)
+                (free, usable, ia)
             }
-            _ => (FreeSet::empty(), 0),
+            _ => (FreeSet::empty(), 0, 0),
         };
         Span {
             lo,
             hi,
             avoid,
             usable,
+            base,
             free,
         }
     }
@@ -198,6 +209,21 @@ impl Span {
     /// The lowest free address.
     pub fn lowest_free(&self) -> Option<u128> {
         self.free.lowest().map(|i| self.addr(i))
+    }
+
+    /// The address at position `offset` among the span's usable addresses, if it is free
+    /// (`offset < usable()`).
+    pub fn free_at(&self, offset: u128) -> Option<u128> {
+        let i = self.base + offset;
+        self.free.contains(i).then(|| self.addr(i))
+    }
+
+    /// The first free address at position `offset` or above among the span's usable
+    /// addresses.
+    pub fn free_from(&self, offset: u128) -> Option<u128> {
+        self.free
+            .at_or_after(self.base.saturating_add(offset))
+            .map(|i| self.addr(i))
     }
 
     /// Marks `bits` used, if the span may hand it out.

@@ -25,8 +25,9 @@
 //!   advertisements give one prefix to one peer, communities and large communities are
 //!   united and the highest `localPref` wins, so the result never depends on object order.
 //! - **Layer 2.** An advertisement applies as for BGP; the node offers the address on the
-//!   named interfaces that exist here and are up (empty = every up, non-loopback
-//!   interface). The election (in `l2`) picks one owner among `eligible_nodes`.
+//!   up interfaces its name patterns select (empty = every up, non-loopback interface not
+//!   excluded by default, see `l2::interfaces`). The election (in `l2`) picks one owner
+//!   among `eligible_nodes`.
 //! - **Dataplane.** One VIP per (address, port, protocol) with its backends: the ready
 //!   endpoints' addresses (standalone: they are the backend hosts), or in a cluster the
 //!   nodes hosting ready endpoints weighted by their endpoint count.
@@ -97,7 +98,8 @@ pub struct L2Advertisement {
     pub name: String,
     /// Pools and nodes covered.
     pub scope: Scope,
-    /// Interface names; empty = every up, non-loopback interface.
+    /// Interface name patterns; empty = every up, non-loopback interface not excluded by
+    /// default (`l2::interfaces`).
     pub interfaces: Vec<String>,
 }
 
@@ -348,11 +350,9 @@ pub fn compute(inputs: Inputs<'_>) -> Desired {
                     on.extend(
                         up.iter()
                             .filter(|i| {
-                                if adv.interfaces.is_empty() {
-                                    !i.loopback
-                                } else {
-                                    adv.interfaces.contains(&i.name)
-                                }
+                                // A loopback has no segment to answer on, whatever the pattern.
+                                !i.loopback
+                                    && crate::l2::interfaces::selects(&adv.interfaces, &i.name)
                             })
                             .map(|i| i.name.clone()),
                     );
@@ -394,7 +394,8 @@ pub fn compute(inputs: Inputs<'_>) -> Desired {
 pub struct L2Policy {
     /// The address.
     pub address: IpAddr,
-    /// `L2Advertisement.interfaces`; empty = any usable interface.
+    /// `L2Advertisement.interfaces` (patterns); empty = any usable interface not excluded
+    /// by default.
     pub interfaces: Vec<String>,
     /// `L2Advertisement.nodeSelectors`; empty = every node.
     pub node_selectors: Vec<Selector>,

@@ -294,10 +294,17 @@ fn communities_unite_and_highest_local_pref_wins_whatever_the_order() {
 fn layer2_offers_named_up_interfaces_or_all_up_non_loopback() {
     let mut w = World::new();
     w.interfaces.push(iface("eth2", true));
-    let cases: [(Vec<&str>, Vec<&str>); 3] = [
+    w.interfaces.push(iface("veth9a8b", true));
+    w.interfaces.push(iface("cni0", true));
+    let cases: [(Vec<&str>, Vec<&str>); 6] = [
+        // Pod veths and CNI bridges are left out by default.
         (vec![], vec!["eth0", "eth2"]),
         (vec!["eth1", "eth2"], vec!["eth2"]),
         (vec!["eth1"], vec![]),
+        (vec!["eth*"], vec!["eth0", "eth2"]),
+        // Named explicitly, they are offered.
+        (vec!["veth*", "cni0"], vec!["cni0", "veth9a8b"]),
+        (vec!["*"], vec!["cni0", "eth0", "eth2", "veth9a8b"]),
     ];
     for (named, want) in cases {
         w.config.l2_advertisements = vec![L2Advertisement {

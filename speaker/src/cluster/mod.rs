@@ -270,6 +270,7 @@ fn services_status(assigned: &Assigned) -> Vec<ServiceStatus> {
             addresses: addrs.iter().map(|(a, _)| a.to_string()).collect(),
             pools: addrs.iter().map(|(_, p)| p.clone()).collect(),
             error: None,
+            moved_from: Vec::new(),
         })
         .collect()
 }

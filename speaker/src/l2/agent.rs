@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 use super::election::{AddressPolicy, NodeFacts, announcements, elect};
 use super::error::L2Error;
 use super::gossip::{Gossip, GossipConfig, Membership};
+use super::interfaces;
 use super::link::LinkWatcher;
 use super::responder::{AnnounceConfig, Desired, Responder};
 
@@ -32,7 +33,8 @@ use super::responder::{AnnounceConfig, Desired, Responder};
 pub struct AgentConfig {
     /// This node's name (its gossip identity).
     pub node: String,
-    /// Interfaces this node may answer on; empty: every usable interface.
+    /// Interface name patterns this node may answer on (see [`super::interfaces`]); empty:
+    /// every usable interface. A pattern here also selects an interface excluded by default.
     pub interfaces: Vec<String>,
     /// Gossip settings.
     pub gossip: GossipConfig,
@@ -157,18 +159,21 @@ async fn run(
     let mut links = watcher.links();
     let mut membership = gossip.membership();
     loop {
-        let drained = intent.borrow().drained;
-        let mine: BTreeSet<String> = links
-            .borrow_and_update()
-            .iter()
-            .filter(|_| !drained)
-            .filter(|l| config.interfaces.is_empty() || config.interfaces.contains(l))
-            .cloned()
-            .collect();
-        gossip.set_links(mine.clone());
         let members = membership.borrow_and_update().clone();
         let desired = {
             let intent = intent.borrow_and_update();
+            // A drained node offers no links, so every other node counts it out.
+            let mine = if intent.drained {
+                links.borrow_and_update();
+                BTreeSet::new()
+            } else {
+                my_links(
+                    &config.interfaces,
+                    &links.borrow_and_update(),
+                    &intent.policies,
+                )
+            };
+            gossip.set_links(mine.clone());
             decide(
                 &config.node,
                 &mine,
@@ -189,6 +194,28 @@ async fn run(
             r = intent.changed() => if r.is_err() { return },
         }
     }
+}
+
+/// This node's links worth announcing and gossiping: those `allowed` (the node's own
+/// patterns, empty: all) that some policy could answer on. Links excluded by default (pod
+/// veths, CNI bridges) count only when a pattern names them, so a node with hundreds of
+/// pods does not gossip hundreds of names.
+pub fn my_links(
+    allowed: &[String],
+    up: &BTreeSet<String>,
+    policies: &[AddressPolicy],
+) -> BTreeSet<String> {
+    up.iter()
+        .filter(|l| allowed.is_empty() || allowed.iter().any(|p| interfaces::matches(p, l)))
+        .filter(|l| {
+            !interfaces::excluded_by_default(l)
+                || allowed.iter().any(|p| interfaces::matches(p, l))
+                || policies
+                    .iter()
+                    .any(|p| p.interfaces.iter().any(|i| interfaces::matches(i, l)))
+        })
+        .cloned()
+        .collect()
 }
 
 /// The election as this node sees it: live members with their gossiped links, this node with
@@ -246,6 +273,38 @@ pub fn simple_policies(addresses: &[IpAddr], interfaces: &[String]) -> Vec<Addre
 mod tests {
     use super::*;
     use crate::l2::election::EXCLUDE_LABEL;
+
+    #[test]
+    fn pod_interfaces_are_neither_announced_nor_gossiped_unless_a_pattern_names_them() {
+        let up = links(&["eth0", "cni0", "veth1a2b", "veth3c4d", "lo"]);
+        let addr: IpAddr = "192.0.2.1".parse().unwrap();
+        let any = simple_policies(&[addr], &[]);
+        assert_eq!(my_links(&[], &up, &any), links(&["eth0"]));
+        let members = membership(&[]);
+        assert_eq!(
+            decide("a", &my_links(&[], &up, &any), &members, &any, None),
+            [(addr, "eth0".to_string())].into()
+        );
+        // A policy naming veth* explicitly: it answers there (and on nothing else).
+        let veths = simple_policies(&[addr], &["veth*".to_string()]);
+        let mine = my_links(&[], &up, &veths);
+        assert_eq!(mine, links(&["eth0", "veth1a2b", "veth3c4d"]));
+        assert_eq!(
+            decide("a", &mine, &members, &veths, None),
+            [
+                (addr, "veth1a2b".to_string()),
+                (addr, "veth3c4d".to_string())
+            ]
+            .into()
+        );
+        // The node's own patterns restrict, and also name excluded ones.
+        assert_eq!(my_links(&["cni*".to_string()], &up, &any), links(&["cni0"]));
+        assert_eq!(
+            decide("a", &links(&["cni0"]), &members, &any, None),
+            Desired::new(),
+            "an empty policy still leaves cni0 out"
+        );
+    }
 
     fn membership(nodes: &[(&str, &[&str])]) -> Membership {
         Membership {

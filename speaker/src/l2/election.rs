@@ -19,6 +19,8 @@ use std::net::IpAddr;
 
 use siphasher::sip::SipHasher13;
 
+use super::interfaces;
+
 /// The label that removes a node from load-balancer duty (Kubernetes well-known label
 /// `node.kubernetes.io/exclude-from-external-load-balancers`), whatever its value.
 pub const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
@@ -32,8 +34,9 @@ const WEIGHT_KEY: (u64, u64) = (0x6865_7261_6c64_2d6c, 0x322d_656c_6563_7421);
 pub struct AddressPolicy {
     /// The address announced.
     pub addr: IpAddr,
-    /// Interfaces to answer on (`L2Advertisement.interfaces`). Empty: every interface the node
-    /// reports as suitable in [`NodeFacts::links_up`].
+    /// Interface name patterns to answer on (`L2Advertisement.interfaces`, see
+    /// [`super::interfaces`]). Empty: every interface the node reports as suitable in
+    /// [`NodeFacts::links_up`] except those excluded by default (pod veths, CNI bridges).
     pub interfaces: Vec<String>,
     /// Nodes that may answer (`L2Advertisement.nodeSelectors`): a node is allowed when it
     /// matches any selector. Empty: every node.
@@ -138,8 +141,8 @@ impl NodeFacts {
 pub struct Owner {
     /// Node name.
     pub node: String,
-    /// Interfaces on that node to answer on: the policy's interfaces that have carrier (all its
-    /// up interfaces when the policy names none). Never empty.
+    /// Interfaces on that node to answer on: its up interfaces that the policy's patterns
+    /// select (those not excluded by default when it names none). Never empty.
     pub interfaces: BTreeSet<String>,
 }
 
@@ -176,17 +179,12 @@ pub fn eligible_interfaces(policies: &[&AddressPolicy], node: &NodeFacts) -> BTr
         if !(selected && has_endpoint) {
             continue;
         }
-        if policy.interfaces.is_empty() {
-            out.extend(node.links_up.iter().cloned());
-        } else {
-            out.extend(
-                policy
-                    .interfaces
-                    .iter()
-                    .filter(|i| node.links_up.contains(*i))
-                    .cloned(),
-            );
-        }
+        out.extend(
+            node.links_up
+                .iter()
+                .filter(|l| interfaces::selects(&policy.interfaces, l))
+                .cloned(),
+        );
     }
     out
 }

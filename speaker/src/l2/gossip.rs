@@ -110,7 +110,57 @@ impl Default for SwimTiming {
     }
 }
 
+/// Bounds of the user-settable failure-detection timers (`--l2-probe-interval`,
+/// `--l2-suspect-timeout`).
+pub const MIN_PROBE_INTERVAL: Duration = Duration::from_millis(10);
+/// Upper bound of both timers.
+pub const MAX_DETECTION_TIMER: Duration = Duration::from_secs(60);
+
+/// Failure-detection timers that make no sense.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TimingError {
+    /// The probe interval is below [`MIN_PROBE_INTERVAL`] or above [`MAX_DETECTION_TIMER`].
+    #[error("probe interval {0:?} is outside 10ms..=60s")]
+    Probe(Duration),
+    /// The suspicion timeout is shorter than the probe interval or above
+    /// [`MAX_DETECTION_TIMER`].
+    #[error(
+        "suspect timeout {suspect:?} must be at least the probe interval ({probe:?}) and at most 60s"
+    )]
+    Suspect {
+        /// The suspicion timeout given.
+        suspect: Duration,
+        /// The probe interval given.
+        probe: Duration,
+    },
+}
+
 impl SwimTiming {
+    /// Timing from the two user-facing settings: probe every `probe_period`, declare a
+    /// suspect down after `suspect_to_down`. The others follow the defaults' ratios: the
+    /// direct-ack timeout is 2/5 of the probe period, updates are pushed twice per period.
+    /// Bounds: 10 ms <= probe <= 60 s, probe <= suspicion <= 60 s.
+    pub fn from_settings(
+        probe_period: Duration,
+        suspect_to_down: Duration,
+    ) -> Result<Self, TimingError> {
+        if !(MIN_PROBE_INTERVAL..=MAX_DETECTION_TIMER).contains(&probe_period) {
+            return Err(TimingError::Probe(probe_period));
+        }
+        if !(probe_period..=MAX_DETECTION_TIMER).contains(&suspect_to_down) {
+            return Err(TimingError::Suspect {
+                suspect: suspect_to_down,
+                probe: probe_period,
+            });
+        }
+        Ok(SwimTiming {
+            probe_period,
+            probe_rtt: probe_period * 2 / 5,
+            suspect_to_down,
+            gossip_interval: probe_period / 2,
+        })
+    }
+
     /// The timing of hashicorp/memberlist's `DefaultLANConfig` (probe every 1 s, 500 ms
     /// timeout, suspicion multiplier 4, which is 4 s for clusters of up to 10 nodes; gossip
     /// every 200 ms): what MetalLB's layer-2 mode uses. The anchor of the failover benchmark.

@@ -7,6 +7,7 @@
 //!   gratuitous ARP and neighbour advertisements. Pure: no sockets.
 //! - [`election`]: pure owner election (rendezvous hash over live, eligible nodes).
 //! - [`gossip`]: SWIM liveness (foca) over authenticated UDP, and each node's link facts.
+//! - [`interfaces`]: interface name patterns and the interfaces left out by default.
 //! - [`link`]: which interfaces are up with carrier, from rtnetlink link events.
 //! - [`responder`]: the driver answering ARP/NDP on raw sockets, level-triggered `set`.
 //! - [`error`]: errors of the drivers.
@@ -16,6 +17,7 @@ pub mod agent;
 pub mod election;
 pub mod error;
 pub mod gossip;
+pub mod interfaces;
 pub mod link;
 pub mod packet;
 pub mod raw;

@@ -1,56 +1,89 @@
-//! The allocator embedded in standalone mode: config in, addresses out, state kept.
+//! The allocator embedded in standalone mode: config in, addresses out.
 //!
-//! Standalone has no API server to hold Service status, so the persisted [`State`] plays
-//! its part: on the first [`Embedded::apply`] every persisted assignment is restored
-//! (oldest first) before anything new is allocated, and afterwards the state is
-//! re-derived from the allocator, so an address never moves across restarts or reloads.
-//! A config whose pools or Services cannot be converted is refused whole; the allocator is
-//! left as it was.
+//! Standalone hosts that read the same file must agree on every Service's address without
+//! talking to each other, whatever each has seen before (one may have been down while
+//! Services came and went). So the assignment is a function of the current configuration
+//! only: every [`Embedded::apply`] assigns every Service into a fresh allocator with
+//! [`Placement::Hashed`] (each Service's address derived from a hash of its name, or its
+//! sharing key, within its pool), in an order computed from the configuration:
+//!
+//! 1. Services that request addresses (`spec.loadBalancerIP`, the annotations), so a request
+//!    wins over a hashed placement that happens to land on the same address;
+//! 2. then the others; within each group by [`rank`] (a fixed hash of `namespace/name`),
+//!    ties by name.
+//!
+//! A collision (two Services whose candidates meet) goes to the Service ranked first; the
+//! other takes its next candidate. Consequences, all the same on every host:
+//! - an unchanged configuration gives the same addresses, across restarts and reloads;
+//! - adding a Service moves no other Service, except one ranked after it whose address the
+//!   newcomer takes (a collision); removing a Service moves only Services that had lost a
+//!   collision to it; with a sparse pool both are rare, and requested addresses never move;
+//! - an exhausted pool leaves the lowest-ranked Services without an address.
+//!
+//! The persisted [`State`] no longer decides anything: it is the last applied assignment,
+//! read at start so that an address that differs from the previous run (a changed file, an
+//! upgrade from the history-based placement) is reported as a move ([`Outcome::moved`]).
+//! A config whose pools or Services cannot be converted is refused whole.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use herald_api::standalone::StandaloneConfig;
 use herald_controller::convert::{self, ConvertError, DEFAULT_LB_CLASS};
-use herald_controller::ipam::{self, Allocator, PoolCounts};
+use herald_controller::ipam::{self, Allocator, Placement, PoolCounts, placement_hash};
 
 use super::state::State;
+
+/// A Service whose addresses differ from the previous run or configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Moved {
+    /// `namespace/name`.
+    pub service: String,
+    /// What it held before.
+    pub from: Vec<IpAddr>,
+    /// What it holds now (empty: it lost its address, e.g. to a higher-ranked Service in an
+    /// exhausted pool).
+    pub to: Vec<IpAddr>,
+}
 
 /// The outcome of applying one config.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Outcome {
-    /// Per Service (`namespace/name`): its addresses with the granting pool (`None` for an
-    /// address kept under a conflict), primary family first.
+    /// Per Service (`namespace/name`): its addresses with the granting pool, primary family
+    /// first.
     pub assigned: BTreeMap<String, Vec<(IpAddr, Option<String>)>>,
     /// Services that got no (or not all) addresses, and why.
     pub errors: Vec<ipam::Error>,
     /// Per pool: assigned and available counts per family.
     pub counts: BTreeMap<String, PoolCounts>,
+    /// Services still configured whose addresses changed since the previous apply (or,
+    /// on the first, since the persisted state), sorted by Service.
+    pub moved: Vec<Moved>,
     /// What to persist.
     pub state: State,
 }
 
-/// The embedded allocator with the order in which Services first got addresses.
+/// The order in which standalone assigns Services that request no address: a fixed hash
+/// of `namespace/name`, the same on every host and version.
+pub fn rank(service: &str) -> u128 {
+    placement_hash(&["standalone-order", service], 0)
+}
+
+/// The embedded allocator and the last assignment, to report moves against.
 #[derive(Debug)]
 pub struct Embedded {
-    allocator: Allocator,
-    /// Service keys, oldest first: the persisted state's order, then new Services as they
-    /// appear in the config.
-    order: Vec<String>,
-    restore: Option<State>,
+    previous: BTreeMap<String, Vec<IpAddr>>,
 }
 
 impl Embedded {
-    /// An allocator that restores `state` on the first [`Embedded::apply`].
+    /// An allocator whose first [`Embedded::apply`] reports moves against `state`.
     pub fn new(state: State) -> Self {
         Embedded {
-            allocator: Allocator::new(),
-            order: Vec::new(),
-            restore: Some(state),
+            previous: state.services.into_iter().collect(),
         }
     }
 
-    /// Applies `config`: pools, then Services (restored, released, assigned).
+    /// Applies `config`: assigns every configured Service from scratch.
     pub fn apply(&mut self, config: &StandaloneConfig) -> Result<Outcome, Vec<ConvertError>> {
         let mut errors = Vec::new();
         let pools: Vec<ipam::Pool> = config
@@ -58,8 +91,7 @@ impl Embedded {
             .iter()
             .filter_map(|p| convert::pool(p).map_err(|e| errors.push(e)).ok())
             .collect();
-        let mut services: BTreeMap<String, ipam::Service> = BTreeMap::new();
-        let mut config_order = Vec::new();
+        let mut services: Vec<(bool, u128, String, ipam::Service)> = Vec::new();
         for svc in config
             .services
             .iter()
@@ -68,8 +100,7 @@ impl Embedded {
             match convert::service(svc, &BTreeMap::new()) {
                 Ok(s) => {
                     let key = s.key.to_string();
-                    config_order.push(key.clone());
-                    services.insert(key, s);
+                    services.push((s.requested_ips.is_empty(), rank(&key), key, s));
                 }
                 Err(e) => errors.push(e),
             }
@@ -77,10 +108,11 @@ impl Embedded {
         if !errors.is_empty() {
             return Err(errors);
         }
+        let mut allocator = Allocator::with_placement(Placement::Hashed);
         let mut outcome = Outcome::default();
         // Pools were validated by the loader; a refusal here (duplicate name) is a
         // conversion-level problem of the config, reported per pool.
-        match self.allocator.set_pools(pools) {
+        match allocator.set_pools(pools) {
             Ok(conflicts) => outcome.errors.extend(conflicts),
             Err(e) => {
                 return Err(vec![ConvertError::Pool {
@@ -89,59 +121,42 @@ impl Embedded {
                 }]);
             }
         }
-        if let Some(state) = self.restore.take() {
-            let restored = state.services.iter().filter_map(|(key, addrs)| {
-                let mut svc = services.get(key)?.clone();
-                svc.current = addrs.clone();
-                Some(svc)
-            });
-            outcome.errors.extend(self.allocator.restore(restored));
-            self.order = state.services.into_iter().map(|(k, _)| k).collect();
-        }
-        // Gone from the config: release.
-        let gone: Vec<String> = self
-            .order
-            .iter()
-            .filter(|k| !services.contains_key(*k))
-            .cloned()
-            .collect();
-        for key in &gone {
-            if let Some((ns, name)) = key.split_once('/') {
-                self.allocator.release(&ipam::ServiceKey::new(ns, name));
-            }
-        }
-        self.order.retain(|k| services.contains_key(k));
-        for key in config_order {
-            if !self.order.contains(&key) {
-                self.order.push(key);
-            }
-        }
-        for key in &self.order {
-            let svc = services
-                .remove(key)
-                .expect("order holds only configured services");
-            if let Err(e) = self.allocator.assign(svc) {
+        let configured: std::collections::BTreeSet<String> =
+            services.iter().map(|(_, _, k, _)| k.clone()).collect();
+        services.sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
+        for (_, _, _, svc) in services {
+            if let Err(e) = allocator.assign(svc) {
                 outcome.errors.push(e);
             }
         }
-        for (key, assignment) in self.allocator.assignments() {
+        for (key, assignment) in allocator.assignments() {
             let addrs: Vec<(IpAddr, Option<String>)> = assignment
                 .iter()
                 .map(|a| (a.addr, a.pool.map(str::to_owned)))
                 .collect();
             outcome.assigned.insert(key.to_string(), addrs);
         }
-        outcome.state.services = self
-            .order
+        let now: BTreeMap<String, Vec<IpAddr>> = outcome
+            .assigned
             .iter()
-            .filter_map(|k| {
-                let addrs = outcome.assigned.get(k)?;
-                (!addrs.is_empty()).then(|| (k.clone(), addrs.iter().map(|(a, _)| *a).collect()))
-            })
+            .filter(|(_, addrs)| !addrs.is_empty())
+            .map(|(k, addrs)| (k.clone(), addrs.iter().map(|(a, _)| *a).collect()))
             .collect();
+        for (key, from) in &self.previous {
+            let to = now.get(key).cloned().unwrap_or_default();
+            if configured.contains(key) && *from != to {
+                outcome.moved.push(Moved {
+                    service: key.clone(),
+                    from: from.clone(),
+                    to,
+                });
+            }
+        }
+        outcome.state.services = now.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        self.previous = now;
         for p in &config.ip_pools {
             let name = p.metadata.name.clone().unwrap_or_default();
-            if let Some(c) = self.allocator.counts(&name) {
+            if let Some(c) = allocator.counts(&name) {
                 outcome.counts.insert(name, c);
             }
         }

@@ -111,6 +111,14 @@ fn publish(shared: &Shared, outcome: &Outcome) {
         .iter()
         .map(|e| (e.service.to_string(), e.reason.to_string()))
         .collect();
+    let moved: BTreeMap<&str, Vec<String>> = outcome
+        .moved
+        .iter()
+        .map(|m| {
+            let from = m.from.iter().map(ToString::to_string).collect();
+            (m.service.as_str(), from)
+        })
+        .collect();
     let mut services: Vec<ServiceStatus> = outcome
         .assigned
         .iter()
@@ -122,6 +130,7 @@ fn publish(shared: &Shared, outcome: &Outcome) {
                 .map(|(_, p)| p.clone().unwrap_or_else(|| "-".into()))
                 .collect(),
             error: errors.get(k).cloned(),
+            moved_from: moved.get(k.as_str()).cloned().unwrap_or_default(),
         })
         .collect();
     for (k, e) in &errors {
@@ -129,6 +138,7 @@ fn publish(shared: &Shared, outcome: &Outcome) {
             services.push(ServiceStatus {
                 service: k.clone(),
                 error: Some(e.clone()),
+                moved_from: moved.get(k.as_str()).cloned().unwrap_or_default(),
                 ..Default::default()
             });
         }
@@ -187,9 +197,23 @@ impl Reloader {
                 .join("\n")
         })?;
         if let Err(e) = state::save(&self.opts.state_dir, &outcome.state) {
-            // The allocation stands (it is deterministic from the config and the previous
-            // state), but a restart now could lose new addresses: say so loudly.
+            // The allocation stands (it is a function of the config); only the report of
+            // moves after the next restart compares against an older file.
             error!(error = %e, "could not persist assignments");
+        }
+        for m in &outcome.moved {
+            let show = |a: &[std::net::IpAddr]| {
+                a.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            warn!(
+                service = %m.service,
+                from = %show(&m.from),
+                to = %show(&m.to),
+                "service address moved (placement follows the configuration)"
+            );
         }
         for e in &outcome.errors {
             warn!(service = %e.service, reason = %e.reason, "service not fully assigned");

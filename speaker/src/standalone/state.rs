@@ -1,4 +1,9 @@
-//! Assignments persisted under `--state-dir`, so an address never moves across restarts.
+//! The last applied assignments, persisted under `--state-dir`.
+//!
+//! Addresses are a function of the configuration (see [`super::allocate`]), so this file
+//! decides nothing: it is read at start to report Services whose address differs from the
+//! previous run (the file changed while the host was down, or an upgrade from a version
+//! that placed by history), and written after every applied configuration.
 //!
 //! One JSON file, `assignments.json`, written crash-safely: the new content goes to a
 //! temporary file which is fsynced, the current file is kept as `assignments.json.prev`,
@@ -26,11 +31,10 @@ const TMP: &str = "assignments.json.tmp";
 const VERSION: u32 = 1;
 
 /// The persisted assignments: Service `namespace/name` -> its addresses, primary family
-/// first, in the order the Services were first assigned (oldest first, so restoring them
-/// in this order reproduces who came first).
+/// first, sorted by Service.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
-    /// Services in first-assignment order with their addresses.
+    /// Services with their addresses.
     pub services: Vec<(String, Vec<IpAddr>)>,
 }
 

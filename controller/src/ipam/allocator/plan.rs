@@ -4,7 +4,11 @@
 //! applies them. Planning both families before touching any state is what makes
 //! `RequireDualStack` all-or-nothing.
 
-use super::{Allocator, Slot};
+use std::hash::Hasher;
+
+use siphasher::sip128::{Hasher128, SipHasher13};
+
+use super::{Allocator, Placement, Slot};
 use crate::ipam::error::{Clash, Denial, Reason};
 use crate::ipam::pool::PoolState;
 use crate::ipam::service::{Family, FamilyPolicy, Spec, join, split};
@@ -252,10 +256,14 @@ impl Allocator {
             }
         }
         for p in candidates.clone() {
-            if let Some(bits) = self.pool(p).spans[family.index()]
-                .iter()
-                .find_map(|s| s.lowest_free())
-            {
+            let pool = self.pool(p);
+            let free = match self.placement {
+                Placement::LowestFree => pool.spans[family.index()]
+                    .iter()
+                    .find_map(|s| s.lowest_free()),
+                Placement::Hashed => hashed_free(pool, family, svc),
+            };
+            if let Some(bits) = free {
                 return Ok(self.found(svc, family, bits, p));
             }
         }
@@ -304,4 +312,64 @@ impl Allocator {
             pool: Some(pool),
         }
     }
+}
+
+/// Hashed attempts before the fallback scan.
+pub const HASH_CANDIDATES: u32 = 16;
+
+/// Fixed SipHash key of [`placement_hash`]. Every host (and every version) must use the same,
+/// or hosts reading the same file would place Services differently.
+const PLACEMENT_KEY: (u64, u64) = (0x6865_7261_6c64_2d70, 0x6c61_6365_6d65_6e74);
+
+/// The 128-bit keyed hash of length-prefixed `parts` and `attempt`, the same on every host:
+/// [`Placement::Hashed`] candidates and the standalone assignment order derive from it.
+pub fn placement_hash(parts: &[&str], attempt: u32) -> u128 {
+    let mut h = SipHasher13::new_with_keys(PLACEMENT_KEY.0, PLACEMENT_KEY.1);
+    for part in parts {
+        // Length-prefixed: ("ab", "c") and ("a", "bc") must differ.
+        h.write_u64(part.len() as u64);
+        h.write(part.as_bytes());
+    }
+    h.write_u32(attempt);
+    h.finish128().as_u128()
+}
+
+/// [`Placement::Hashed`]: the first free of the Service's hashed candidates in `pool`, else
+/// the first free address at or after the first candidate, wrapping around.
+fn hashed_free(pool: &PoolState, family: Family, svc: &Spec) -> Option<u128> {
+    let spans = &pool.spans[family.index()];
+    let total = spans
+        .iter()
+        .fold(0u128, |acc, s| acc.saturating_add(s.usable()));
+    if total == 0 || spans.iter().all(|s| s.free.count() == 0) {
+        return None;
+    }
+    let key = svc.key.to_string();
+    let subject = svc.sharing_key().unwrap_or(&key);
+    let fam = match family {
+        Family::V4 => "4",
+        Family::V6 => "6",
+    };
+    let position = |attempt: u32| placement_hash(&[&pool.spec.name, fam, subject], attempt) % total;
+    // Position -> (span, offset within the span's usable addresses).
+    let locate = |mut pos: u128| -> (usize, u128) {
+        for (i, s) in spans.iter().enumerate() {
+            if pos < s.usable() {
+                return (i, pos);
+            }
+            pos -= s.usable();
+        }
+        unreachable!("positions are below the total")
+    };
+    for attempt in 0..HASH_CANDIDATES {
+        let (i, offset) = locate(position(attempt));
+        if let Some(bits) = spans[i].free_at(offset) {
+            return Some(bits);
+        }
+    }
+    let (start, offset) = locate(position(0));
+    spans[start]
+        .free_from(offset)
+        .or_else(|| spans[start + 1..].iter().find_map(|s| s.free_from(0)))
+        .or_else(|| spans[..=start].iter().find_map(|s| s.free_from(0)))
 }

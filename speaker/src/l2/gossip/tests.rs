@@ -134,3 +134,36 @@ async fn leaving_gracefully_removes_the_member_at_once() {
         let _ = timeout(until - Instant::now(), rx.changed()).await;
     }
 }
+
+#[test]
+fn the_settings_reproduce_the_defaults_and_refuse_nonsense() {
+    let ms = Duration::from_millis;
+    assert_eq!(
+        SwimTiming::from_settings(ms(100), ms(200)),
+        Ok(SwimTiming::default())
+    );
+    let slow = SwimTiming::from_settings(Duration::from_secs(1), Duration::from_secs(4)).unwrap();
+    assert_eq!((slow.probe_rtt, slow.gossip_interval), (ms(400), ms(500)));
+    assert!(SwimTiming::from_settings(ms(10), ms(10)).is_ok());
+    for (probe, suspect, msg) in [
+        (ms(5), ms(200), "probe interval 5ms is outside 10ms..=60s"),
+        (
+            ms(61_000),
+            ms(61_000),
+            "probe interval 61s is outside 10ms..=60s",
+        ),
+        (
+            ms(200),
+            ms(100),
+            "suspect timeout 100ms must be at least the probe interval (200ms) and at most 60s",
+        ),
+        (
+            ms(100),
+            ms(60_001),
+            "suspect timeout 60.001s must be at least the probe interval (100ms) and at most 60s",
+        ),
+    ] {
+        let err = SwimTiming::from_settings(probe, suspect).unwrap_err();
+        assert_eq!(err.to_string(), msg);
+    }
+}
