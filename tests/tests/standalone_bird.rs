@@ -204,7 +204,7 @@ fn config_becomes_routes_edits_follow_restarts_keep_them_and_a_withdraw_exit_wit
         "a Cease at a planned restart:\n{p}"
     );
     assert!(
-        lab.routes().contains("198.51.100.1/32"),
+        lab.routes().contains(&api),
         "route lost at a planned restart:\n{}",
         lab.routes()
     );
@@ -214,7 +214,7 @@ fn config_becomes_routes_edits_follow_restarts_keep_them_and_a_withdraw_exit_wit
         DEADLINE,
         || {
             assert!(
-                lab.routes().contains("198.51.100.1/32"),
+                lab.routes().contains(&api),
                 "route lost during the planned restart"
             );
             if lab.bird.established("node1") {
