@@ -188,6 +188,41 @@ fn xdp_values_become_the_speakers_data_plane_flags() {
 }
 
 #[test]
+fn lb_class_exclusive_reaches_the_controller_and_every_speaker() {
+    let Some(rendered) = render(&[
+        "--set",
+        "controller.lbClass=example.com/lb,controller.lbClassExclusive=true",
+    ]) else {
+        return;
+    };
+    let args_of = |kind: &str| -> Vec<String> {
+        let doc = rendered
+            .split("\n---\n")
+            .find(|d| d.contains(&format!("kind: {kind}\n")))
+            .unwrap_or_else(|| panic!("no {kind} rendered"));
+        let doc: Value = serde_saphyr::from_str(doc).unwrap();
+        doc["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_owned())
+            .collect()
+    };
+    for kind in ["Deployment", "DaemonSet"] {
+        let args = args_of(kind);
+        for flag in ["--lb-class=example.com/lb", "--lb-class-exclusive"] {
+            assert!(
+                args.iter().any(|a| a == flag),
+                "{kind}: {flag} missing in {args:?}"
+            );
+        }
+    }
+    // Off by default: class-less Services stay Herald's.
+    let plain = render(&[]).expect("helm ran above");
+    assert!(!plain.contains("--lb-class-exclusive"));
+}
+
+#[test]
 fn the_chart_ships_the_generated_crds() {
     let generated = deploy().join("crds");
     let shipped = deploy().join("helm/herald/crds");

@@ -25,8 +25,9 @@ use crate::status::Readiness;
 /// Settings of the reconcilers.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// The `spec.loadBalancerClass` served besides none (`--lb-class`).
-    pub lb_class: String,
+    /// The `spec.loadBalancerClass` served (`--lb-class`), and whether class-less Services
+    /// are too (`--lb-class-exclusive` unset).
+    pub lb_class: convert::LbClass,
     /// This replica's name (Events' reporting instance, the Lease holder identity).
     pub instance: String,
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use herald_api::standalone::StandaloneConfig;
-use herald_controller::convert::{self, DEFAULT_LB_CLASS};
+use herald_controller::convert::{self, LbClass};
 use thiserror::Error;
 use tracing::{error, info};
 
@@ -194,7 +194,7 @@ pub fn announce_services_cached(
     for svc in objects
         .services
         .iter()
-        .filter(|s| convert::is_managed(s, DEFAULT_LB_CLASS))
+        .filter(|s| convert::is_managed(s, &LbClass::default()))
     {
         let ns = svc.metadata.namespace.as_deref().unwrap_or("default");
         let name = svc.metadata.name.as_deref().unwrap_or_default();

@@ -174,7 +174,7 @@ pub fn context(client: Client) -> (Arc<Context>, Caches) {
     let ctx = Context::new(
         client,
         Settings {
-            lb_class: "herald.dev/lb".to_owned(),
+            lb_class: herald_controller::convert::LbClass::default(),
             instance: "controller-0".to_owned(),
         },
         Stores {

@@ -65,8 +65,8 @@ const REFRESH: Duration = Duration::from_millis(500);
 pub struct Options {
     /// `--node-name`: this node's Node object.
     pub node_name: String,
-    /// `--lb-class`: the `spec.loadBalancerClass` served besides none.
-    pub lb_class: String,
+    /// `--lb-class`, `--lb-class-exclusive`: the Services announced (the controller's).
+    pub lb_class: herald_controller::convert::LbClass,
     /// `--secrets-namespace`: where `BGPPeer.passwordSecret` Secrets are read.
     pub secrets_namespace: String,
     /// `--bgp-listen-addr`.
