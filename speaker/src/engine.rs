@@ -409,6 +409,11 @@ impl Engine {
         })
     }
 
+    /// Whether the layer-2 agent (gossip) runs.
+    pub fn has_l2(&self) -> bool {
+        self.l2.is_some()
+    }
+
     /// Refuses a snapshot this engine cannot carry out (before anything is changed).
     pub fn check(&self, snapshot: &Snapshot) -> Result<(), String> {
         // Only an advertisement that could elect this node needs the gossip here: backend
