@@ -30,9 +30,11 @@ pub const DEFAULT_PASSWORD_KEY: &str = "password";
     doc = "A BGP neighbour of the Herald speakers.",
     plural = "bgppeers",
     category = "herald",
+    status = "crate::status::ObjectStatus",
     printcolumn = r#"{"name":"Address","type":"string","jsonPath":".spec.peerAddress"}"#,
     printcolumn = r#"{"name":"Peer ASN","type":"integer","jsonPath":".spec.peerASN"}"#,
     printcolumn = r#"{"name":"My ASN","type":"integer","jsonPath":".spec.myASN"}"#,
+    printcolumn = r#"{"name":"Valid","type":"string","jsonPath":".status.conditions[?(@.type==\"Valid\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[x_kube(validation = kube::core::Rule::new("!has(self.password) || !has(self.passwordSecret)")
@@ -153,8 +155,10 @@ pub struct SecretKeyRef {
     doc = "How the addresses of some pools are announced over BGP.",
     plural = "bgpadvertisements",
     category = "herald",
+    status = "crate::status::ObjectStatus",
     printcolumn = r#"{"name":"Pools","type":"string","jsonPath":".spec.ipPools"}"#,
     printcolumn = r#"{"name":"Peers","type":"string","jsonPath":".spec.peers"}"#,
+    printcolumn = r#"{"name":"Valid","type":"string","jsonPath":".status.conditions[?(@.type==\"Valid\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
