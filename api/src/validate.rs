@@ -512,7 +512,8 @@ mod tests {
     #[test]
     fn a_pool_overlapping_an_earlier_one_is_reported_on_its_entry_naming_the_earlier() {
         // (pools in precedence order, (pool, field, message) found)
-        let table: Vec<(Vec<crate::IPPool>, Vec<(&str, &str, &str)>)> = vec![
+        type Found<'a> = Vec<(&'a str, &'a str, &'a str)>;
+        let table: Vec<(Vec<crate::IPPool>, Found)> = vec![
             (
                 vec![pool("a", &["10.0.0.0/24"]), pool("b", &["10.1.0.0/24"])],
                 vec![],

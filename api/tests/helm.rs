@@ -223,6 +223,43 @@ fn lb_class_exclusive_reaches_the_controller_and_every_speaker() {
 }
 
 #[test]
+fn the_controller_may_write_the_status_of_every_herald_kind() {
+    let Some(rendered) = render(&[]) else { return };
+    let role: Value = rendered
+        .split("\n---\n")
+        .filter(|d| d.contains("kind: ClusterRole\n"))
+        .map(|d| serde_saphyr::from_str::<Value>(d).unwrap())
+        .find(|d| d["metadata"]["name"] == "herald-controller")
+        .expect("the controller's ClusterRole");
+    let rules = role["rules"].as_array().unwrap();
+    let grants = |resource: &str, verb: &str| {
+        rules.iter().any(|r| {
+            let has = |field: &str, v: &str| {
+                r[field]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x == v))
+            };
+            has("apiGroups", "herald.dev") && has("resources", resource) && has("verbs", verb)
+        })
+    };
+    for kind in [
+        "ippools",
+        "bgppeers",
+        "bgpadvertisements",
+        "l2advertisements",
+        "bfdprofiles",
+    ] {
+        for verb in ["get", "list", "watch"] {
+            assert!(grants(kind, verb), "{kind}: {verb} missing");
+        }
+        for verb in ["update", "patch"] {
+            let status = format!("{kind}/status");
+            assert!(grants(&status, verb), "{status}: {verb} missing");
+        }
+    }
+}
+
+#[test]
 fn the_chart_ships_the_generated_crds() {
     let generated = deploy().join("crds");
     let shipped = deploy().join("helm/herald/crds");

@@ -181,6 +181,12 @@ pub fn context(client: Client) -> (Arc<Context>, Caches) {
             pools,
             namespaces,
             services,
+            config: herald_controller::context::ConfigStores {
+                peers: reflector::store().0,
+                bgp_advertisements: reflector::store().0,
+                l2_advertisements: reflector::store().0,
+                bfd_profiles: reflector::store().0,
+            },
         },
         Arc::new(Metrics::new()),
     );
