@@ -22,9 +22,11 @@ pub const DEFAULT_MINIMUM_TTL: u32 = 254;
     doc = "BFD timers for the sessions that run alongside BGP sessions.",
     plural = "bfdprofiles",
     category = "herald",
+    status = "crate::status::ObjectStatus",
     printcolumn = r#"{"name":"Rx ms","type":"integer","jsonPath":".spec.receiveInterval"}"#,
     printcolumn = r#"{"name":"Tx ms","type":"integer","jsonPath":".spec.transmitInterval"}"#,
-    printcolumn = r#"{"name":"Multiplier","type":"integer","jsonPath":".spec.detectMultiplier"}"#
+    printcolumn = r#"{"name":"Multiplier","type":"integer","jsonPath":".spec.detectMultiplier"}"#,
+    printcolumn = r#"{"name":"Valid","type":"string","jsonPath":".status.conditions[?(@.type==\"Valid\")].status"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct BFDProfileSpec {

@@ -30,9 +30,11 @@ pub const DEFAULT_PASSWORD_KEY: &str = "password";
     doc = "A BGP neighbour of the Herald speakers.",
     plural = "bgppeers",
     category = "herald",
+    status = "crate::status::ObjectStatus",
     printcolumn = r#"{"name":"Address","type":"string","jsonPath":".spec.peerAddress"}"#,
     printcolumn = r#"{"name":"Peer ASN","type":"integer","jsonPath":".spec.peerASN"}"#,
     printcolumn = r#"{"name":"My ASN","type":"integer","jsonPath":".spec.myASN"}"#,
+    printcolumn = r#"{"name":"Valid","type":"string","jsonPath":".status.conditions[?(@.type==\"Valid\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[x_kube(validation = kube::core::Rule::new("!has(self.password) || !has(self.passwordSecret)")
@@ -114,7 +116,10 @@ pub struct BGPPeerSpec {
     #[schemars(length(max = 64))]
     pub node_selectors: Vec<LabelSelector>,
 
-    /// BGP identifier to use. Default: the node's first IPv4 address.
+    /// BGP identifier to use, the same on every node this peer selects (a Node's
+    /// `herald.dev/router-id` annotation overrides it for that node). Default, per node: the
+    /// session's IPv4 source address, else the Node's IPv4 InternalIP, else the node's lowest
+    /// IPv4 address outside container interfaces and link-local addresses.
     #[serde(rename = "routerID", default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "schema::optional_ipv4_address")]
     pub router_id: Option<Ipv4Addr>,
@@ -153,8 +158,10 @@ pub struct SecretKeyRef {
     doc = "How the addresses of some pools are announced over BGP.",
     plural = "bgpadvertisements",
     category = "herald",
+    status = "crate::status::ObjectStatus",
     printcolumn = r#"{"name":"Pools","type":"string","jsonPath":".spec.ipPools"}"#,
     printcolumn = r#"{"name":"Peers","type":"string","jsonPath":".spec.peers"}"#,
+    printcolumn = r#"{"name":"Valid","type":"string","jsonPath":".status.conditions[?(@.type==\"Valid\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]

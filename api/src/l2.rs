@@ -16,8 +16,10 @@ use serde::{Deserialize, Serialize};
     doc = "Which pools Herald answers ARP and NDP for, on which interfaces and nodes.",
     plural = "l2advertisements",
     category = "herald",
+    status = "crate::status::ObjectStatus",
     printcolumn = r#"{"name":"Pools","type":"string","jsonPath":".spec.ipPools"}"#,
     printcolumn = r#"{"name":"Interfaces","type":"string","jsonPath":".spec.interfaces"}"#,
+    printcolumn = r#"{"name":"Valid","type":"string","jsonPath":".status.conditions[?(@.type==\"Valid\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]

@@ -7,7 +7,9 @@
 //! - [`addresses`], [`duration`]: parsing of address ranges and Kubernetes durations.
 //! - [`annotations`]: Service annotation keys, Herald's own and those accepted from MetalLB
 //!   and OpenELB, and how a Service's requests are read from them.
-//! - [`validate`]: the checks CEL cannot make server-side, with errors naming the field.
+//! - [`status`]: the `Valid` condition of the configuration kinds.
+//! - [`validate`]: the checks CEL cannot make server-side, with errors naming the field, and
+//!   the checks across objects (overlapping pools, references to absent objects).
 //! - [`standalone`]: the loader for standalone mode's YAML files.
 //! - [`crds`]: the CustomResourceDefinitions as `crdgen` writes them to `deploy/crds/`.
 //!
@@ -23,6 +25,7 @@ pub mod l2;
 pub mod pool;
 pub mod schema;
 pub mod standalone;
+pub mod status;
 pub mod validate;
 
 pub use bfd::{BFDProfile, BFDProfileSpec};

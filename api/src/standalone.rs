@@ -389,61 +389,20 @@ impl Loader {
         let mut found: Vec<(&str, String, FieldError)> = Vec::new();
 
         // Two pools must not share an address: the allocator would otherwise see one address
-        // with two sets of rules.
-        let mut ranges = Vec::new();
-        for pool in &c.ip_pools {
-            for (i, r) in validate::pool_ranges(&pool.spec)
-                .unwrap_or_default()
-                .into_iter()
-                .enumerate()
-            {
-                ranges.push((name_of(&pool.metadata).to_owned(), i, r));
-            }
-        }
-        for (a, (pa, _, ra)) in ranges.iter().enumerate() {
-            for (pb, ib, rb) in &ranges[a + 1..] {
-                if pa != pb && ra.overlaps(rb) {
-                    let error = FieldError::new(
-                        format!("spec.addresses[{ib}]"),
-                        format!("overlaps IPPool {pa:?}"),
-                    );
-                    found.push(("IPPool", pb.clone(), error));
-                }
-            }
-        }
-        for peer in &c.bgp_peers {
-            if let Some(p) = &peer.spec.bfd_profile
-                && !profiles.contains(p)
-            {
-                let error = FieldError::new("spec.bfdProfile", format!("no BFDProfile {p:?}"));
-                found.push(("BGPPeer", name_of(&peer.metadata).to_owned(), error));
-            }
-        }
-        for adv in &c.bgp_advertisements {
-            let n = name_of(&adv.metadata).to_owned();
-            for (i, p) in adv.spec.ip_pools.iter().enumerate() {
-                if !pools.contains(p) {
-                    let error =
-                        FieldError::new(format!("spec.ipPools[{i}]"), format!("no IPPool {p:?}"));
-                    found.push(("BGPAdvertisement", n.clone(), error));
-                }
-            }
-            for (i, p) in adv.spec.peers.iter().enumerate() {
-                if !peers.contains(p) {
-                    let error =
-                        FieldError::new(format!("spec.peers[{i}]"), format!("no BGPPeer {p:?}"));
-                    found.push(("BGPAdvertisement", n.clone(), error));
-                }
-            }
-        }
-        for adv in &c.l2_advertisements {
-            for (i, p) in adv.spec.ip_pools.iter().enumerate() {
-                if !pools.contains(p) {
-                    let error =
-                        FieldError::new(format!("spec.ipPools[{i}]"), format!("no IPPool {p:?}"));
-                    found.push(("L2Advertisement", name_of(&adv.metadata).to_owned(), error));
-                }
-            }
+        // with two sets of rules. In file order: the later pool is at fault.
+        let pools_in_order: Vec<&IPPool> = c.ip_pools.iter().collect();
+        let peers_in_order: Vec<&BGPPeer> = c.bgp_peers.iter().collect();
+        let bgp: Vec<&BGPAdvertisement> = c.bgp_advertisements.iter().collect();
+        let l2: Vec<&L2Advertisement> = c.l2_advertisements.iter().collect();
+        let names = validate::Names {
+            pools,
+            peers,
+            profiles,
+        };
+        for f in validate::pool_overlaps(&pools_in_order).into_iter().chain(
+            validate::missing_references(&peers_in_order, &bgp, &l2, &names),
+        ) {
+            found.push((f.kind, f.name, f.error));
         }
         for slice in &c.endpoint_slices {
             let ns = slice.metadata.namespace.as_deref().unwrap_or("default");

@@ -226,6 +226,134 @@ pub fn bfd_profile(spec: &BFDProfileSpec) -> Vec<FieldError> {
     errors
 }
 
+/// A problem of one object found by a check across objects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// The object's kind (`IPPool`, `BGPPeer`, ...).
+    pub kind: &'static str,
+    /// Its name.
+    pub name: String,
+    /// The field, and the other object in the message.
+    pub error: FieldError,
+    /// Whether it is a reference to an object that does not exist (else a clash with one
+    /// that does, such as overlapping pools).
+    pub missing_reference: bool,
+}
+
+/// Pools that share an address with an earlier pool: two pools must not, or one address
+/// would have two sets of rules. `pools` in precedence order (the controller: oldest
+/// `creationTimestamp` first, then name; standalone: file order); each overlap is reported
+/// on the later pool, at its entry, naming the earlier pool. Pools with invalid entries
+/// take part with their valid ones.
+pub fn pool_overlaps(pools: &[&crate::IPPool]) -> Vec<Finding> {
+    let name = |p: &crate::IPPool| p.metadata.name.clone().unwrap_or_default();
+    let mut earlier: Vec<(String, AddressRange)> = Vec::new();
+    let mut found = Vec::new();
+    for pool in pools {
+        let mut own = Vec::new();
+        for (i, entry) in pool.spec.addresses.iter().enumerate() {
+            let Ok(range) = entry.parse::<AddressRange>() else {
+                continue;
+            };
+            if let Some((other, _)) = earlier.iter().find(|(_, r)| r.overlaps(&range)) {
+                found.push(Finding {
+                    kind: "IPPool",
+                    name: name(pool),
+                    error: FieldError::new(
+                        format!("spec.addresses[{i}]"),
+                        format!("overlaps IPPool {other:?}"),
+                    ),
+                    missing_reference: false,
+                });
+            }
+            own.push((name(pool), range));
+        }
+        earlier.extend(own);
+    }
+    found
+}
+
+/// The names that references may point at. Callers decide what counts as present (the
+/// standalone loader counts objects that failed to parse, so that one bad object does not
+/// also make every reference to it an error).
+#[derive(Clone, Debug, Default)]
+pub struct Names {
+    /// `IPPool` names.
+    pub pools: std::collections::BTreeSet<String>,
+    /// `BGPPeer` names.
+    pub peers: std::collections::BTreeSet<String>,
+    /// `BFDProfile` names.
+    pub profiles: std::collections::BTreeSet<String>,
+}
+
+/// References to objects that do not exist: `BGPPeer.spec.bfdProfile`,
+/// `BGPAdvertisement.spec.ipPools[i]` and `.peers[i]`, `L2Advertisement.spec.ipPools[i]`.
+/// In input order: peers, then BGP, then layer-2 advertisements.
+pub fn missing_references(
+    peers: &[&crate::BGPPeer],
+    bgp_advertisements: &[&crate::BGPAdvertisement],
+    l2_advertisements: &[&crate::L2Advertisement],
+    names: &Names,
+) -> Vec<Finding> {
+    let mut found = Vec::new();
+    let mut missing =
+        |kind: &'static str, name: &Option<String>, field: String, message: String| {
+            found.push(Finding {
+                kind,
+                name: name.clone().unwrap_or_default(),
+                error: FieldError::new(field, message),
+                missing_reference: true,
+            });
+        };
+    for peer in peers {
+        if let Some(p) = &peer.spec.bfd_profile
+            && !names.profiles.contains(p)
+        {
+            missing(
+                "BGPPeer",
+                &peer.metadata.name,
+                "spec.bfdProfile".to_owned(),
+                format!("no BFDProfile {p:?}"),
+            );
+        }
+    }
+    for adv in bgp_advertisements {
+        for (i, p) in adv.spec.ip_pools.iter().enumerate() {
+            if !names.pools.contains(p) {
+                missing(
+                    "BGPAdvertisement",
+                    &adv.metadata.name,
+                    format!("spec.ipPools[{i}]"),
+                    format!("no IPPool {p:?}"),
+                );
+            }
+        }
+        for (i, p) in adv.spec.peers.iter().enumerate() {
+            if !names.peers.contains(p) {
+                missing(
+                    "BGPAdvertisement",
+                    &adv.metadata.name,
+                    format!("spec.peers[{i}]"),
+                    format!("no BGPPeer {p:?}"),
+                );
+            }
+        }
+    }
+    for adv in l2_advertisements {
+        for (i, p) in adv.spec.ip_pools.iter().enumerate() {
+            if !names.pools.contains(p) {
+                missing(
+                    "L2Advertisement",
+                    &adv.metadata.name,
+                    format!("spec.ipPools[{i}]"),
+                    format!("no IPPool {p:?}"),
+                );
+            }
+        }
+    }
+    found
+}
+
 /// Checks a label selector's operators and values (Kubernetes semantics).
 pub fn label_selector(selector: &LabelSelector, field: &str) -> Vec<FieldError> {
     let mut errors = Vec::new();
@@ -369,5 +497,114 @@ mod tests {
         };
         let fields: Vec<_> = bfd_profile(&spec).into_iter().map(|e| e.field).collect();
         assert_eq!(fields, ["spec.detectMultiplier", "spec.minimumTtl"]);
+    }
+
+    fn pool(name: &str, addresses: &[&str]) -> crate::IPPool {
+        crate::IPPool::new(
+            name,
+            IPPoolSpec {
+                addresses: addresses.iter().map(|a| a.to_string()).collect(),
+                ..Default::default()
+            },
+        )
+    }
+
+    #[test]
+    fn a_pool_overlapping_an_earlier_one_is_reported_on_its_entry_naming_the_earlier() {
+        // (pools in precedence order, (pool, field, message) found)
+        type Found<'a> = Vec<(&'a str, &'a str, &'a str)>;
+        let table: Vec<(Vec<crate::IPPool>, Found)> = vec![
+            (
+                vec![pool("a", &["10.0.0.0/24"]), pool("b", &["10.1.0.0/24"])],
+                vec![],
+            ),
+            (
+                vec![
+                    pool("a", &["10.0.0.0/24"]),
+                    pool("b", &["10.1.0.0/24", "10.0.0.128/25"]),
+                ],
+                vec![("b", "spec.addresses[1]", "overlaps IPPool \"a\"")],
+            ),
+            // Precedence is the caller's order, not the name's.
+            (
+                vec![pool("z", &["10.0.0.5"]), pool("a", &["10.0.0.0-10.0.0.9"])],
+                vec![("a", "spec.addresses[0]", "overlaps IPPool \"z\"")],
+            ),
+            // A chain: each is checked against every earlier pool; families apart.
+            (
+                vec![
+                    pool("a", &["10.0.0.0/30", "2001:db8::/64"]),
+                    pool("b", &["10.0.0.2-10.0.0.5", "2001:db9::/64"]),
+                    pool("c", &["10.0.0.5", "2001:db8::1"]),
+                ],
+                vec![
+                    ("b", "spec.addresses[0]", "overlaps IPPool \"a\""),
+                    ("c", "spec.addresses[0]", "overlaps IPPool \"b\""),
+                    ("c", "spec.addresses[1]", "overlaps IPPool \"a\""),
+                ],
+            ),
+            // An invalid entry takes no part; the pool's valid ones do.
+            (
+                vec![
+                    pool("a", &["banana", "10.0.0.0/24"]),
+                    pool("b", &["10.0.0.1"]),
+                ],
+                vec![("b", "spec.addresses[0]", "overlaps IPPool \"a\"")],
+            ),
+        ];
+        for (pools, want) in table {
+            let refs: Vec<&crate::IPPool> = pools.iter().collect();
+            let got: Vec<(String, String, String)> = pool_overlaps(&refs)
+                .into_iter()
+                .map(|f| {
+                    assert!(!f.missing_reference);
+                    (f.name, f.error.field, f.error.message)
+                })
+                .collect();
+            let want: Vec<(String, String, String)> = want
+                .iter()
+                .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+                .collect();
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn references_to_absent_pools_peers_and_profiles_name_the_field_and_the_object() {
+        let peer: crate::BGPPeer = crate::BGPPeer::new(
+            "tor",
+            peer("peerAddress: 192.0.2.1\npeerASN: 65001\nmyASN: 65000\nbfdProfile: fast\n"),
+        );
+        let bgp = crate::BGPAdvertisement::new(
+            "adv",
+            serde_saphyr::from_str("ipPools: [a, gone]\npeers: [tor, nobody]\n").unwrap(),
+        );
+        let l2 = crate::L2Advertisement::new(
+            "lan",
+            serde_saphyr::from_str("ipPools: [gone]\n").unwrap(),
+        );
+        let names = |profiles: &[&str]| Names {
+            pools: ["a".to_owned()].into(),
+            peers: ["tor".to_owned()].into(),
+            profiles: profiles.iter().map(|p| p.to_string()).collect(),
+        };
+        let found: Vec<String> = missing_references(&[&peer], &[&bgp], &[&l2], &names(&[]))
+            .into_iter()
+            .map(|f| {
+                assert!(f.missing_reference);
+                format!("{} {}: {}", f.kind, f.name, f.error)
+            })
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "BGPPeer tor: spec.bfdProfile: no BFDProfile \"fast\"",
+                "BGPAdvertisement adv: spec.ipPools[1]: no IPPool \"gone\"",
+                "BGPAdvertisement adv: spec.peers[1]: no BGPPeer \"nobody\"",
+                "L2Advertisement lan: spec.ipPools[0]: no IPPool \"gone\"",
+            ]
+        );
+        let found = missing_references(&[&peer], &[], &[], &names(&["fast"]));
+        assert!(found.is_empty(), "{found:?}");
     }
 }

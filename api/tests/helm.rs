@@ -221,6 +221,78 @@ fn the_speakers_exit_mode_is_a_value_and_defaults_to_a_planned_restart() {
 }
 
 #[test]
+fn lb_class_exclusive_reaches_the_controller_and_every_speaker() {
+    let Some(rendered) = render(&[
+        "--set",
+        "controller.lbClass=example.com/lb,controller.lbClassExclusive=true",
+    ]) else {
+        return;
+    };
+    let args_of = |kind: &str| -> Vec<String> {
+        let doc = rendered
+            .split("\n---\n")
+            .find(|d| d.contains(&format!("kind: {kind}\n")))
+            .unwrap_or_else(|| panic!("no {kind} rendered"));
+        let doc: Value = serde_saphyr::from_str(doc).unwrap();
+        doc["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_owned())
+            .collect()
+    };
+    for kind in ["Deployment", "DaemonSet"] {
+        let args = args_of(kind);
+        for flag in ["--lb-class=example.com/lb", "--lb-class-exclusive"] {
+            assert!(
+                args.iter().any(|a| a == flag),
+                "{kind}: {flag} missing in {args:?}"
+            );
+        }
+    }
+    // Off by default: class-less Services stay Herald's.
+    let plain = render(&[]).expect("helm ran above");
+    assert!(!plain.contains("--lb-class-exclusive"));
+}
+
+#[test]
+fn the_controller_may_write_the_status_of_every_herald_kind() {
+    let Some(rendered) = render(&[]) else { return };
+    let role: Value = rendered
+        .split("\n---\n")
+        .filter(|d| d.contains("kind: ClusterRole\n"))
+        .map(|d| serde_saphyr::from_str::<Value>(d).unwrap())
+        .find(|d| d["metadata"]["name"] == "herald-controller")
+        .expect("the controller's ClusterRole");
+    let rules = role["rules"].as_array().unwrap();
+    let grants = |resource: &str, verb: &str| {
+        rules.iter().any(|r| {
+            let has = |field: &str, v: &str| {
+                r[field]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x == v))
+            };
+            has("apiGroups", "herald.dev") && has("resources", resource) && has("verbs", verb)
+        })
+    };
+    for kind in [
+        "ippools",
+        "bgppeers",
+        "bgpadvertisements",
+        "l2advertisements",
+        "bfdprofiles",
+    ] {
+        for verb in ["get", "list", "watch"] {
+            assert!(grants(kind, verb), "{kind}: {verb} missing");
+        }
+        for verb in ["update", "patch"] {
+            let status = format!("{kind}/status");
+            assert!(grants(&status, verb), "{status}: {verb} missing");
+        }
+    }
+}
+
+#[test]
 fn the_chart_ships_the_generated_crds() {
     let generated = deploy().join("crds");
     let shipped = deploy().join("helm/herald/crds");

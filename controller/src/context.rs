@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use herald_api::pool::{IPPool, IPPoolSpec};
+use herald_api::{BFDProfile, BGPAdvertisement, BGPPeer, L2Advertisement};
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -25,8 +26,9 @@ use crate::status::Readiness;
 /// Settings of the reconcilers.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// The `spec.loadBalancerClass` served besides none (`--lb-class`).
-    pub lb_class: String,
+    /// The `spec.loadBalancerClass` served (`--lb-class`), and whether class-less Services
+    /// are too (`--lb-class-exclusive` unset).
+    pub lb_class: convert::LbClass,
     /// This replica's name (Events' reporting instance, the Lease holder identity).
     pub instance: String,
 }
@@ -40,6 +42,22 @@ pub struct Stores {
     pub namespaces: Store<Namespace>,
     /// Services (for sweeping deletions missed while disconnected, and re-queues).
     pub services: Store<Service>,
+    /// `BGPPeer`s, `BGPAdvertisement`s, `L2Advertisement`s, `BFDProfile`s: checked across
+    /// objects for their `Valid` condition ([`crate::objects`]).
+    pub config: ConfigStores,
+}
+
+/// Caches of the configuration kinds the controller only checks.
+#[derive(Clone)]
+pub struct ConfigStores {
+    /// `BGPPeer`s.
+    pub peers: Store<BGPPeer>,
+    /// `BGPAdvertisement`s.
+    pub bgp_advertisements: Store<BGPAdvertisement>,
+    /// `L2Advertisement`s.
+    pub l2_advertisements: Store<L2Advertisement>,
+    /// `BFDProfile`s.
+    pub bfd_profiles: Store<BFDProfile>,
 }
 
 /// Pools as last given to the allocator: name -> (spec, readiness). Keyed on the spec, not
@@ -70,6 +88,8 @@ pub struct Context {
     dirty_pools: Mutex<BTreeSet<String>>,
     /// Woken when a pool is marked dirty.
     pools_dirtied: Notify,
+    /// Woken when a configuration object changed ([`crate::objects::status_writer`]).
+    config_dirtied: Notify,
     /// Event recorders, one per shard of regarding objects; see [`EVENT_SHARDS`].
     recorders: Vec<Recorder>,
     leader: AtomicBool,
@@ -104,6 +124,7 @@ impl Context {
             failures: Mutex::new(BTreeMap::new()),
             dirty_pools: Mutex::new(BTreeSet::new()),
             pools_dirtied: Notify::new(),
+            config_dirtied: Notify::new(),
             leader: AtomicBool::new(false),
         }
     }
@@ -159,6 +180,17 @@ impl Context {
         self.pools_dirtied.notified().await;
     }
 
+    /// Marks the configuration objects' conditions as possibly stale; the writer checks
+    /// every object again a moment later.
+    pub fn mark_config_dirty(&self) {
+        self.config_dirtied.notify_one();
+    }
+
+    /// Waits until a configuration change was marked (at once if one was since the last).
+    pub async fn config_dirtied(&self) {
+        self.config_dirtied.notified().await;
+    }
+
     /// The allocator. Never hold the guard across an `.await`.
     pub fn allocator(&self) -> MutexGuard<'_, Allocator> {
         self.allocator.lock().expect("allocator lock poisoned")
@@ -179,9 +211,16 @@ impl Context {
     ) -> Option<(Vec<String>, Vec<IpamError>)> {
         let mut seen = BTreeMap::new();
         let mut valid = Vec::new();
+        let pools: Vec<&IPPool> = pools.collect();
+        // A pool sharing addresses with an earlier one is kept out of the allocator: it must
+        // not grant the same address under other rules (checks.rs).
+        let overlapping = crate::checks::overlapping_pools(&pools);
         for p in pools {
             let name = p.name_any();
             let readiness = match convert::pool(p) {
+                Ok(_) if overlapping.contains_key(&name) => {
+                    Readiness::Overlapping(overlapping[&name].clone())
+                }
                 Ok(pool) => {
                     valid.push(pool);
                     Readiness::Ready

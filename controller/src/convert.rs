@@ -110,15 +110,59 @@ pub fn pool(p: &IPPool) -> Result<Pool, ConvertError> {
     })
 }
 
-/// Whether Herald handles this Service: `type: LoadBalancer`, and `spec.loadBalancerClass`
-/// unset or equal to `lb_class`.
-pub fn is_managed(svc: &K8sService, lb_class: &str) -> bool {
+/// Which `spec.loadBalancerClass` values Herald handles (`--lb-class`,
+/// `--lb-class-exclusive`).
+///
+/// Shared (the default): Services of the class and Services without a class. Exclusive:
+/// only Services of the class, so that Herald runs beside another load balancer (the
+/// cluster's default one) that takes the class-less Services, as MetalLB does with its
+/// `--lb-class`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LbClass {
+    /// The class served (`--lb-class`).
+    pub name: String,
+    /// Whether Services without a class are left to another load balancer.
+    pub exclusive: bool,
+}
+
+impl LbClass {
+    /// `name` and Services without a class.
+    pub fn shared(name: impl Into<String>) -> Self {
+        LbClass {
+            name: name.into(),
+            exclusive: false,
+        }
+    }
+
+    /// `name` only.
+    pub fn exclusive(name: impl Into<String>) -> Self {
+        LbClass {
+            name: name.into(),
+            exclusive: true,
+        }
+    }
+
+    /// Whether a Service with `spec.loadBalancerClass` `class` is Herald's.
+    pub fn handles(&self, class: Option<&str>) -> bool {
+        match class {
+            None => !self.exclusive,
+            Some(c) => c == self.name,
+        }
+    }
+}
+
+impl Default for LbClass {
+    fn default() -> Self {
+        LbClass::shared(DEFAULT_LB_CLASS)
+    }
+}
+
+/// Whether Herald handles this Service: `type: LoadBalancer`, and a
+/// `spec.loadBalancerClass` that `lb_class` handles ([`LbClass::handles`]).
+pub fn is_managed(svc: &K8sService, lb_class: &LbClass) -> bool {
     svc.spec.as_ref().is_some_and(|spec| {
         spec.type_.as_deref() == Some("LoadBalancer")
-            && spec
-                .load_balancer_class
-                .as_deref()
-                .is_none_or(|class| class == lb_class)
+            && lb_class.handles(spec.load_balancer_class.as_deref())
     })
 }
 

@@ -9,17 +9,21 @@
 //! - [`context`]: what the reconcilers share (client, allocator, caches, metrics).
 //! - [`reconcile`]: the Service reconciler, release on deletion; [`pools`]: `IPPool`
 //!   status and pool changes; [`restore`]: restore before allocate.
+//! - [`checks`]: the checks across configuration objects (references, overlapping pools)
+//!   as conditions, pure; [`objects`]: writes them to each object's status, with Events.
 //! - [`election`]: leader election on a Lease (pure decision + driver).
 //! - [`run`]: wiring of watches, controller and election; [`admin`]: `/metrics`,
 //!   `/healthz`, `/readyz`; [`metrics`]; [`error`].
 
 pub mod admin;
+pub mod checks;
 pub mod context;
 pub mod convert;
 pub mod election;
 pub mod error;
 pub mod ipam;
 pub mod metrics;
+pub mod objects;
 pub mod pools;
 pub mod reconcile;
 pub mod restore;

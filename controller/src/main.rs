@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use herald_controller::admin;
 use herald_controller::context::Settings;
-use herald_controller::convert::DEFAULT_LB_CLASS;
+use herald_controller::convert::{DEFAULT_LB_CLASS, LbClass};
 use herald_controller::election::Timing;
 use herald_controller::metrics::Metrics;
 use herald_controller::run::{Election, run};
@@ -27,9 +27,14 @@ struct Cli {
     /// `$KUBECONFIG` / `~/.kube/config`.
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
-    /// The `spec.loadBalancerClass` handled besides none.
+    /// The `spec.loadBalancerClass` handled; Services without a class are handled too
+    /// unless --lb-class-exclusive is given.
     #[arg(long, default_value = DEFAULT_LB_CLASS)]
     lb_class: String,
+    /// Handle only Services whose `spec.loadBalancerClass` is --lb-class, and leave those
+    /// without a class to another load balancer (run beside it).
+    #[arg(long)]
+    lb_class_exclusive: bool,
     /// Address of the admin HTTP server (/metrics, /healthz, /readyz).
     #[arg(long, default_value = "0.0.0.0:9472")]
     admin_addr: SocketAddr,
@@ -116,7 +121,10 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or_else(|_| format!("herald-controller-{}", std::process::id()))
     });
     let settings = Settings {
-        lb_class: cli.lb_class.clone(),
+        lb_class: LbClass {
+            name: cli.lb_class.clone(),
+            exclusive: cli.lb_class_exclusive,
+        },
         instance: identity,
     };
     let election = (!cli.no_leader_election).then(|| Election {

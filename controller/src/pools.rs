@@ -101,6 +101,7 @@ pub async fn write_pool_status(ctx: &Context, name: &str) -> Result<bool, crate:
         return Ok(false);
     }
     let api: Api<IPPool> = Api::all(ctx.client.clone());
+    let before = previous.map(|p| p.conditions.clone()).unwrap_or_default();
     api.patch_status(
         name,
         &PatchParams::apply(FIELD_MANAGER).force(),
@@ -111,6 +112,17 @@ pub async fn write_pool_status(ctx: &Context, name: &str) -> Result<bool, crate:
         format!("IPPool {name}"),
         "write status",
     ))?;
+    // Invalid or overlapping: one Warning when it turns so (or its reason changes), one
+    // Normal when it is ready again; not one per status write.
+    if let Some(t) = crate::checks::transition("Ready", &before, &status.conditions) {
+        let type_ = if t.warning {
+            warn!(pool = name, reason = %t.reason, note = %t.note, "pool not ready");
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        ctx.publish(&*pool, type_, &t.reason, t.note).await;
+    }
     Ok(true)
 }
 

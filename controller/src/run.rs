@@ -6,6 +6,8 @@
 //!        │                                              │   └──> on_deleted (release)
 //!  watch IPPools ──reflector──> store ──any change──> on_pools_changed ──re-queue──┘
 //!  watch Namespaces ──reflector──> store (labels for allocateTo)
+//!  watch BGPPeers, BGPAdvertisements, L2Advertisements, BFDProfiles ──> stores
+//!        └─ any change (and pool changes) ──> objects::status_writer ──> Valid conditions
 //!  reconcile ──pools touched──> status writer ──every 200 ms at most──> IPPool status
 //!  Elector (Lease) ──leading: watch<bool>──> leadership task:
 //!        gain: restore_all, then lead, then reconcile every Service
@@ -20,6 +22,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use herald_api::pool::IPPool;
+use herald_api::{BFDProfile, BGPAdvertisement, BGPPeer, L2Advertisement};
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::Client;
 use kube::api::Api;
@@ -29,7 +32,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use crate::context::{Context, Settings, Stores};
+use crate::context::{ConfigStores, Context, Settings, Stores};
 use crate::election::{Elector, Timing};
 use crate::ipam::ServiceKey;
 use crate::metrics::Metrics;
@@ -64,10 +67,20 @@ pub async fn run(
     let (pools, pool_writer) = reflector::store::<IPPool>();
     let (namespaces, ns_writer) = reflector::store::<Namespace>();
     let (services, svc_writer) = reflector::store::<Service>();
+    let (peers, peer_writer) = reflector::store::<BGPPeer>();
+    let (bgp_advs, bgp_writer) = reflector::store::<BGPAdvertisement>();
+    let (l2_advs, l2_writer) = reflector::store::<L2Advertisement>();
+    let (profiles, profile_writer) = reflector::store::<BFDProfile>();
     let stores = Stores {
         pools: pools.clone(),
         namespaces: namespaces.clone(),
         services: services.clone(),
+        config: ConfigStores {
+            peers,
+            bgp_advertisements: bgp_advs,
+            l2_advertisements: l2_advs,
+            bfd_profiles: profiles,
+        },
     };
     let ctx = Arc::new(Context::new(
         client.clone(),
@@ -111,6 +124,8 @@ pub async fn run(
                         continue;
                     }
                 }
+                // Advertisements name pools: their conditions may change too.
+                ctx.mark_config_dirty();
                 for r in on_pools_changed(&ctx).await {
                     let _ = requeue.send(r);
                 }
@@ -194,6 +209,18 @@ pub async fn run(
                     }
                     if *leading_rx.borrow() {
                         ctx.set_leader(true);
+                        // The conditions a previous leader wrote are checked again, and
+                        // every pool's status (one invalid or overlapping at start would
+                        // otherwise show nothing until a Service touched it).
+                        ctx.mark_config_dirty();
+                        let pools: Vec<String> = ctx
+                            .stores
+                            .pools
+                            .state()
+                            .iter()
+                            .map(|p| kube::ResourceExt::name_any(p.as_ref()))
+                            .collect();
+                        ctx.mark_pools_dirty(&pools);
                         ready.store(true, std::sync::atomic::Ordering::Release);
                         let _ = all_tx.send(());
                     }
@@ -207,6 +234,13 @@ pub async fn run(
         })
     };
     let status_task = tokio::spawn(status_writer(ctx.clone()));
+    let config_tasks = [
+        watch_config(&client, peer_writer, ctx.clone()),
+        watch_config(&client, bgp_writer, ctx.clone()),
+        watch_config(&client, l2_writer, ctx.clone()),
+        watch_config(&client, profile_writer, ctx.clone()),
+        tokio::spawn(crate::objects::status_writer(ctx.clone())),
+    ];
     let sweep_task = {
         let ctx = ctx.clone();
         tokio::spawn(async move {
@@ -259,7 +293,10 @@ pub async fn run(
         });
     controller.await;
     info!("controller stopped");
-    for task in [pool_task, ns_task, leader_task, sweep_task, status_task] {
+    for task in [pool_task, ns_task, leader_task, sweep_task, status_task]
+        .into_iter()
+        .chain(config_tasks)
+    {
         task.abort();
     }
     if let Some(task) = elector_task {
@@ -267,6 +304,46 @@ pub async fn run(
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
     Ok(())
+}
+
+/// Watches one configuration kind into its store; every change (and the end of the initial
+/// list) marks the conditions for a check. What the controller never reads is dropped from
+/// the cache, as the speaker does: `managedFields` and kubectl's last-applied copy.
+fn watch_config<K>(
+    client: &Client,
+    writer: reflector::store::Writer<K>,
+    ctx: Arc<Context>,
+) -> tokio::task::JoinHandle<()>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let stream = reflector::reflector(
+        writer,
+        watcher(Api::<K>::all(client.clone()), watcher::Config::default()).modify(|o: &mut K| {
+            let meta = o.meta_mut();
+            meta.managed_fields = None;
+            if let Some(a) = meta.annotations.as_mut() {
+                a.remove("kubectl.kubernetes.io/last-applied-configuration");
+            }
+        }),
+    )
+    .default_backoff();
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
+                Ok(_) => ctx.mark_config_dirty(),
+                Err(e) => warn!(kind = %K::kind(&()), error = %e, "watch"),
+            }
+        }
+    })
 }
 
 /// A stream inspector that sets `synced` once the watcher has delivered its first complete

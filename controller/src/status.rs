@@ -136,6 +136,9 @@ pub enum Readiness {
     Ready,
     /// Refused; the message names the field.
     Invalid(String),
+    /// Shares addresses with a pool that came earlier; out of the allocator. The message
+    /// names the field and the other pool.
+    Overlapping(String),
 }
 
 /// The status of a pool: counts (saturated to what the fields hold), a `Ready` condition
@@ -156,6 +159,7 @@ pub fn pool_status(
     let (ready, reason, message) = match readiness {
         Readiness::Ready => ("True", "Valid", "the pool hands out addresses".to_owned()),
         Readiness::Invalid(why) => ("False", "Invalid", why.clone()),
+        Readiness::Overlapping(why) => ("False", "Overlapping", why.clone()),
     };
     let conflicting = if conflicts.is_empty() {
         (

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use herald_api::IPPool;
-use herald_controller::convert::{self, ConvertError, DEFAULT_LB_CLASS};
+use herald_controller::convert::{self, ConvertError, DEFAULT_LB_CLASS, LbClass};
 use herald_controller::ipam::{Family, FamilyPolicy, Operator, Protocol, TrafficPolicy};
 use k8s_openapi::api::core::v1::Service;
 use serde_json::json;
@@ -163,24 +163,41 @@ fn service_errors_name_the_service_and_field() {
 fn only_load_balancer_services_of_our_class_are_managed() {
     let with =
         |spec: serde_json::Value| k8s_service(json!({"metadata": {"name": "a"}, "spec": spec}));
-    assert!(convert::is_managed(
-        &with(json!({"type": "LoadBalancer"})),
-        DEFAULT_LB_CLASS
-    ));
-    assert!(convert::is_managed(
-        &with(json!({"type": "LoadBalancer", "loadBalancerClass": "herald.dev/lb"})),
-        DEFAULT_LB_CLASS
-    ));
-    assert!(!convert::is_managed(
-        &with(json!({"type": "LoadBalancer", "loadBalancerClass": "other.io/lb"})),
-        DEFAULT_LB_CLASS
-    ));
-    assert!(!convert::is_managed(
-        &with(json!({"type": "ClusterIP"})),
-        DEFAULT_LB_CLASS
-    ));
-    assert!(!convert::is_managed(
-        &k8s_service(json!({"metadata": {"name": "a"}})),
-        DEFAULT_LB_CLASS
-    ));
+    let shared = LbClass::default();
+    let exclusive = LbClass::exclusive(DEFAULT_LB_CLASS);
+    // (spec, managed with the default shared class, managed with it exclusive)
+    let table = [
+        (json!({"type": "LoadBalancer"}), true, false),
+        (
+            json!({"type": "LoadBalancer", "loadBalancerClass": "herald.dev/lb"}),
+            true,
+            true,
+        ),
+        (
+            json!({"type": "LoadBalancer", "loadBalancerClass": "other.io/lb"}),
+            false,
+            false,
+        ),
+        (json!({"type": "ClusterIP"}), false, false),
+        (
+            json!({"type": "ClusterIP", "loadBalancerClass": "herald.dev/lb"}),
+            false,
+            false,
+        ),
+    ];
+    for (spec, in_shared, in_exclusive) in table {
+        let svc = with(spec.clone());
+        assert_eq!(convert::is_managed(&svc, &shared), in_shared, "{spec}");
+        assert_eq!(
+            convert::is_managed(&svc, &exclusive),
+            in_exclusive,
+            "{spec}"
+        );
+    }
+    for lb in [&shared, &exclusive] {
+        assert!(!convert::is_managed(
+            &k8s_service(json!({"metadata": {"name": "a"}})),
+            lb
+        ));
+    }
 }

@@ -26,6 +26,18 @@ fn reply(value: &Value) -> Response<Body> {
         .unwrap()
 }
 
+/// The configuration kinds the controller checks: none here.
+fn config_list(path: &str) -> Option<Value> {
+    let kind = match path.strip_prefix("/apis/herald.dev/v1alpha1/")? {
+        "bgppeers" => "BGPPeerList",
+        "bgpadvertisements" => "BGPAdvertisementList",
+        "l2advertisements" => "L2AdvertisementList",
+        "bfdprofiles" => "BFDProfileList",
+        _ => return None,
+    };
+    Some(list::<Value>(kind, "herald.dev/v1alpha1", &[]))
+}
+
 #[tokio::test]
 async fn the_controller_restores_existing_addresses_before_allocating_and_releases_deleted_services()
  {
@@ -56,7 +68,7 @@ async fn the_controller_restores_existing_addresses_before_allocating_and_releas
     let controller = tokio::spawn(run(
         client,
         Settings {
-            lb_class: "herald.dev/lb".to_owned(),
+            lb_class: herald_controller::convert::LbClass::default(),
             instance: "controller-0".to_owned(),
         },
         None,
@@ -85,6 +97,9 @@ async fn the_controller_restores_existing_addresses_before_allocating_and_releas
             }
             match (method.as_str(), path.as_str()) {
                 ("GET", "/apis/herald.dev/v1alpha1/ippools") => send.send_response(reply(&pools)),
+                ("GET", p) if config_list(p).is_some() => {
+                    send.send_response(reply(&config_list(p).unwrap()))
+                }
                 ("GET", "/api/v1/namespaces") => send.send_response(reply(&namespaces)),
                 ("GET", "/api/v1/services") => send.send_response(reply(&services)),
                 _ => {
@@ -209,7 +224,7 @@ async fn a_follower_writes_nothing_until_the_leader_lets_the_lease_expire_then_t
     let controller = tokio::spawn(run(
         client,
         Settings {
-            lb_class: "herald.dev/lb".to_owned(),
+            lb_class: herald_controller::convert::LbClass::default(),
             instance: "controller-0".to_owned(),
         },
         Some(Election {
@@ -248,6 +263,9 @@ async fn a_follower_writes_nothing_until_the_leader_lets_the_lease_expire_then_t
             }
             match (method.as_str(), path.as_str()) {
                 ("GET", "/apis/herald.dev/v1alpha1/ippools") => send.send_response(reply(&pools)),
+                ("GET", p) if config_list(p).is_some() => {
+                    send.send_response(reply(&config_list(p).unwrap()))
+                }
                 ("GET", "/api/v1/namespaces") => send.send_response(reply(&namespaces)),
                 ("GET", "/api/v1/services") => send.send_response(reply(&services)),
                 ("GET", LEASE) if follower_rounds < 3 => {

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use fakeapi::{FakeApi, IPPOOLS, LEASES, NAMESPACES, SERVICES, allocated, ip_pool, lb_service};
 use herald_controller::context::Settings;
+use herald_controller::convert::LbClass;
 use herald_controller::election::Timing;
 use herald_controller::metrics::Metrics;
 use herald_controller::pools::STATUS_DELAY;
@@ -56,6 +57,15 @@ fn election(retry: Duration, duration: Duration) -> Election {
 }
 
 fn start(api: &FakeApi, instance: &str, election: Option<Election>) -> Running {
+    start_with(api, instance, election, LbClass::default())
+}
+
+fn start_with(
+    api: &FakeApi,
+    instance: &str,
+    election: Option<Election>,
+    lb_class: LbClass,
+) -> Running {
     if let Ok(filter) = std::env::var("HERALD_LOG") {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
@@ -68,7 +78,7 @@ fn start(api: &FakeApi, instance: &str, election: Option<Election>) -> Running {
     let task = tokio::spawn(run(
         api.client(),
         Settings {
-            lb_class: "herald.dev/lb".to_owned(),
+            lb_class,
             instance: instance.to_owned(),
         },
         election,
@@ -157,6 +167,50 @@ async fn without_leader_election_existing_services_are_allocated_at_start() {
     );
     assert!(c.ready.load(Ordering::Acquire), "allocating but not ready");
     assert_eq!(c.leader(), 1, "a controller without election leads");
+    c.stop().await;
+}
+
+/// `--lb-class-exclusive`: Herald runs beside the cluster's default load balancer, which
+/// takes the Services without a class.
+#[tokio::test]
+async fn with_an_exclusive_class_a_service_without_a_class_gets_no_address() {
+    let api = FakeApi::new();
+    base(&api);
+    five_24s(&api);
+    let mut ours = lb_service("default", "ours", 80);
+    ours["spec"]["loadBalancerClass"] = json!("example.com/lb");
+    api.insert(SERVICES, ours);
+    api.insert(SERVICES, lb_service("default", "classless", 80));
+    let c = start_with(&api, "c0", None, LbClass::exclusive("example.com/lb"));
+    let ours_allocated = |a: &FakeApi| {
+        a.get(SERVICES, "default", "ours")
+            .is_some_and(|s| allocated(&s))
+    };
+    assert!(
+        api.wait_for(Duration::from_secs(10), ours_allocated).await,
+        "the Service of the exclusive class got no address within 10 s"
+    );
+    // A Service created after the first reconcile pass is not taken either.
+    api.insert(SERVICES, lb_service("default", "later", 80));
+    let mut later_ours = lb_service("default", "later-ours", 80);
+    later_ours["spec"]["loadBalancerClass"] = json!("example.com/lb");
+    api.insert(SERVICES, later_ours);
+    assert!(
+        api.wait_for(Duration::from_secs(10), |a| {
+            a.get(SERVICES, "default", "later-ours")
+                .is_some_and(|s| allocated(&s))
+        })
+        .await,
+        "a later Service of the class got no address"
+    );
+    for name in ["classless", "later"] {
+        let svc = api.get(SERVICES, "default", name).unwrap();
+        assert!(!allocated(&svc), "{name} was given an address: {svc}");
+        assert!(
+            svc["metadata"]["annotations"]["herald.dev/allocated-from"].is_null(),
+            "{name} was annotated: {svc}"
+        );
+    }
     c.stop().await;
 }
 

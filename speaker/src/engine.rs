@@ -21,7 +21,7 @@ use ipnet::IpNet;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use herald_api::standalone::StandaloneConfig;
-use herald_controller::convert::{self, DEFAULT_LB_CLASS};
+use herald_controller::convert::{self, LbClass};
 use thiserror::Error;
 use tracing::{error, info, warn};
 
@@ -216,7 +216,7 @@ pub fn announce_services_cached(
     for svc in objects
         .services
         .iter()
-        .filter(|s| convert::is_managed(s, DEFAULT_LB_CLASS))
+        .filter(|s| convert::is_managed(s, &LbClass::default()))
     {
         let ns = svc.metadata.namespace.as_deref().unwrap_or("default");
         let name = svc.metadata.name.as_deref().unwrap_or_default();
@@ -484,6 +484,11 @@ impl Engine {
             opts,
             shared,
         })
+    }
+
+    /// Whether the layer-2 agent (gossip) runs.
+    pub fn has_l2(&self) -> bool {
+        self.l2.is_some()
     }
 
     /// Refuses a snapshot this engine cannot carry out (before anything is changed).

@@ -47,9 +47,14 @@ struct ClusterArgs {
     /// `$KUBECONFIG` / `~/.kube/config`.
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
-    /// The `spec.loadBalancerClass` announced besides none (the controller's --lb-class).
+    /// The `spec.loadBalancerClass` announced (the controller's --lb-class); Services
+    /// without a class are announced too unless --lb-class-exclusive is given.
     #[arg(long, default_value = DEFAULT_LB_CLASS)]
     lb_class: String,
+    /// Announce only Services of --lb-class, not those without a class (give it exactly
+    /// when the controller has it).
+    #[arg(long)]
+    lb_class_exclusive: bool,
     /// Namespace of the Secrets that BGPPeer.passwordSecret names (the speakers may read
     /// Secrets there only).
     #[arg(long, env = "POD_NAMESPACE", default_value = "herald-system")]
@@ -407,7 +412,10 @@ async fn cluster(args: ClusterArgs) -> Result<(), String> {
         client,
         cluster::Options {
             node_name,
-            lb_class: args.lb_class,
+            lb_class: herald_controller::convert::LbClass {
+                name: args.lb_class,
+                exclusive: args.lb_class_exclusive,
+            },
             secrets_namespace: args.secrets_namespace,
             bgp_listen_addr: args.bgp_listen_addr,
             gossip,

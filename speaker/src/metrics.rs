@@ -75,6 +75,9 @@ pub struct Metrics {
     registry: Registry,
     /// Configuration reloads by result.
     pub config_reloads: Family<ResultLabel, Counter>,
+    /// Objects left out of the snapshot in force (cluster mode: each bad object is left out
+    /// and the rest applies).
+    pub config_left_out: Gauge,
     /// Addresses in use per pool and family (f64: IPv6 pools exceed u64 only in available).
     pub pool_assigned: Family<PoolLabels, Gauge<f64, AtomicU64>>,
     /// Addresses still available per pool and family.
@@ -130,6 +133,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("herald");
         let m = Metrics {
             config_reloads: Family::default(),
+            config_left_out: Gauge::default(),
             pool_assigned: Family::default(),
             pool_available: Family::default(),
             services_failed: Gauge::default(),
@@ -158,6 +162,11 @@ impl Metrics {
             "config_reloads",
             "Configuration reloads by result",
             m.config_reloads.clone(),
+        );
+        registry.register(
+            "config_objects_left_out",
+            "Objects left out of the snapshot in force, each for an invalid field or reference",
+            m.config_left_out.clone(),
         );
         registry.register(
             "pool_addresses_assigned",

@@ -493,6 +493,7 @@ fn start_bfd(config: &PeerConfig, profile: Profile) -> std::io::Result<BfdHandle
 }
 
 /// The peers this node runs: those whose `nodeSelectors` match `node_labels`, configured.
+/// The first peer that cannot be configured refuses the whole (standalone mode).
 pub fn wanted(
     peers: &[BGPPeer],
     bfd_profiles: &[BFDProfile],
@@ -502,39 +503,50 @@ pub fn wanted(
     let mut out = BTreeMap::new();
     for p in peers {
         let name = p.metadata.name.clone().unwrap_or_default();
-        let selectors: Vec<_> = p
-            .spec
-            .node_selectors
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                herald_controller::convert::selector(s, &format!("spec.nodeSelectors[{i}]"))
-            })
-            .collect::<Result<_, _>>()
-            .map_err(|e| (name.clone(), e))?;
-        if !selectors.is_empty() && !selectors.iter().any(|s| s.matches(node_labels)) {
-            continue;
+        if let Some(w) =
+            wanted_one(p, bfd_profiles, node_labels, host).map_err(|e| (name.clone(), e))?
+        {
+            out.insert(name, w);
         }
-        let config = peer_config(&p.spec, host).map_err(|e| (name.clone(), e))?;
-        let bfd = match &p.spec.bfd_profile {
-            None => None,
-            Some(profile) => {
-                let found = bfd_profiles
-                    .iter()
-                    .find(|b| b.metadata.name.as_deref() == Some(profile));
-                let spec = found.map(|b| &b.spec).ok_or_else(|| {
-                    let e = FieldError::new(
-                        "spec.bfdProfile",
-                        format!("no BFDProfile named {profile:?}"),
-                    );
-                    (name.clone(), e)
-                })?;
-                Some(Profile::from(spec))
-            }
-        };
-        out.insert(name, WantedPeer { config, bfd });
     }
     Ok(out)
+}
+
+/// One peer's session on this node: `None` when its `nodeSelectors` leave this node out;
+/// an error names the field (a bad selector, no router ID to derive, a missing BFDProfile).
+pub fn wanted_one(
+    p: &BGPPeer,
+    bfd_profiles: &[BFDProfile],
+    node_labels: &BTreeMap<String, String>,
+    host: &HostFacts,
+) -> Result<Option<WantedPeer>, FieldError> {
+    let selectors: Vec<_> = p
+        .spec
+        .node_selectors
+        .iter()
+        .enumerate()
+        .map(|(i, s)| herald_controller::convert::selector(s, &format!("spec.nodeSelectors[{i}]")))
+        .collect::<Result<_, _>>()?;
+    if !selectors.is_empty() && !selectors.iter().any(|s| s.matches(node_labels)) {
+        return Ok(None);
+    }
+    let config = peer_config(&p.spec, host)?;
+    let bfd = match &p.spec.bfd_profile {
+        None => None,
+        Some(profile) => {
+            let found = bfd_profiles
+                .iter()
+                .find(|b| b.metadata.name.as_deref() == Some(profile));
+            let spec = found.map(|b| &b.spec).ok_or_else(|| {
+                FieldError::new(
+                    "spec.bfdProfile",
+                    format!("no BFDProfile named {profile:?}"),
+                )
+            })?;
+            Some(Profile::from(spec))
+        }
+    };
+    Ok(Some(WantedPeer { config, bfd }))
 }
 
 #[cfg(test)]

@@ -196,7 +196,7 @@ impl Speaker {
             client,
             Options {
                 node_name: NODE.to_owned(),
-                lb_class: "herald.dev/lb".to_owned(),
+                lb_class: herald_controller::convert::LbClass::default(),
                 secrets_namespace: "herald-system".to_owned(),
                 bgp_listen_addr: "127.0.0.1:0".parse().unwrap(),
                 gossip: None,
@@ -495,30 +495,41 @@ async fn readiness_waits_for_every_initial_list() {
 }
 
 #[tokio::test]
-async fn an_object_that_does_not_convert_is_refused_and_the_previous_snapshot_keeps_running() {
+async fn an_advertisement_edited_into_an_invalid_one_keeps_its_last_valid_version_and_says_so_once()
+{
     let router = Router::start();
-    let (client, server) = ApiServer::start(lists(announced_web(vec![peer(
+    let (client, mut server) = ApiServer::start(lists(announced_web(vec![peer(
         "router",
         router.port,
         None,
     )])));
     let speaker = Speaker::start(client);
     router.wait_prefixes(1).await;
+    assert_eq!(next_event(&mut server, EVENTS).await.0, "Announced");
     let generation = speaker.status().config.generation;
 
     server.push(
         BGP_ADVERTISEMENTS,
         vec![modified(advertisement(&["not-a-community"], "2"))],
     );
-    let error = eventually("the refusal in /status", DEADLINE, || async {
-        speaker.status().config.last_error
-    })
-    .await;
-    assert!(
-        error.contains("BGPAdvertisement \"adv\"") && error.contains("spec.communities[0]"),
-        "{error}"
+    let (reason, type_, name, note) = next_event(&mut server, EVENTS).await;
+    assert_eq!(
+        (reason.as_str(), type_.as_str(), name.as_str()),
+        ("NotApplied", "Warning", "adv")
     );
-    assert_eq!(speaker.status().config.generation, generation);
+    assert!(
+        note.starts_with("BGPAdvertisement \"adv\": spec.communities[0]")
+            && note.ends_with("(its last valid version stays in force)"),
+        "{note}"
+    );
+    let status = speaker.status();
+    assert_eq!(status.config.left_out, [note]);
+    assert_eq!(status.config.last_error, None, "nothing is refused whole");
+    assert!(
+        status.config.generation > generation,
+        "the snapshot applied"
+    );
+    // The last valid version keeps the route.
     assert_eq!(
         speaker.routes(),
         [("router".to_owned(), "10.0.0.5/32".to_owned())]
@@ -528,18 +539,83 @@ async fn an_object_that_does_not_convert_is_refused_and_the_previous_snapshot_ke
     assert!(
         metrics
             .lines()
-            .any(|l| l.contains("config_reloads") && l.contains("failure") && l.ends_with(" 1")),
+            .any(|l| l.starts_with("herald_config_objects_left_out ") && l.ends_with(" 1")),
         "{metrics}"
     );
 
-    // Fixed: applied again.
+    // Other changes while it stays invalid publish nothing more about it.
+    let generation = speaker.status().config.generation;
+    server.push(NODES, vec![modified(node(true, "2"))]);
+    eventually("the next snapshot", DEADLINE, || async {
+        (speaker.status().config.generation > generation).then_some(())
+    })
+    .await;
+
+    // Fixed: applied, nothing left out.
     server.push(
         BGP_ADVERTISEMENTS,
         vec![modified(advertisement(&["65000:1"], "3"))],
     );
     eventually("the fix applied", DEADLINE, || async {
+        speaker.status().config.left_out.is_empty().then_some(())
+    })
+    .await;
+    speaker.stop().await;
+    assert!(
+        server.writes.try_recv().is_err(),
+        "one Event for the invalid advertisement, not one per snapshot"
+    );
+}
+
+#[tokio::test]
+async fn a_peer_naming_a_missing_bfd_profile_is_left_out_alone_until_the_profile_appears() {
+    let router = Router::start();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut with_bfd = peer("router-a", closed_port, None);
+    with_bfd["spec"]["bfdProfile"] = json!("fast");
+    let (client, mut server) = ApiServer::start(lists(announced_web(vec![
+        with_bfd,
+        peer("router-b", router.port, None),
+    ])));
+    let speaker = Speaker::start(client);
+
+    // The other peer announces; the node is ready.
+    speaker.wait_routes(&[("router-b", "10.0.0.5/32")]).await;
+    router.wait_prefixes(1).await;
+    assert!(speaker.shared.ready.load(Ordering::Acquire));
+    let message = "BGPPeer \"router-a\": spec.bfdProfile: no BFDProfile named \"fast\"";
+    assert_eq!(speaker.status().config.left_out, [message]);
+    let mut events = [
+        next_event(&mut server, EVENTS).await,
+        next_event(&mut server, EVENTS).await,
+    ];
+    events.sort();
+    assert_eq!(
+        events[1],
+        (
+            "PeerNotStarted".to_owned(),
+            "Warning".to_owned(),
+            "router-a".to_owned(),
+            message.to_owned()
+        )
+    );
+    assert_eq!(events[0].0, "Announced");
+    assert!(
+        !speaker.status().bgp.iter().any(|b| b.peer == "router-a"),
+        "no session for the peer left out"
+    );
+
+    server.push(
+        "/apis/herald.dev/v1alpha1/bfdprofiles",
+        vec![json!({"type": "ADDED", "object": {
+            "apiVersion": "herald.dev/v1alpha1", "kind": "BFDProfile",
+            "metadata": {"name": "fast", "resourceVersion": "5"}, "spec": {}}})],
+    );
+    eventually("a session for router-a", DEADLINE, || async {
         let s = speaker.status();
-        (s.config.last_error.is_none() && s.config.generation > generation).then_some(())
+        (s.config.left_out.is_empty() && s.bgp.iter().any(|b| b.peer == "router-a")).then_some(())
     })
     .await;
     speaker.stop().await;
@@ -577,27 +653,32 @@ async fn events_beyond_a_burst_are_paced_and_a_full_queue_drops_new_ones() {
 }
 
 #[tokio::test]
-async fn a_configuration_refused_at_start_keeps_the_node_unready_until_it_is_fixed() {
-    let mut objects = announced_web(vec![]);
+async fn an_invalid_advertisement_at_start_is_left_out_and_the_node_is_ready() {
+    let router = Router::start();
+    let mut objects = announced_web(vec![peer("router", router.port, None)]);
     objects[2] = (
         BGP_ADVERTISEMENTS,
         vec![advertisement(&["not-a-community"], "1")],
     );
     let (client, server) = ApiServer::start(lists(objects));
     let speaker = Speaker::start(client);
-    let error = eventually("the refusal in /status", DEADLINE, || async {
-        speaker.status().config.last_error
-    })
-    .await;
-    assert!(error.contains("BGPAdvertisement \"adv\""), "{error}");
-    assert!(!speaker.shared.ready.load(Ordering::Acquire));
-    assert_eq!(speaker.status().config.generation, 0);
-
-    server.push(BGP_ADVERTISEMENTS, vec![modified(advertisement(&[], "2"))]);
     eventually("ready", DEADLINE, || async {
         speaker.shared.ready.load(Ordering::Acquire).then_some(())
     })
     .await;
-    assert_eq!(speaker.status().config.last_error, None);
+    let status = speaker.status();
+    assert_eq!(status.config.last_error, None);
+    assert_eq!(status.config.left_out.len(), 1);
+    let left = &status.config.left_out[0];
+    assert!(
+        left.starts_with("BGPAdvertisement \"adv\": spec.communities[0]")
+            && !left.contains("stays in force"),
+        "never valid, so left out entirely: {left}"
+    );
+    assert!(speaker.routes().is_empty());
+
+    server.push(BGP_ADVERTISEMENTS, vec![modified(advertisement(&[], "2"))]);
+    speaker.wait_routes(&[("router", "10.0.0.5/32")]).await;
+    assert!(speaker.status().config.left_out.is_empty());
     speaker.stop().await;
 }

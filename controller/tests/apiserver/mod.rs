@@ -174,13 +174,19 @@ pub fn context(client: Client) -> (Arc<Context>, Caches) {
     let ctx = Context::new(
         client,
         Settings {
-            lb_class: "herald.dev/lb".to_owned(),
+            lb_class: herald_controller::convert::LbClass::default(),
             instance: "controller-0".to_owned(),
         },
         Stores {
             pools,
             namespaces,
             services,
+            config: herald_controller::context::ConfigStores {
+                peers: reflector::store().0,
+                bgp_advertisements: reflector::store().0,
+                l2_advertisements: reflector::store().0,
+                bfd_profiles: reflector::store().0,
+            },
         },
         Arc::new(Metrics::new()),
     );

@@ -44,14 +44,32 @@ fn name_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) ->
     meta.name.clone().unwrap_or_default()
 }
 
-/// Builds announce's [`Config`] from the herald.dev objects.
+/// Builds announce's [`Config`] from the herald.dev objects; the first object that does not
+/// convert refuses the whole (standalone mode refuses the file).
 pub fn config(
     pools: &[IPPool],
     peers: &[BGPPeer],
     bgp_advertisements: &[BGPAdvertisement],
     l2_advertisements: &[L2Advertisement],
 ) -> Result<Config, ObjectError> {
+    let (config, errors) = config_partial(pools, peers, bgp_advertisements, l2_advertisements);
+    match errors.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(config),
+    }
+}
+
+/// Builds announce's [`Config`] from the objects that convert, and the error of each that
+/// does not (cluster mode leaves those out and applies the rest). Errors in input order:
+/// peers, then BGP advertisements, then layer-2 advertisements.
+pub fn config_partial(
+    pools: &[IPPool],
+    peers: &[BGPPeer],
+    bgp_advertisements: &[BGPAdvertisement],
+    l2_advertisements: &[L2Advertisement],
+) -> (Config, Vec<ObjectError>) {
     let mut out = Config::default();
+    let mut errors = Vec::new();
     for p in pools {
         out.pools.push(Pool {
             name: name_of(&p.metadata),
@@ -59,77 +77,101 @@ pub fn config(
         });
     }
     for p in peers {
-        let err = |error| ObjectError {
-            kind: "BGPPeer",
-            name: name_of(&p.metadata),
-            error,
-        };
-        out.peers.push(Peer {
-            name: name_of(&p.metadata),
-            node_selectors: selectors(&p.spec.node_selectors, "spec.nodeSelectors").map_err(err)?,
-        });
+        match peer(p) {
+            Ok(p) => out.peers.push(p),
+            Err(e) => errors.push(e),
+        }
     }
     for a in bgp_advertisements {
-        let err = |error| ObjectError {
-            kind: "BGPAdvertisement",
-            name: name_of(&a.metadata),
-            error,
-        };
-        let s = &a.spec;
-        let communities = s
-            .communities
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                parse_community(c).map_err(|m| FieldError::new(format!("spec.communities[{i}]"), m))
-            })
-            .collect::<Result<_, _>>()
-            .map_err(err)?;
-        let large_communities = s
-            .large_communities
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                parse_large_community(c)
-                    .map_err(|m| FieldError::new(format!("spec.largeCommunities[{i}]"), m))
-            })
-            .collect::<Result<_, _>>()
-            .map_err(err)?;
-        out.bgp_advertisements.push(BgpAdvertisement {
-            name: name_of(&a.metadata),
-            scope: Scope {
-                ip_pools: s.ip_pools.clone(),
-                ip_pool_selectors: selectors(&s.ip_pool_selectors, "spec.ipPoolSelectors")
-                    .map_err(err)?,
-                node_selectors: selectors(&s.node_selectors, "spec.nodeSelectors").map_err(err)?,
-            },
-            peers: s.peers.clone(),
-            communities,
-            large_communities,
-            local_pref: s.local_pref,
-            aggregation_length: s.aggregation_length,
-            aggregation_length_v6: s.aggregation_length_v6,
-        });
+        match bgp_advertisement(a) {
+            Ok(a) => out.bgp_advertisements.push(a),
+            Err(e) => errors.push(e),
+        }
     }
     for a in l2_advertisements {
-        let err = |error| ObjectError {
-            kind: "L2Advertisement",
-            name: name_of(&a.metadata),
-            error,
-        };
-        let s = &a.spec;
-        out.l2_advertisements.push(L2Adv {
-            name: name_of(&a.metadata),
-            scope: Scope {
-                ip_pools: s.ip_pools.clone(),
-                ip_pool_selectors: selectors(&s.ip_pool_selectors, "spec.ipPoolSelectors")
-                    .map_err(err)?,
-                node_selectors: selectors(&s.node_selectors, "spec.nodeSelectors").map_err(err)?,
-            },
-            interfaces: s.interfaces.clone(),
-        });
+        match l2_advertisement(a) {
+            Ok(a) => out.l2_advertisements.push(a),
+            Err(e) => errors.push(e),
+        }
     }
-    Ok(out)
+    (out, errors)
+}
+
+/// A `BGPPeer` as announce sees it (its name and node selectors).
+pub fn peer(p: &BGPPeer) -> Result<Peer, ObjectError> {
+    let err = |error| ObjectError {
+        kind: "BGPPeer",
+        name: name_of(&p.metadata),
+        error,
+    };
+    Ok(Peer {
+        name: name_of(&p.metadata),
+        node_selectors: selectors(&p.spec.node_selectors, "spec.nodeSelectors").map_err(err)?,
+    })
+}
+
+/// A `BGPAdvertisement` in announce's terms.
+pub fn bgp_advertisement(a: &BGPAdvertisement) -> Result<BgpAdvertisement, ObjectError> {
+    let err = |error| ObjectError {
+        kind: "BGPAdvertisement",
+        name: name_of(&a.metadata),
+        error,
+    };
+    let s = &a.spec;
+    let communities = s
+        .communities
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            parse_community(c).map_err(|m| FieldError::new(format!("spec.communities[{i}]"), m))
+        })
+        .collect::<Result<_, _>>()
+        .map_err(err)?;
+    let large_communities = s
+        .large_communities
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            parse_large_community(c)
+                .map_err(|m| FieldError::new(format!("spec.largeCommunities[{i}]"), m))
+        })
+        .collect::<Result<_, _>>()
+        .map_err(err)?;
+    Ok(BgpAdvertisement {
+        name: name_of(&a.metadata),
+        scope: Scope {
+            ip_pools: s.ip_pools.clone(),
+            ip_pool_selectors: selectors(&s.ip_pool_selectors, "spec.ipPoolSelectors")
+                .map_err(err)?,
+            node_selectors: selectors(&s.node_selectors, "spec.nodeSelectors").map_err(err)?,
+        },
+        peers: s.peers.clone(),
+        communities,
+        large_communities,
+        local_pref: s.local_pref,
+        aggregation_length: s.aggregation_length,
+        aggregation_length_v6: s.aggregation_length_v6,
+    })
+}
+
+/// An `L2Advertisement` in announce's terms.
+pub fn l2_advertisement(a: &L2Advertisement) -> Result<L2Adv, ObjectError> {
+    let err = |error| ObjectError {
+        kind: "L2Advertisement",
+        name: name_of(&a.metadata),
+        error,
+    };
+    let s = &a.spec;
+    Ok(L2Adv {
+        name: name_of(&a.metadata),
+        scope: Scope {
+            ip_pools: s.ip_pools.clone(),
+            ip_pool_selectors: selectors(&s.ip_pool_selectors, "spec.ipPoolSelectors")
+                .map_err(err)?,
+            node_selectors: selectors(&s.node_selectors, "spec.nodeSelectors").map_err(err)?,
+        },
+        interfaces: s.interfaces.clone(),
+    })
 }
 
 /// A core `v1` Node: labels, `Ready` and `NetworkUnavailable` conditions, InternalIP

@@ -13,11 +13,12 @@
 //!  shutdown (watch<bool>) ──> Engine::shutdown (Cease to every peer, L2 leave)
 //! ```
 //!
-//! A snapshot that does not convert (an object with an invalid field) is logged, counted
-//! (`herald_config_reloads_total{result="failure"}`), shown in `/status`, and the previous
-//! one keeps running. `/readyz` turns true once every store has its initial list and a
-//! snapshot has been applied (a refused first snapshot keeps the node unready, so a broken
-//! configuration stalls a DaemonSet rollout instead of passing unnoticed).
+//! An object this node cannot use (an invalid field, a missing `BFDProfile`, no router ID
+//! to derive) does not stop the snapshot: it is left out, or its last valid version stays
+//! in force ([`isolate`]); it is logged, listed under `config.leftOut` in `/status`, counted
+//! in `herald_config_objects_left_out`, and reported once by a Warning Event on the object
+//! (again only when its error changes). `/readyz` turns true once every store has its
+//! initial list and a snapshot has been applied.
 //!
 //! Per Service, the node reports how it announces it with Events on the Service (reason
 //! `Announced` / `Withdrawn`, note "announced by node X via BGP to 2 peers"), only when that
@@ -26,6 +27,7 @@
 //! more than the information is worth; Events are per node by nature and expire.
 
 pub mod events;
+pub mod isolate;
 pub mod report;
 pub mod translate;
 mod watch;
@@ -39,7 +41,7 @@ use std::time::{Duration, Instant};
 use kube::{Client, Resource};
 use thiserror::Error;
 use tokio::sync::{mpsc, watch as signal};
-use tracing::{debug, error, info};
+use tracing::{error, info};
 
 use self::events::Publisher;
 use self::report::{Announcement, announcements, changes};
@@ -52,6 +54,7 @@ use crate::engine::{
     Assigned, Engine, EngineError, EngineOptions, ExitMode, GossipOptions, Snapshot,
 };
 use crate::metrics::ResultLabel;
+use crate::peers::HostFacts;
 use crate::status::{AnnouncementStatus, ConfigStatus, ServiceStatus, StatusReport};
 
 /// How long the API must be quiet before a snapshot is taken: one rollout changes many
@@ -67,8 +70,8 @@ const REFRESH: Duration = Duration::from_millis(500);
 pub struct Options {
     /// `--node-name`: this node's Node object.
     pub node_name: String,
-    /// `--lb-class`: the `spec.loadBalancerClass` served besides none.
-    pub lb_class: String,
+    /// `--lb-class`, `--lb-class-exclusive`: the Services announced (the controller's).
+    pub lb_class: herald_controller::convert::LbClass,
     /// `--secrets-namespace`: where `BGPPeer.passwordSecret` Secrets are read.
     pub secrets_namespace: String,
     /// `--bgp-listen-addr`.
@@ -108,13 +111,16 @@ struct Speaker {
     events: Publisher,
     current: Option<Current>,
     announced: BTreeMap<String, Announcement>,
-    /// Peer errors already reported by an Event.
-    peer_errors: BTreeSet<String>,
+    /// Objects left out of the last snapshot (their error texts), already reported.
+    left_out: BTreeSet<String>,
+    /// The last valid version of each object.
+    last_good: isolate::LastGood,
     generation: u64,
 }
 
 impl Speaker {
-    /// Takes a snapshot of the stores and applies it; a refused one leaves the previous.
+    /// Takes a snapshot of the stores and applies it, without the objects that cannot be
+    /// used (each reported once, see [`isolate`]).
     async fn apply(&mut self, noticed: Instant) {
         let t = translate(
             self.stores.objects(),
@@ -122,88 +128,94 @@ impl Speaker {
             &self.opts.secrets_namespace,
             &self.opts.lb_class,
         );
-        let mut errors = BTreeSet::new();
-        for e in &t.peer_errors {
-            let text = e.to_string();
-            if !self.peer_errors.contains(&text) {
-                error!(peer = %e.peer, error = %text, "BGP peer left out");
-                if let Some(peer) = self.stores.peer(&e.peer) {
-                    self.events
-                        .publish(peer.object_ref(&()), "PeerNotStarted", true, text.clone());
-                }
-            }
-            errors.insert(text);
-        }
-        self.peer_errors = errors;
-        let left_out: Vec<String> = self.peer_errors.iter().cloned().collect();
-        let result = Snapshot::new(t.objects, &self.opts.node_name).and_then(|s| {
-            self.engine.check(&s)?;
-            Ok(s)
-        });
+        // This node's identity (router ID annotation, ASN label, InternalIPs) from its Node.
+        let host = HostFacts::read(
+            t.objects
+                .nodes
+                .iter()
+                .find(|n| n.metadata.name.as_deref() == Some(self.opts.node_name.as_str())),
+        );
+        let (snapshot, object_errors) = isolate::snapshot(
+            t.objects,
+            &self.opts.node_name,
+            self.engine.has_l2(),
+            &host,
+            &mut self.last_good,
+        );
+        let left: Vec<(&'static str, String, String)> = t
+            .peer_errors
+            .iter()
+            .map(|e| ("BGPPeer", e.peer.clone(), e.to_string()))
+            .chain(
+                object_errors
+                    .iter()
+                    .map(|e| (e.error.kind, e.error.name.clone(), e.to_string())),
+            )
+            .collect();
+        self.report_left_out(&left);
+        let left_out: Vec<String> = left.into_iter().map(|(_, _, text)| text).collect();
         let m = &self.shared.metrics;
-        match result {
-            Ok(snapshot) => {
-                let (desired, services) = self.engine.apply(&snapshot, &t.assigned).await;
-                self.generation += 1;
-                m.config_reloads
-                    .get_or_create(&ResultLabel { result: "success" })
-                    .inc();
-                m.change_to_announce_seconds
-                    .observe(noticed.elapsed().as_secs_f64());
-                m.services_assigned.set(t.assigned.len() as i64);
-                let generation = self.generation;
-                self.shared.update_status(|s| {
-                    s.config.generation = generation;
-                    s.config.last_error = None;
-                    s.config.left_out = left_out;
-                    s.services = services_status(&t.assigned);
-                });
-                info!(
-                    generation,
-                    services = t.assigned.len(),
-                    routes = desired.bgp.values().map(|r| r.len()).sum::<usize>(),
-                    "snapshot applied"
-                );
-                let previous = self.current.replace(Current {
-                    services,
-                    snapshot,
-                    assigned: t.assigned,
-                    desired,
-                });
-                // Freeing 10 000 Services' worth takes milliseconds; not on the loop.
-                if let Some(previous) = previous {
-                    tokio::task::spawn_blocking(move || drop(previous));
-                }
-                // The first applied snapshot makes the node ready; a refused one does not.
-                self.shared.ready.store(true, Ordering::Release);
-                self.report();
-            }
-            Err(message) => {
-                m.config_reloads
-                    .get_or_create(&ResultLabel { result: "failure" })
-                    .inc();
-                // Every later change is refused the same way until the object is fixed:
-                // say it once, count it each time.
-                let repeated = self
-                    .shared
-                    .status
-                    .read()
-                    .expect("status lock poisoned")
-                    .config
-                    .last_error
-                    .as_ref()
-                    == Some(&message);
-                if repeated {
-                    debug!("snapshot refused again:\n{message}");
-                } else {
-                    error!("snapshot refused, the previous one keeps running:\n{message}");
-                }
-                self.shared.update_status(|s| {
-                    s.config.last_error = Some(message);
-                    s.config.left_out = left_out;
-                });
-            }
+        m.config_left_out.set(left_out.len() as i64);
+        let (desired, services) = self.engine.apply(&snapshot, &t.assigned).await;
+        self.generation += 1;
+        m.config_reloads
+            .get_or_create(&ResultLabel { result: "success" })
+            .inc();
+        m.change_to_announce_seconds
+            .observe(noticed.elapsed().as_secs_f64());
+        m.services_assigned.set(t.assigned.len() as i64);
+        let generation = self.generation;
+        self.shared.update_status(|s| {
+            s.config.generation = generation;
+            s.config.last_error = None;
+            s.config.left_out = left_out;
+            s.services = services_status(&t.assigned);
+        });
+        info!(
+            generation,
+            services = t.assigned.len(),
+            routes = desired.bgp.values().map(|r| r.len()).sum::<usize>(),
+            "snapshot applied"
+        );
+        let previous = self.current.replace(Current {
+            services,
+            snapshot,
+            assigned: t.assigned,
+            desired,
+        });
+        // Freeing 10 000 Services' worth takes milliseconds; not on the loop.
+        if let Some(previous) = previous {
+            tokio::task::spawn_blocking(move || drop(previous));
         }
+        self.shared.ready.store(true, Ordering::Release);
+        self.report();
+    }
+
+    /// Logs and publishes a Warning Event for each object newly left out. An object left out
+    /// for the same reason as in the last snapshot is not reported again: every change of
+    /// any object makes a snapshot, and each of N nodes would otherwise add an Event per
+    /// change for as long as the object stays broken. Fixed, then broken again: reported
+    /// again. The Events go through the paced [`Publisher`].
+    fn report_left_out(&mut self, left: &[(&'static str, String, String)]) {
+        let mut now = BTreeSet::new();
+        for (kind, name, text) in left {
+            if !self.left_out.contains(text) {
+                error!(kind, name = %name, error = %text, "object left out of the snapshot");
+                if let Some(regarding) = self.stores.object_ref(kind, name) {
+                    let reason = if *kind == "BGPPeer" {
+                        "PeerNotStarted"
+                    } else {
+                        "NotApplied"
+                    };
+                    self.events.publish(regarding, reason, true, text.clone());
+                }
+            }
+            now.insert(text.clone());
+        }
+        for gone in self.left_out.difference(&now) {
+            info!(error = %gone, "no longer left out");
+        }
+        self.left_out = now;
     }
 
     /// Recomputes how each Service is announced; publishes Events for the changes.
@@ -341,7 +353,8 @@ pub async fn run(
         stores,
         current: None,
         announced: BTreeMap::new(),
-        peer_errors: BTreeSet::new(),
+        left_out: BTreeSet::new(),
+        last_good: Default::default(),
         generation: 0,
     };
     // The initial lists' changes are all in the first snapshot.

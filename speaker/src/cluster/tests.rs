@@ -9,6 +9,7 @@ use std::net::IpAddr;
 
 use herald_api::standalone::StandaloneConfig;
 use herald_api::{BGPPeer, IPPool};
+use herald_controller::convert::LbClass;
 use herald_controller::ipam::TrafficPolicy;
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::{Secret, Service};
@@ -85,35 +86,41 @@ fn ip(s: &str) -> IpAddr {
 
 #[test]
 fn only_load_balancer_services_of_no_class_or_our_class_are_translated() {
-    // (type, class, kept)
+    // (type, class, kept shared, kept exclusive)
     let table = [
-        ("LoadBalancer", None, true),
-        ("LoadBalancer", Some("herald.dev/lb"), true),
-        ("LoadBalancer", Some("other.example/lb"), false),
-        ("ClusterIP", None, false),
-        ("NodePort", None, false),
+        ("LoadBalancer", None, true, false),
+        ("LoadBalancer", Some("herald.dev/lb"), true, true),
+        ("LoadBalancer", Some("other.example/lb"), false, false),
+        ("ClusterIP", None, false, false),
+        ("NodePort", None, false, false),
+        ("ClusterIP", Some("herald.dev/lb"), false, false),
     ];
-    for (type_, class, kept) in table {
-        let objects = StandaloneConfig {
-            ip_pools: vec![pool("a", &["10.0.0.0/24"])],
-            services: vec![service("s", class, type_, &["10.0.0.1"], Some("a"))],
-            ..Default::default()
-        };
-        let t = translate(objects, &[], NS, "herald.dev/lb");
-        assert_eq!(
-            t.objects.services.len(),
-            usize::from(kept),
-            "{type_} {class:?}"
-        );
-        assert_eq!(
-            t.assigned.contains_key("default/s"),
-            kept,
-            "{type_} {class:?}"
-        );
-        if kept {
-            // The engine recognises Services by the default class: cleared once chosen.
-            let spec = t.objects.services[0].spec.as_ref().unwrap();
-            assert_eq!(spec.load_balancer_class, None);
+    for (type_, class, shared, exclusive) in table {
+        for (lb, kept) in [
+            (LbClass::shared("herald.dev/lb"), shared),
+            (LbClass::exclusive("herald.dev/lb"), exclusive),
+        ] {
+            let objects = StandaloneConfig {
+                ip_pools: vec![pool("a", &["10.0.0.0/24"])],
+                services: vec![service("s", class, type_, &["10.0.0.1"], Some("a"))],
+                ..Default::default()
+            };
+            let t = translate(objects, &[], NS, &lb);
+            assert_eq!(
+                t.objects.services.len(),
+                usize::from(kept),
+                "{type_} {class:?} {lb:?}"
+            );
+            assert_eq!(
+                t.assigned.contains_key("default/s"),
+                kept,
+                "{type_} {class:?} {lb:?}"
+            );
+            if kept {
+                // The engine recognises Services by the default class: cleared once chosen.
+                let spec = t.objects.services[0].spec.as_ref().unwrap();
+                assert_eq!(spec.load_balancer_class, None);
+            }
         }
     }
 }
@@ -140,7 +147,7 @@ fn a_custom_lb_class_selects_its_services_and_not_the_default_class() {
         ],
         ..Default::default()
     };
-    let t = translate(objects, &[], NS, "example.com/lb");
+    let t = translate(objects, &[], NS, &LbClass::shared("example.com/lb"));
     assert_eq!(t.assigned.keys().collect::<Vec<_>>(), ["default/mine"]);
 }
 
@@ -301,7 +308,7 @@ fn a_missing_password_secret_leaves_out_only_that_peer_with_an_error_naming_both
         ],
         ..Default::default()
     };
-    let t = translate(objects, &[], NS, "herald.dev/lb");
+    let t = translate(objects, &[], NS, &LbClass::default());
     let names: Vec<_> = t
         .objects
         .bgp_peers

@@ -1,7 +1,8 @@
 //! Pure: the API server's objects as the engine's inputs. No client, no tokio.
 //!
 //! - Services: only those this Herald manages (`type: LoadBalancer`, `loadBalancerClass`
-//!   unset or `--lb-class`). Their addresses are what the controller wrote to
+//!   `--lb-class`, or unset unless `--lb-class-exclusive`), exactly those the controller
+//!   allocates for. Their addresses are what the controller wrote to
 //!   `status.loadBalancer.ingress[].ip`; the pool of each address is the one named by the
 //!   `herald.dev/allocated-from` annotation that contains it, else the first pool whose
 //!   ranges contain it. An address in no pool is not announced (a pool edited under a held
@@ -84,7 +85,7 @@ pub fn translate(
     mut objects: StandaloneConfig,
     secrets: &[Secret],
     secrets_namespace: &str,
-    lb_class: &str,
+    lb_class: &convert::LbClass,
 ) -> Translated {
     objects
         .services

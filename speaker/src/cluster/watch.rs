@@ -5,7 +5,7 @@ use std::fmt::Debug;
 use futures_util::StreamExt;
 use herald_api::standalone::StandaloneConfig;
 use herald_api::{BFDProfile, BGPAdvertisement, BGPPeer, IPPool, L2Advertisement};
-use k8s_openapi::api::core::v1::{Node, Secret, Service};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -159,9 +159,22 @@ impl Stores {
         all(&self.secrets)
     }
 
-    /// A BGPPeer by name.
-    pub(super) fn peer(&self, name: &str) -> Option<BGPPeer> {
-        self.peers.get(&ObjectRef::new(name)).map(|p| (*p).clone())
+    /// The reference of a cached herald.dev object by kind and name, for an Event on it.
+    pub(super) fn object_ref(&self, kind: &str, name: &str) -> Option<ObjectReference> {
+        fn find<K>(store: &Store<K>, name: &str) -> Option<ObjectReference>
+        where
+            K: Resource<DynamicType = ()> + Clone + 'static,
+        {
+            store.get(&ObjectRef::new(name)).map(|o| o.object_ref(&()))
+        }
+        match kind {
+            "BGPPeer" => find(&self.peers, name),
+            "BGPAdvertisement" => find(&self.bgp_advertisements, name),
+            "L2Advertisement" => find(&self.l2_advertisements, name),
+            "BFDProfile" => find(&self.bfd_profiles, name),
+            "IPPool" => find(&self.pools, name),
+            _ => None,
+        }
     }
 }
 

@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use herald_api::standalone::StandaloneConfig;
-use herald_controller::convert::{self, ConvertError, DEFAULT_LB_CLASS};
+use herald_controller::convert::{self, ConvertError, LbClass};
 use herald_controller::ipam::{self, Allocator, Placement, PoolCounts, placement_hash};
 
 use super::state::State;
@@ -95,7 +95,7 @@ impl Embedded {
         for svc in config
             .services
             .iter()
-            .filter(|s| convert::is_managed(s, DEFAULT_LB_CLASS))
+            .filter(|s| convert::is_managed(s, &LbClass::default()))
         {
             match convert::service(svc, &BTreeMap::new()) {
                 Ok(s) => {
