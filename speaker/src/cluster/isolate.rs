@@ -254,6 +254,7 @@ mod tests {
     fn host() -> HostFacts {
         HostFacts {
             router_id: Some(Ipv4Addr::new(192, 0, 2, 10)),
+            ..Default::default()
         }
     }
 
