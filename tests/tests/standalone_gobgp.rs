@@ -161,3 +161,86 @@ fn gobgp_receives_the_configured_vips_with_the_advertisements_attributes_and_edi
         }
     });
 }
+
+/// An IPv4 VIP over an IPv6 session: its next hop is the node's IPv4 address on the session's
+/// link (it used to be silently not sent).
+#[test]
+fn over_an_ipv6_session_gobgp_receives_the_ipv4_vip_with_the_nodes_ipv4_next_hop() {
+    require_privileged!();
+    let node = Netns::new("sag6-n");
+    let peer = Netns::new("sag6-p");
+    veth_pair(
+        &node,
+        &["10.0.0.1/24", "fd00:2::1/64"],
+        &peer,
+        &["10.0.0.2/24", "fd00:2::2/64"],
+    );
+    let g = GoBgp::start(
+        &peer,
+        r#"
+[global.config]
+  as = 64513
+  router-id = "10.0.0.2"
+
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "fd00:2::1"
+    peer-as = 64512
+  [neighbors.transport.config]
+    passive-mode = true
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv4-unicast"
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv6-unicast"
+"#,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lb.yaml");
+    std::fs::write(
+        &path,
+        r#"
+apiVersion: herald.dev/v1alpha1
+kind: IPPool
+metadata: {name: public}
+spec: {addresses: [203.0.113.9/32]}
+---
+apiVersion: herald.dev/v1alpha1
+kind: BGPPeer
+metadata: {name: gobgp}
+spec: {peerAddress: "fd00:2::2", peerASN: 64513, myASN: 64512}
+---
+apiVersion: herald.dev/v1alpha1
+kind: BGPAdvertisement
+metadata: {name: all}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: demo}
+spec: {type: LoadBalancer, ports: [{port: 443}]}
+"#,
+    )
+    .unwrap();
+    let bin = workspace_binary("herald-speaker");
+    let mut cmd = node.command(bin.to_str().unwrap());
+    cmd.args(["standalone", "--node-name", "n1"])
+        .arg("--config")
+        .arg(&path)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"));
+    let _speaker = Daemon::spawn("herald-speaker", &mut cmd);
+    let routes = wait_until("the IPv4 VIP at GoBGP", DEADLINE, || {
+        let r = rib(&g)?;
+        if r.contains_key("203.0.113.9/32") {
+            Ok(r)
+        } else {
+            Err(format!("{r:?}"))
+        }
+    });
+    let path = &routes["203.0.113.9/32"][0];
+    let next_hop = attr(path, 3)
+        .and_then(|a| a["nexthop"].as_str())
+        .or_else(|| path["nexthop"].as_str());
+    assert_eq!(next_hop, Some("10.0.0.1"), "{path}");
+}
