@@ -461,6 +461,8 @@ pub struct Engine {
     drain: Drain,
     /// The last snapshot's routes that no session can carry (logged when this changes).
     unsendable: Vec<String>,
+    /// (peer, IPv6?) of the last snapshot's sessions without a next hop of that family.
+    unsendable_families: std::collections::BTreeSet<(String, bool)>,
 }
 
 impl Engine {
@@ -481,6 +483,7 @@ impl Engine {
             routes: BTreeMap::new(),
             drain: Drain::default(),
             unsendable: Vec::new(),
+            unsendable_families: Default::default(),
             opts,
             shared,
         })
@@ -561,6 +564,19 @@ impl Engine {
         }
         let mut status = desired_status(&desired);
         status.unsendable = unsendable(&desired, &snapshot.peers);
+        self.unsendable_families = snapshot
+            .peers
+            .iter()
+            .filter_map(|(name, p)| match p.config.peer_addr {
+                IpAddr::V4(_) if p.config.session.next_hop_v6.is_none() => {
+                    Some((name.clone(), true))
+                }
+                IpAddr::V6(_) if p.config.session.next_hop_v4.is_none() => {
+                    Some((name.clone(), false))
+                }
+                _ => None,
+            })
+            .collect();
         if status.unsendable != self.unsendable {
             for u in &status.unsendable {
                 warn!("route not sent: {u}");
@@ -779,6 +795,11 @@ impl Engine {
                 "undrain command"
             });
         }
+    }
+
+    /// (peer, IPv6?) pairs whose session cannot carry routes of that family (no next hop).
+    pub fn unsendable_families(&self) -> std::collections::BTreeSet<(String, bool)> {
+        self.unsendable_families.clone()
     }
 
     /// The drain phase now.

@@ -228,6 +228,7 @@ impl Speaker {
             &cur.services,
             &cur.desired,
             self.engine.drain_phase() == crate::drain::Phase::Drained,
+            &self.engine.unsendable_families(),
             &self.engine.bgp_statuses(),
             &self.engine.l2_owned(),
         );

@@ -49,6 +49,14 @@ pub enum Reason {
     NoAdvertisement,
     /// The node is drained (`herald-speaker drain`, or the `herald.dev/drain` annotation).
     Drained,
+    /// Routes are wanted, but no session to those peers has a next hop of the address's
+    /// family (an IPv6 address on IPv4 sessions, say).
+    NoNextHop {
+        /// `IPv4` or `IPv6`.
+        family: &'static str,
+        /// Peers that would be sent a route.
+        peers: usize,
+    },
 }
 
 impl fmt::Display for Reason {
@@ -77,6 +85,13 @@ impl fmt::Display for Reason {
             Reason::L2Standby => write!(f, "another node answers ARP/NDP for it"),
             Reason::NoAdvertisement => write!(f, "no advertisement selects this node"),
             Reason::Drained => write!(f, "the node is drained"),
+            Reason::NoNextHop { family, peers } => write!(
+                f,
+                "no {family} next hop on the sessions to the {peers} {} it would be sent to \
+                 (give the node an {family} address on the session's interface or an {family} \
+                 InternalIP)",
+                plural(*peers, "peer", "peers")
+            ),
         }
     }
 }
@@ -125,12 +140,14 @@ fn covers(prefix: &IpNet, addr: IpAddr) -> bool {
 
 /// How this node announces each Service of `assigned` (every Service with an address);
 /// a `drained` node announces none.
+#[allow(clippy::too_many_arguments)] // the node's independent facts, each read once
 pub fn announcements(
     node: &str,
     assigned: &Assigned,
     services: &[announce::Service],
     desired: &Desired,
     drained: bool,
+    unsendable: &BTreeSet<(String, bool)>,
     sessions: &[BgpStatus],
     l2_owned: &[(IpAddr, String)],
 ) -> BTreeMap<String, Announcement> {
@@ -171,6 +188,7 @@ pub fn announcements(
                 &routes,
                 desired,
                 &established,
+                unsendable,
                 l2_owned,
             )
         };
@@ -186,6 +204,7 @@ struct PeerRoutes<'a> {
     aggregates: Vec<IpNet>,
 }
 
+#[allow(clippy::too_many_arguments)] // as announcements, per Service
 fn one(
     node: &str,
     addrs: &[(IpAddr, String)],
@@ -193,17 +212,28 @@ fn one(
     routes: &[PeerRoutes<'_>],
     desired: &Desired,
     established: &BTreeSet<&str>,
+    unsendable: &BTreeSet<(String, bool)>,
     l2_owned: &[(IpAddr, String)],
 ) -> Announcement {
     let mine = |a: &IpAddr| addrs.iter().any(|(x, _)| x == a);
+    let covered = |r: &PeerRoutes<'_>, a: &IpAddr| {
+        r.hosts.contains_key(&IpNet::from(*a)) || r.aggregates.iter().any(|p| covers(p, *a))
+    };
+    let blocked =
+        |r: &PeerRoutes<'_>, a: &IpAddr| unsendable.contains(&(r.peer.to_owned(), a.is_ipv6()));
     let wanted: BTreeSet<&str> = routes
         .iter()
-        .filter(|r| {
-            addrs.iter().any(|(a, _)| {
-                r.hosts.contains_key(&IpNet::from(*a)) || r.aggregates.iter().any(|p| covers(p, *a))
-            })
-        })
+        .filter(|r| addrs.iter().any(|(a, _)| covered(r, a) && !blocked(r, a)))
         .map(|r| r.peer)
+        .collect();
+    let stuck: Vec<(&str, bool)> = routes
+        .iter()
+        .flat_map(|r| {
+            addrs
+                .iter()
+                .filter(move |(a, _)| covered(r, a) && blocked(r, a))
+                .map(move |(a, _)| (r.peer, a.is_ipv6()))
+        })
         .collect();
     let bgp_peers = wanted.iter().filter(|p| established.contains(*p)).count();
     let l2_interfaces: BTreeSet<String> = l2_owned
@@ -220,6 +250,12 @@ fn one(
     let reason = if !wanted.is_empty() {
         Reason::SessionsDown {
             peers: wanted.len(),
+        }
+    } else if let Some((_, v6)) = stuck.first() {
+        let peers: BTreeSet<&str> = stuck.iter().map(|(p, _)| *p).collect();
+        Reason::NoNextHop {
+            family: if *v6 { "IPv6" } else { "IPv4" },
+            peers: peers.len(),
         }
     } else if desired.l2.iter().any(|l| mine(&l.address)) {
         Reason::L2Standby
@@ -268,10 +304,20 @@ pub fn event_for(
             warning: matches!(
                 r,
                 Reason::SessionsDown { .. }
+                    | Reason::NoNextHop { .. }
                     | Reason::Excluded(Exclusion::NotReady | Exclusion::NetworkUnavailable)
             ),
             note: a.describe(node),
         }),
+        // Never announced because no session can carry the address's family: said once, not
+        // left to /status alone.
+        (b, Some(a @ Announcement::NotAnnounced(Reason::NoNextHop { .. }))) if b != Some(a) => {
+            Some(Notice {
+                reason: "NotSent",
+                warning: true,
+                note: a.describe(node),
+            })
+        }
         (Some(b), None) if b.is_announced() => Some(Notice {
             reason: "Withdrawn",
             warning: false,

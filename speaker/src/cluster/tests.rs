@@ -498,6 +498,7 @@ fn a_services_announcement_reads_from_routes_sessions_and_l2_ownership() {
             &services,
             &d,
             false,
+            &BTreeSet::new(),
             &sessions,
             &owned,
         );
@@ -511,11 +512,50 @@ fn a_services_announcement_reads_from_routes_sessions_and_l2_ownership() {
         &[],
         &desired(&[("r1", "10.0.0.5/32")]),
         true,
+        &BTreeSet::new(),
         &[session("r1", est)],
         &[],
     );
     let want = Announcement::NotAnnounced(Reason::Drained);
     assert_eq!(got.get("default/web"), Some(&want));
+    // An IPv6 address wanted on an IPv4 session without an IPv6 next hop: not sent, said so.
+    let v6 = BTreeMap::from([(
+        "default/web".to_owned(),
+        vec![(ip("2001:db8::5"), "a".to_owned())],
+    )]);
+    let blocked = BTreeSet::from([("r1".to_owned(), true)]);
+    let got = announcements(
+        NODE,
+        &v6,
+        &[],
+        &desired(&[("r1", "2001:db8::5/128")]),
+        false,
+        &blocked,
+        &[session("r1", est)],
+        &[],
+    );
+    let stuck = Announcement::NotAnnounced(Reason::NoNextHop {
+        family: "IPv6",
+        peers: 1,
+    });
+    assert_eq!(got.get("default/web"), Some(&stuck));
+    assert!(stuck.describe(NODE).starts_with(
+        "not announced by node n1: no IPv6 next hop on the sessions to the 1 peer it would be sent to"
+    ));
+    let notice = event_for(NODE, None, Some(&stuck)).expect("an Event");
+    assert_eq!((notice.reason, notice.warning), ("NotSent", true));
+    // The same address over a session that has the next hop is announced.
+    let got = announcements(
+        NODE,
+        &v6,
+        &[],
+        &desired(&[("r1", "2001:db8::5/128")]),
+        false,
+        &BTreeSet::new(),
+        &[session("r1", est)],
+        &[],
+    );
+    assert!(got["default/web"].is_announced());
     assert_eq!(
         want.describe(NODE),
         "not announced by node n1: the node is drained"
@@ -530,6 +570,7 @@ fn services_without_an_address_are_not_reported() {
         &[],
         &Desired::default(),
         false,
+        &BTreeSet::new(),
         &[],
         &[],
     );
