@@ -90,6 +90,27 @@ pub struct BGPPeerSpec {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ebgp_multi_hop: bool,
 
+    /// GTSM (RFC 5082, FRR's `ttl-security hops`): send with TTL 255 and accept only packets
+    /// that crossed at most this many hops (received TTL at least 256 minus this). `1`: the
+    /// neighbour is directly connected. Default: off.
+    #[serde(
+        rename = "ttlSecurityHops",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(range(min = 1, max = 254))]
+    pub ttl_security_hops: Option<u8>,
+
+    /// Announce both address families on this session (MetalLB's field of the same name):
+    /// the other family's routes get the node's address of that family as next hop. `false`:
+    /// only routes of the session's own family. Default `true` (MetalLB's default is `false`).
+    #[serde(
+        rename = "dualStackAddressFamily",
+        default = "crate::pool::default_true",
+        skip_serializing_if = "crate::pool::is_true"
+    )]
+    pub dual_stack_address_family: bool,
+
     /// TCP MD5 password (RFC 2385), in plain text. Prefer `passwordSecret` in a cluster;
     /// standalone configurations use this field.
     #[serde(default, skip_serializing_if = "Option::is_none")]

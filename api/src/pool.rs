@@ -114,11 +114,11 @@ pub struct IPPoolStatus {
     pub conditions: Vec<Condition>,
 }
 
-fn default_true() -> bool {
+pub(crate) fn default_true() -> bool {
     true
 }
 
-fn is_true(b: &bool) -> bool {
+pub(crate) fn is_true(b: &bool) -> bool {
     *b
 }
 

@@ -239,10 +239,12 @@ pub fn peer_config(spec: &BGPPeerSpec, host: &HostFacts) -> Result<PeerConfig, F
     if !spec.graceful_restart {
         session.graceful_restart = None;
     }
-    match other_family_next_hop(spec, host) {
-        Some(IpAddr::V6(a)) => session.next_hop_v6 = Some(a),
-        Some(IpAddr::V4(a)) => session.next_hop_v4 = Some(a),
-        None => {}
+    if spec.dual_stack_address_family {
+        match other_family_next_hop(spec, host) {
+            Some(IpAddr::V6(a)) => session.next_hop_v6 = Some(a),
+            Some(IpAddr::V4(a)) => session.next_hop_v4 = Some(a),
+            None => {}
+        }
     }
     let mut config = PeerConfig::new(session, spec.peer_address);
     if let Some(port) = spec.peer_port {
@@ -252,6 +254,10 @@ pub fn peer_config(spec: &BGPPeerSpec, host: &HostFacts) -> Result<PeerConfig, F
     config.password = spec.password.clone();
     if spec.ebgp_multi_hop {
         config.ttl = Some(255);
+    }
+    if let Some(hops) = spec.ttl_security_hops {
+        config.gtsm = true;
+        config.ttl = Some(hops);
     }
     Ok(config)
 }
@@ -651,6 +657,27 @@ mod tests {
             nh("2001:db8:1::2", &h),
             (Some(Ipv4Addr::new(10, 0, 0, 1)), None)
         );
+    }
+
+    #[test]
+    fn ttl_security_hops_turn_on_gtsm_and_dual_stack_can_be_switched_off() {
+        let c = peer_config(&spec(serde_json::json!({"ttlSecurityHops": 2})), &host()).unwrap();
+        assert!(c.gtsm);
+        assert_eq!(c.ttl, Some(2));
+        assert_eq!(c.send_ttl(), 255);
+        assert_eq!(c.min_ttl(), Some(254));
+        let c = peer_config(&spec(serde_json::json!({})), &host()).unwrap();
+        assert!(!c.gtsm);
+        let mut h = host();
+        h.set_node(&node(serde_json::json!({}), serde_json::json!({})));
+        let both = peer_config(&spec(serde_json::json!({})), &h).unwrap();
+        assert!(both.session.next_hop_v6.is_some());
+        let own = peer_config(
+            &spec(serde_json::json!({"dualStackAddressFamily": false})),
+            &h,
+        )
+        .unwrap();
+        assert_eq!(own.session.next_hop_v6, None);
     }
 
     #[test]

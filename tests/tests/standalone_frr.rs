@@ -1,5 +1,6 @@
 //! `herald-speaker standalone` against FRR, configured from a YAML file as a user would:
-//! TCP MD5 password, hold and keepalive times, graceful restart, and a dual-stack Service whose
+//! TCP MD5 password, GTSM on both sides (`ttlSecurityHops`, FRR's `ttl-security hops`), hold
+//! and keepalive times, graceful restart, and a dual-stack Service whose
 //! IPv6 address goes over the IPv4 session with the node's IPv6 address as next hop (usable in
 //! FRR's kernel table, not `::ffff:a.b.c.d`).
 //!
@@ -19,6 +20,7 @@ const FRR: &str = "router bgp 64513
  bgp graceful-restart
  neighbor 10.0.0.1 remote-as 64512
  neighbor 10.0.0.1 password s3cret
+ neighbor 10.0.0.1 ttl-security hops 1
  neighbor 10.0.0.1 passive
  address-family ipv6 unicast
   neighbor 10.0.0.1 activate
@@ -42,6 +44,7 @@ spec:
   holdTime: 9s
   keepaliveTime: 3s
   gracefulRestart: true
+  ttlSecurityHops: 1
 ---
 apiVersion: herald.dev/v1alpha1
 kind: BGPAdvertisement
