@@ -139,18 +139,26 @@ pub fn bgp_advertisement(a: &BGPAdvertisement) -> Result<BgpAdvertisement, Objec
         .map_err(err)?;
     Ok(BgpAdvertisement {
         name: name_of(&a.metadata),
-        scope: Scope {
-            ip_pools: s.ip_pools.clone(),
-            ip_pool_selectors: selectors(&s.ip_pool_selectors, "spec.ipPoolSelectors")
-                .map_err(err)?,
-            node_selectors: selectors(&s.node_selectors, "spec.nodeSelectors").map_err(err)?,
-        },
+        scope: scope(&s.ip_pools, &s.ip_pool_selectors, &s.node_selectors).map_err(err)?,
         peers: s.peers.clone(),
         communities,
         large_communities,
         local_pref: s.local_pref,
         aggregation_length: s.aggregation_length,
         aggregation_length_v6: s.aggregation_length_v6,
+    })
+}
+
+/// An advertisement's pools and nodes, the same for both kinds.
+fn scope(
+    ip_pools: &[String],
+    ip_pool_selectors: &[LabelSelector],
+    node_selectors: &[LabelSelector],
+) -> Result<Scope, FieldError> {
+    Ok(Scope {
+        ip_pools: ip_pools.to_vec(),
+        ip_pool_selectors: selectors(ip_pool_selectors, "spec.ipPoolSelectors")?,
+        node_selectors: selectors(node_selectors, "spec.nodeSelectors")?,
     })
 }
 
@@ -164,12 +172,7 @@ pub fn l2_advertisement(a: &L2Advertisement) -> Result<L2Adv, ObjectError> {
     let s = &a.spec;
     Ok(L2Adv {
         name: name_of(&a.metadata),
-        scope: Scope {
-            ip_pools: s.ip_pools.clone(),
-            ip_pool_selectors: selectors(&s.ip_pool_selectors, "spec.ipPoolSelectors")
-                .map_err(err)?,
-            node_selectors: selectors(&s.node_selectors, "spec.nodeSelectors").map_err(err)?,
-        },
+        scope: scope(&s.ip_pools, &s.ip_pool_selectors, &s.node_selectors).map_err(err)?,
         interfaces: s.interfaces.clone(),
     })
 }
