@@ -402,25 +402,35 @@ impl Peers {
             );
             changed = true;
         }
-        if changed {
-            self.listener = None;
-            let passive: Vec<&PeerHandle> = self
-                .running
-                .values()
-                .filter(|r| r.wanted.config.session.passive)
-                .map(|r| &r.handle)
-                .collect();
-            if let (false, Some(addr)) = (passive.is_empty(), self.listen_addr) {
-                match Listener::bind(addr, &passive) {
-                    Ok(l) => self.listener = Some(l),
-                    Err(e) => {
-                        warn!(error = %e, "cannot listen for passive bgp peers");
-                        errors.push(("(listener)".into(), e.to_string()));
-                    }
-                }
-            }
+        if changed && let Err(e) = self.listen().await {
+            warn!(error = %e, "cannot listen for passive bgp peers");
+            errors.push(("(listener)".into(), e.to_string()));
         }
         errors
+    }
+
+    /// Serves the passive peers now running: the listener is bound for the first, updated
+    /// in place while some remain (the port stays bound), and closed after the last.
+    async fn listen(&mut self) -> Result<(), crate::bgp::error::SessionError> {
+        let passive: Vec<&PeerHandle> = self
+            .running
+            .values()
+            .filter(|r| r.wanted.config.session.passive)
+            .map(|r| &r.handle)
+            .collect();
+        match (&mut self.listener, self.listen_addr) {
+            (Some(_), _) if passive.is_empty() => {
+                if let Some(l) = self.listener.take() {
+                    l.close().await;
+                }
+            }
+            (Some(l), _) => l.serve(&passive)?,
+            (None, Some(addr)) if !passive.is_empty() => {
+                self.listener = Some(Listener::bind(addr, &passive)?);
+            }
+            (None, _) => {}
+        }
+        Ok(())
     }
 
     /// Hands each session its whole desired route set (empty for peers without routes).
