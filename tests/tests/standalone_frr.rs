@@ -45,6 +45,9 @@ spec:
   keepaliveTime: 3s
   gracefulRestart: true
   ttlSecurityHops: 1
+  # FRR 8.4 with ttl-security on a passive neighbour closes the first accepted session itself
+  # just after Established (its log: TCP_fatal_error); the retry then holds.
+  connectTime: 2s
 ---
 apiVersion: herald.dev/v1alpha1
 kind: BGPAdvertisement
