@@ -14,6 +14,7 @@ packages=(
   gobgpd            # BGP peer for tests/tests/bgp_peers.rs (gobgpd, gobgp)
   python3           # scripts/demo.sh reads `herald-speaker status --json`
   frr               # BGP/BFD peer for tests/tests/bgp_peers.rs (zebra, bgpd, bfdd, vtysh)
+  exabgp            # BGP peer decoding every attribute: tests/tests/standalone_exabgp.rs
   iputils-arping    # layer-2 tests: ARP requests from the client namespace
   ndisc6            # layer-2 tests: neighbour solicitations from the client namespace
   clang             # herald-ebpf build.rs: compiles the eBPF programs (-target bpf)
@@ -42,7 +43,7 @@ fi
 # The BGP peers run only inside test namespaces. Their packages' system services would hold
 # port 179 (gobgpd) or run daemons in the root namespace: stop and disable them.
 if [[ $(id -u) -eq 0 ]] && command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
-  for svc in bird gobgpd frr; do
+  for svc in bird gobgpd frr exabgp; do
     systemctl disable --now "$svc" >/dev/null 2>&1 || true
   done
 fi

@@ -13,6 +13,7 @@
 //! - [`bird`]: [`bird::Bird`], BIRD 2 as a BGP peer read back through `birdc`.
 //! - [`frr`]: [`frr::Frr`], FRR 8 (zebra, bgpd, bfdd) read back through `vtysh ... json`.
 //! - [`gobgp`]: [`gobgp::GoBgp`], GoBGP 3 read back through `gobgp ... -j`.
+//! - [`exabgp`]: [`exabgp::ExaBgp`], ExaBGP 4 with its parsed messages read back as JSON.
 //! - [`http`]: a minimal GET for admin endpoints in a namespace, and a metric reader.
 //! - [`lab`]: [`lab::HeraldLab`], the `herald-bgp-lab` process (Herald's BGP library).
 //! - [`l2lab`]: `herald-l2-lab` node processes and a client-side wire capture.
@@ -27,6 +28,7 @@
 
 pub mod bird;
 pub mod bpffs;
+pub mod exabgp;
 pub mod frr;
 pub mod gobgp;
 pub mod http;
