@@ -30,10 +30,11 @@ pub const DEFAULT_PASSWORD_KEY: &str = "password";
     doc = "A BGP neighbour of the Herald speakers.",
     plural = "bgppeers",
     category = "herald",
-    status = "crate::status::ObjectStatus",
+    status = "BGPPeerStatus",
     printcolumn = r#"{"name":"Address","type":"string","jsonPath":".spec.peerAddress"}"#,
     printcolumn = r#"{"name":"Peer ASN","type":"integer","jsonPath":".spec.peerASN"}"#,
     printcolumn = r#"{"name":"My ASN","type":"integer","jsonPath":".spec.myASN"}"#,
+    printcolumn = r#"{"name":"Established","type":"string","description":"Nodes with the session Established / nodes selected","jsonPath":".status.established"}"#,
     printcolumn = r#"{"name":"Valid","type":"string","jsonPath":".status.conditions[?(@.type==\"Valid\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -148,6 +149,35 @@ pub struct BGPPeerSpec {
     /// Wait for the neighbour to connect instead of connecting out. Default `false`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub passive: bool,
+}
+
+/// Status of a `BGPPeer`: the controller's `Valid` condition and, from each selected node's
+/// `HeraldNode`, that node's session with the peer.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BGPPeerStatus {
+    /// `Valid` (see the other configuration kinds).
+    #[serde(flatten)]
+    pub valid: crate::status::ObjectStatus,
+    /// Nodes with the session Established / nodes running it, as `3/3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub established: Option<String>,
+    /// Each node running a session with this peer, and its state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sessions: Vec<PeerSession>,
+}
+
+/// One node's session with a peer.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerSession {
+    /// Node name.
+    pub node: String,
+    /// FSM state in lower case (`established`, `active`, ...).
+    pub state: String,
+    /// When the session entered its state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
 }
 
 /// A key in a Secret.

@@ -3,7 +3,7 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use crate::{BFDProfile, BGPAdvertisement, BGPPeer, IPPool, L2Advertisement};
+use crate::{BFDProfile, BGPAdvertisement, BGPPeer, HeraldNode, IPPool, L2Advertisement};
 
 /// Every CRD of the API, with the file name it is written to.
 pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
@@ -13,6 +13,7 @@ pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
         ("bgpadvertisement.yaml", BGPAdvertisement::crd()),
         ("l2advertisement.yaml", L2Advertisement::crd()),
         ("bfdprofile.yaml", BFDProfile::crd()),
+        ("heraldnode.yaml", HeraldNode::crd()),
     ]
 }
 

@@ -7,6 +7,7 @@
 //! - [`addresses`], [`duration`]: parsing of address ranges and Kubernetes durations.
 //! - [`annotations`]: Service annotation keys, Herald's own and those accepted from MetalLB
 //!   and OpenELB, and how a Service's requests are read from them.
+//! - [`node`]: `HeraldNode`, each node's speaker reporting its sessions and announcements.
 //! - [`status`]: the `Valid` condition of the configuration kinds.
 //! - [`validate`]: the checks CEL cannot make server-side, with errors naming the field, and
 //!   the checks across objects (overlapping pools, references to absent objects).
@@ -22,6 +23,7 @@ pub mod bgp;
 pub mod crds;
 pub mod duration;
 pub mod l2;
+pub mod node;
 pub mod pool;
 pub mod schema;
 pub mod standalone;
@@ -29,8 +31,12 @@ pub mod status;
 pub mod validate;
 
 pub use bfd::{BFDProfile, BFDProfileSpec};
-pub use bgp::{BGPAdvertisement, BGPAdvertisementSpec, BGPPeer, BGPPeerSpec, SecretKeyRef};
+pub use bgp::{
+    BGPAdvertisement, BGPAdvertisementSpec, BGPPeer, BGPPeerSpec, BGPPeerStatus, PeerSession,
+    SecretKeyRef,
+};
 pub use l2::{L2Advertisement, L2AdvertisementSpec};
+pub use node::{HeraldNode, HeraldNodeSpec, HeraldNodeStatus};
 pub use pool::{AllocateTo, IPPool, IPPoolSpec, IPPoolStatus};
 
 /// The API group of Herald's resources.

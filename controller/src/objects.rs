@@ -78,7 +78,10 @@ pub async fn write_conditions(ctx: &Context) -> usize {
         let verdict = &verdicts[&(*kind, name.clone())];
         let result = match *kind {
             "BGPPeer" => {
-                write_one(ctx, &peer_refs, name, verdict, now, |o| o.status.as_ref()).await
+                write_one(ctx, &peer_refs, name, verdict, now, |o| {
+                    o.status.as_ref().map(|s| &s.valid)
+                })
+                .await
             }
             "BGPAdvertisement" => {
                 write_one(ctx, &bgp_refs, name, verdict, now, |o| o.status.as_ref()).await
