@@ -32,7 +32,8 @@ fn crds_are_cluster_scoped_in_the_herald_group() {
             "BGPPeer",
             "BGPAdvertisement",
             "L2Advertisement",
-            "BFDProfile"
+            "BFDProfile",
+            "HeraldNode",
         ]
     );
     for (_, crd) in crds::all() {
