@@ -123,3 +123,102 @@ pub struct XdpAttachment {
 pub const VIA_BGP: &str = "BGP";
 /// `L2` in [`Announcement::via`].
 pub const VIA_L2: &str = "L2";
+
+/// How one node announces one address: `via` [`VIA_BGP`] with the peers carrying it, or
+/// [`VIA_L2`] with the interfaces answering for it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Announcer {
+    /// Node name.
+    pub node: String,
+    /// [`VIA_BGP`] or [`VIA_L2`].
+    pub via: String,
+    /// BGP peers, or layer-2 interfaces.
+    pub through: Vec<String>,
+}
+
+/// Who announces `address` according to `nodes`' reports, sorted by node then way. The one
+/// place the controller (the Service condition) and `herald status` read this from.
+pub fn announcers<'a>(
+    nodes: impl IntoIterator<Item = &'a HeraldNode>,
+    address: &str,
+) -> Vec<Announcer> {
+    let mut out: Vec<Announcer> = nodes
+        .into_iter()
+        .filter_map(|n| Some((n.metadata.name.as_deref()?, n.status.as_ref()?)))
+        .flat_map(|(node, status)| {
+            status
+                .announcements
+                .iter()
+                .filter(|a| a.addresses.iter().any(|x| x == address))
+                .map(move |a| Announcer {
+                    node: node.to_owned(),
+                    via: a.via.clone(),
+                    through: if a.via == VIA_L2 {
+                        a.interfaces.clone()
+                    } else {
+                        a.peers.clone()
+                    },
+                })
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, announcements: Vec<Announcement>) -> HeraldNode {
+        let mut n = HeraldNode::new(name, HeraldNodeSpec {});
+        n.status = Some(HeraldNodeStatus {
+            announcements,
+            ..Default::default()
+        });
+        n
+    }
+
+    fn bgp(peers: &[&str], addresses: &[&str]) -> Announcement {
+        Announcement {
+            via: VIA_BGP.into(),
+            peers: peers.iter().map(|s| s.to_string()).collect(),
+            interfaces: vec![],
+            addresses: addresses.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn announcers_lists_each_node_and_way_that_carries_the_address() {
+        let nodes = [
+            node("n2", vec![bgp(&["tor1", "tor2"], &["192.0.2.1", "192.0.2.2"])]),
+            node(
+                "n1",
+                vec![
+                    bgp(&["tor1"], &["192.0.2.1"]),
+                    Announcement {
+                        via: VIA_L2.into(),
+                        peers: vec![],
+                        interfaces: vec!["eth0".into()],
+                        addresses: vec!["192.0.2.1".into()],
+                    },
+                ],
+            ),
+            node("n3", vec![bgp(&["tor1"], &["192.0.2.2"])]),
+            HeraldNode::new("n4", HeraldNodeSpec {}),
+        ];
+        let got = announcers(&nodes, "192.0.2.1");
+        let want = [
+            ("n1", VIA_BGP, vec!["tor1"]),
+            ("n1", VIA_L2, vec!["eth0"]),
+            ("n2", VIA_BGP, vec!["tor1", "tor2"]),
+        ]
+        .map(|(node, via, through)| Announcer {
+            node: node.into(),
+            via: via.into(),
+            through: through.into_iter().map(String::from).collect(),
+        });
+        assert_eq!(got, want);
+        assert!(announcers(&nodes, "192.0.2.9").is_empty());
+    }
+}
