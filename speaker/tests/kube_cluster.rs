@@ -682,3 +682,89 @@ async fn an_invalid_advertisement_at_start_is_left_out_and_the_node_is_ready() {
     assert!(speaker.status().config.left_out.is_empty());
     speaker.stop().await;
 }
+
+const HERALD_NODE: &str = "/apis/herald.dev/v1alpha1/heraldnodes/n1";
+
+/// The next write of this node's `HeraldNode`: (when, path, body).
+async fn next_node_write(server: &mut ApiServer) -> (tokio::time::Instant, String, Value) {
+    let (at, w) = tokio::time::timeout(DEADLINE, server.node_writes.recv())
+        .await
+        .expect("no HeraldNode write within the deadline")
+        .expect("server gone");
+    assert_eq!(w.method, "PATCH", "{}", w.body);
+    (at, w.path, w.body)
+}
+
+#[tokio::test]
+async fn the_node_object_is_owned_by_the_node_and_its_status_follows_sessions_at_most_once_a_second()
+ {
+    let router = Router::start();
+    let mut objects = announced_web(vec![peer("router", router.port, None)]);
+    let mut n = node(true, "1");
+    n["metadata"]["uid"] = json!("uid-n1");
+    objects.retain(|(p, _)| *p != NODES);
+    objects.push((NODES, vec![n]));
+    let (client, mut server) = ApiServer::start(lists(objects));
+    let speaker = Speaker::start(client);
+
+    // First the object, owned by the Node (so the API server deletes it with the Node).
+    let (_, path, body) = next_node_write(&mut server).await;
+    assert_eq!(path, HERALD_NODE);
+    assert_eq!(body["kind"], "HeraldNode");
+    let owner = &body["metadata"]["ownerReferences"][0];
+    assert_eq!(
+        (&owner["kind"], &owner["name"], &owner["uid"]),
+        (&json!("Node"), &json!("n1"), &json!("uid-n1")),
+        "{body}"
+    );
+    assert!(body.get("status").is_none(), "{body}");
+
+    // Then its status, until it says the session is up and the address announced over it.
+    let mut last = None;
+    let mut last_body = Value::Null;
+    let status = loop {
+        let (at, path, body) = next_node_write(&mut server).await;
+        assert_eq!(path, format!("{HERALD_NODE}/status"));
+        if let Some(prev) = last {
+            let gap: Duration = at - prev;
+            assert!(
+                gap >= Duration::from_millis(900),
+                "two writes {gap:?} apart"
+            );
+        }
+        last = Some(at);
+        last_body = body.clone();
+        let s = body["status"].clone();
+        // Settled: the session up, the address announced and the route sent.
+        if s["sessions"] == "1/1" && s["announcedCount"] == 1 && s["bgp"][0]["prefixesSent"] == 1 {
+            break s;
+        }
+    };
+    assert_eq!(
+        status["announcements"],
+        json!([{"via": "BGP", "peers": ["router"], "addresses": ["10.0.0.5"]}]),
+        "{status}"
+    );
+    assert_eq!(status["bgp"][0]["state"], "established", "{status}");
+    assert!(status["bgp"][0]["since"].is_string(), "{status}");
+
+    // At rest: nothing more is written (3 ticks of the writer).
+    let quiet = tokio::time::timeout(Duration::from_millis(3200), server.node_writes.recv()).await;
+    assert!(
+        quiet.is_err(),
+        "a write at rest: {quiet:?}\nafter {last_body}"
+    );
+
+    // The session goes down: one write says so, and the address is no longer announced.
+    drop(router);
+    let status = loop {
+        let (_, _, body) = next_node_write(&mut server).await;
+        let s = body["status"].clone();
+        if s["sessions"] == "0/1" {
+            break s;
+        }
+    };
+    assert_eq!(status["announcedCount"], 0, "{status}");
+    assert!(status.get("announcements").is_none(), "{status}");
+    speaker.stop().await;
+}

@@ -10,6 +10,7 @@
 //!           -> Snapshot::new -> Engine::check -> Engine::apply ──> BGP / L2 / /status
 //!  refresh tick (500 ms) ──> Engine::refresh
 //!  after each apply and tick: report (pure) ──changed?──> Events (publisher task)
+//!  every second: /status ──node_status (pure)──changed?──> this node's HeraldNode
 //!  shutdown (watch<bool>) ──> Engine::shutdown (Cease to every peer, L2 leave)
 //! ```
 //!
@@ -22,12 +23,14 @@
 //!
 //! Per Service, the node reports how it announces it with Events on the Service (reason
 //! `Announced` / `Withdrawn`, note "announced by node X via BGP to 2 peers"), only when that
-//! changes. There is no status condition: each of N speakers would own one on the same
-//! Service, and N nodes writing Service status on every session flap costs the API server
-//! more than the information is worth; Events are per node by nature and expire.
+//! changes. The speaker writes no Service status (each of N speakers would own a piece of
+//! the same Service); it writes its own `HeraldNode` ([`node_object`]), at most once a
+//! second and only on change, and the controller turns those into the Services'
+//! `herald.dev/Announced` condition.
 
 pub mod events;
 pub mod isolate;
+pub mod node_object;
 pub mod report;
 pub mod translate;
 mod watch;
@@ -116,6 +119,8 @@ struct Speaker {
     /// The last valid version of each object.
     last_good: isolate::LastGood,
     generation: u64,
+    /// The owner of this node's `HeraldNode` (its Node's UID), for [`node_object`].
+    owner: signal::Sender<Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>>,
 }
 
 impl Speaker {
@@ -129,12 +134,20 @@ impl Speaker {
             &self.opts.lb_class,
         );
         // This node's identity (router ID annotation, ASN label, InternalIPs) from its Node.
-        let host = HostFacts::read(
-            t.objects
-                .nodes
-                .iter()
-                .find(|n| n.metadata.name.as_deref() == Some(self.opts.node_name.as_str())),
-        );
+        let this_node = t
+            .objects
+            .nodes
+            .iter()
+            .find(|n| n.metadata.name.as_deref() == Some(self.opts.node_name.as_str()));
+        let host = HostFacts::read(this_node);
+        let owner = this_node
+            .and_then(|n| n.metadata.uid.as_deref())
+            .map(|uid| node_object::owner(&self.opts.node_name, uid));
+        self.owner.send_if_modified(|o| {
+            let changed = *o != owner;
+            *o = owner;
+            changed
+        });
         let (snapshot, object_errors) = isolate::snapshot(
             t.objects,
             &self.opts.node_name,
@@ -346,7 +359,11 @@ pub async fn run(
         shared.clone(),
     )
     .await?;
+    let (owner, owner_rx) = signal::channel(None);
+    let _node_writer =
+        node_object::NodeWriter::spawn(client.clone(), &opts.node_name, shared.clone(), owner_rx);
     let mut speaker = Speaker {
+        owner,
         events: Publisher::spawn(client, &opts.node_name),
         opts,
         shared: shared.clone(),

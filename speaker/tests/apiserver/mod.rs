@@ -6,7 +6,7 @@
 //! - `GET <collection>?watch=true`: held open; [`ApiServer::push`] answers it with watch
 //!   events (the stream then ends and the watcher watches again, as after a timeout).
 //! - anything else (Event creation): answered with its own body and recorded in
-//!   [`ApiServer::writes`].
+//!   [`ApiServer::writes`]; writes of `HeraldNode`s go to [`ApiServer::node_writes`].
 
 #![allow(dead_code)]
 
@@ -41,8 +41,10 @@ enum Cmd {
 /// The server task and its controls.
 pub struct ApiServer {
     cmds: mpsc::UnboundedSender<Cmd>,
-    /// Every write, in order.
+    /// Every write, in order, but those of `HeraldNode`s.
     pub writes: mpsc::UnboundedReceiver<Write>,
+    /// Every write of a `HeraldNode` (object or status), in order, with when it arrived.
+    pub node_writes: mpsc::UnboundedReceiver<(tokio::time::Instant, Write)>,
     /// Every list and watch request as `LIST <path>` / `WATCH <path>`, in order.
     pub reads: mpsc::UnboundedReceiver<String>,
     task: JoinHandle<()>,
@@ -71,12 +73,14 @@ impl ApiServer {
         let (cmds, cmd_rx) = mpsc::unbounded_channel();
         let (write_tx, writes) = mpsc::unbounded_channel();
         let (read_tx, reads) = mpsc::unbounded_channel();
-        let task = tokio::spawn(serve(handle, lists, cmd_rx, write_tx, read_tx));
+        let (node_tx, node_writes) = mpsc::unbounded_channel();
+        let task = tokio::spawn(serve(handle, lists, cmd_rx, write_tx, read_tx, node_tx));
         (
             Client::new(service, "default"),
             ApiServer {
                 cmds,
                 writes,
+                node_writes,
                 reads,
                 task,
             },
@@ -108,10 +112,12 @@ async fn serve(
     mut cmds: mpsc::UnboundedReceiver<Cmd>,
     writes: mpsc::UnboundedSender<Write>,
     reads: mpsc::UnboundedSender<String>,
+    node_writes: mpsc::UnboundedSender<(tokio::time::Instant, Write)>,
 ) {
     let mut held_lists: BTreeMap<String, Vec<Pending>> = BTreeMap::new();
     let mut watches: BTreeMap<String, VecDeque<Pending>> = BTreeMap::new();
     let mut queued: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let mut node_objects: BTreeMap<String, Value> = BTreeMap::new();
     let stream = |events: &[Value]| {
         let mut body = Vec::new();
         for e in events {
@@ -142,8 +148,33 @@ async fn serve(
                         None => held_lists.entry(path).or_default().push(send),
                     }
                 } else {
-                    send.send_response(reply(201, bytes.to_vec()));
-                    let _ = writes.send(Write { method, path, body });
+                    let write = Write { method, path, body };
+                    if write.path.contains("/heraldnodes/") {
+                        // As a real server: an apply of the object creates or replaces it;
+                        // one of its status answers the whole object, or 404 without one.
+                        let at = tokio::time::Instant::now();
+                        match write.path.strip_suffix("/status") {
+                            Some(object) => match node_objects.get_mut(object) {
+                                Some(o) => {
+                                    o["status"] = write.body["status"].clone();
+                                    send.send_response(reply(200, serde_json::to_vec(o).unwrap()));
+                                }
+                                None => send.send_response(reply(404, serde_json::to_vec(&json!({
+                                    "kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                    "reason": "NotFound", "code": 404,
+                                    "message": format!("{object} not found"),
+                                })).unwrap())),
+                            },
+                            None => {
+                                node_objects.insert(write.path.clone(), write.body.clone());
+                                send.send_response(reply(201, bytes.to_vec()));
+                            }
+                        }
+                        let _ = node_writes.send((at, write));
+                    } else {
+                        send.send_response(reply(201, bytes.to_vec()));
+                        let _ = writes.send(write);
+                    }
                 }
             }
             cmd = cmds.recv() => match cmd {
