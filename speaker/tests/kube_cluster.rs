@@ -721,7 +721,6 @@ async fn the_node_object_is_owned_by_the_node_and_its_status_follows_sessions_at
 
     // Then its status, until it says the session is up and the address announced over it.
     let mut last = None;
-    let mut last_body = Value::Null;
     let status = loop {
         let (at, path, body) = next_node_write(&mut server).await;
         assert_eq!(path, format!("{HERALD_NODE}/status"));
@@ -733,7 +732,6 @@ async fn the_node_object_is_owned_by_the_node_and_its_status_follows_sessions_at
             );
         }
         last = Some(at);
-        last_body = body.clone();
         let s = body["status"].clone();
         // Settled: the session up, the address announced and the route sent.
         if s["sessions"] == "1/1" && s["announcedCount"] == 1 && s["bgp"][0]["prefixesSent"] == 1 {
@@ -750,10 +748,7 @@ async fn the_node_object_is_owned_by_the_node_and_its_status_follows_sessions_at
 
     // At rest: nothing more is written (3 ticks of the writer).
     let quiet = tokio::time::timeout(Duration::from_millis(3200), server.node_writes.recv()).await;
-    assert!(
-        quiet.is_err(),
-        "a write at rest: {quiet:?}\nafter {last_body}"
-    );
+    assert!(quiet.is_err(), "a write at rest: {quiet:?}\nafter {status}");
 
     // The session goes down: one write says so, and the address is no longer announced.
     drop(router);
