@@ -16,6 +16,7 @@
 //!   `/healthz`, `/readyz`; [`metrics`]; [`error`].
 
 pub mod admin;
+pub mod announced;
 pub mod checks;
 pub mod context;
 pub mod convert;

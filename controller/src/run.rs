@@ -9,6 +9,8 @@
 //!  watch BGPPeers, BGPAdvertisements, L2Advertisements, BFDProfiles ──> stores
 //!        └─ any change (and pool changes) ──> objects::status_writer ──> Valid conditions
 //!  reconcile ──pools touched──> status writer ──every 200 ms at most──> IPPool status
+//!  watch HeraldNodes ──> store ──> announced::writer ──> Services' herald.dev/Announced,
+//!        BGPPeers' sessions (leader only, on change or every second)
 //!  Elector (Lease) ──leading: watch<bool>──> leadership task:
 //!        gain: restore_all, then lead, then reconcile every Service
 //!        loss: stop writing, forget every assignment
@@ -234,6 +236,13 @@ pub async fn run(
         })
     };
     let status_task = tokio::spawn(status_writer(ctx.clone()));
+    let nodes_changed = Arc::new(tokio::sync::Notify::new());
+    let (herald_nodes, nodes_task) = crate::announced::watch_nodes(&client, nodes_changed.clone());
+    let announced_task = tokio::spawn(crate::announced::writer(
+        ctx.clone(),
+        herald_nodes,
+        nodes_changed,
+    ));
     let config_tasks = [
         watch_config(&client, peer_writer, ctx.clone()),
         watch_config(&client, bgp_writer, ctx.clone()),
@@ -293,9 +302,17 @@ pub async fn run(
         });
     controller.await;
     info!("controller stopped");
-    for task in [pool_task, ns_task, leader_task, sweep_task, status_task]
-        .into_iter()
-        .chain(config_tasks)
+    for task in [
+        pool_task,
+        ns_task,
+        leader_task,
+        sweep_task,
+        status_task,
+        nodes_task,
+        announced_task,
+    ]
+    .into_iter()
+    .chain(config_tasks)
     {
         task.abort();
     }

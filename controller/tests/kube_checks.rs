@@ -1,6 +1,8 @@
 //! The controller's checks across configuration objects, end to end against the fake API
 //! server: the `Valid` condition on a `BGPPeer` that names a missing `BFDProfile`, and
-//! overlapping `IPPool`s, where the later one hands out nothing.
+//! overlapping `IPPool`s, where the later one hands out nothing; and from the nodes'
+//! `HeraldNode`s, each Service's `herald.dev/Announced` condition and each `BGPPeer`'s
+//! sessions.
 
 mod fakeapi;
 
@@ -9,8 +11,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use fakeapi::{
-    BFDPROFILES, BGPADVERTISEMENTS, BGPPEERS, EVENTS, FakeApi, IPPOOLS, NAMESPACES, SERVICES,
-    ingress, lb_service,
+    BFDPROFILES, BGPADVERTISEMENTS, BGPPEERS, EVENTS, FakeApi, HERALDNODES, IPPOOLS, NAMESPACES,
+    SERVICES, ingress, lb_service,
 };
 use herald_controller::context::Settings;
 use herald_controller::convert::LbClass;
@@ -268,4 +270,120 @@ async fn of_two_overlapping_pools_the_later_is_not_ready_and_grants_nothing() {
         "the Service asking for the later pool got nothing once it was valid"
     );
     c.stop().await;
+}
+
+/// A node's report: its session with `tor1` and, while it is up, `addresses` announced.
+fn herald_node(name: &str, up: bool, addresses: &[String]) -> Value {
+    let mut status = json!({
+        "sessions": if up { "1/1" } else { "0/1" },
+        "announcedCount": if up { addresses.len() } else { 0 },
+        "bgp": [{"peer": "tor1", "address": "192.0.2.1",
+                 "state": if up { "established" } else { "active" },
+                 "since": "2026-12-03T12:00:00Z"}],
+    });
+    if up {
+        status["announcements"] =
+            json!([{"via": "BGP", "peers": ["tor1"], "addresses": addresses}]);
+    }
+    json!({"apiVersion": "herald.dev/v1alpha1", "kind": "HeraldNode",
+           "metadata": {"name": name}, "spec": {}, "status": status})
+}
+
+#[tokio::test]
+async fn the_nodes_reports_become_the_services_announced_condition_and_the_peers_sessions() {
+    let api = FakeApi::new();
+    api.insert(
+        IPPOOLS,
+        herald("IPPool", "a", json!({"addresses": ["198.51.100.0/24"]})),
+    );
+    api.insert(
+        BGPPEERS,
+        herald(
+            "BGPPeer",
+            "tor1",
+            json!({"peerAddress": "192.0.2.1", "peerASN": 64513, "myASN": 64512}),
+        ),
+    );
+    api.insert(
+        NAMESPACES,
+        json!({"apiVersion": "v1", "kind": "Namespace",
+                                  "metadata": {"name": "default"}}),
+    );
+    api.insert(SERVICES, lb_service("default", "web", 80));
+    let running = start(&api);
+
+    let svc = |api: &FakeApi| api.get(SERVICES, "default", "web").unwrap();
+    assert!(
+        api.wait_for(DEADLINE, |a| !ingress(&svc(a)).is_empty())
+            .await,
+        "no address for web"
+    );
+    let addresses = ingress(&svc(&api));
+    // Nobody reports yet: False, and why.
+    assert!(
+        api.wait_for(DEADLINE, |a| condition(&svc(a), "herald.dev/Announced")
+            .is_some_and(|c| c["reason"] == "NoSpeaker"))
+            .await,
+        "{}",
+        svc(&api)
+    );
+
+    // Two nodes announce it over BGP: True naming them, within 2 s.
+    api.insert(HERALDNODES, herald_node("n1", true, &addresses));
+    api.insert(HERALDNODES, herald_node("n2", true, &addresses));
+    let t = std::time::Instant::now();
+    assert!(
+        api.wait_for(DEADLINE, |a| condition(&svc(a), "herald.dev/Announced")
+            .is_some_and(
+                |c| c["status"] == "True" && c["message"] == "announced by n1, n2 via BGP (tor1)"
+            ))
+        .await,
+        "{}",
+        svc(&api)
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        t.elapsed()
+    );
+    // The peer shows both nodes' sessions; the Valid condition is still there beside them.
+    assert!(
+        api.wait_for(DEADLINE, |a| {
+            let p = a.get(BGPPEERS, "", "tor1").unwrap();
+            p["status"]["established"] == "2/2" && condition(&p, "Valid").is_some()
+        })
+        .await,
+        "{}",
+        api.get(BGPPEERS, "", "tor1").unwrap()
+    );
+    // The address itself is still the controller's.
+    assert_eq!(ingress(&svc(&api)), addresses);
+
+    // Both sessions go down: False with the reason, within 2 s; the peer says 0/2.
+    for n in ["n1", "n2"] {
+        let down = herald_node(n, false, &addresses)["status"].clone();
+        api.update(HERALDNODES, "", n, |o| o["status"] = down);
+    }
+    let t = std::time::Instant::now();
+    assert!(
+        api.wait_for(DEADLINE, |a| condition(&svc(a), "herald.dev/Announced")
+            .is_some_and(
+                |c| c["status"] == "False" && c["reason"] == "NoSessionUp"
+            ))
+        .await,
+        "{}",
+        svc(&api)
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert!(
+        api.wait_for(DEADLINE, |a| a.get(BGPPEERS, "", "tor1").unwrap()["status"]
+            ["established"]
+            == "0/2")
+            .await
+    );
+    running.stop().await;
 }

@@ -33,6 +33,7 @@ fn config_list(path: &str) -> Option<Value> {
         "bgpadvertisements" => "BGPAdvertisementList",
         "l2advertisements" => "L2AdvertisementList",
         "bfdprofiles" => "BFDProfileList",
+        "heraldnodes" => "HeraldNodeList",
         _ => return None,
     };
     Some(list::<Value>(kind, "herald.dev/v1alpha1", &[]))

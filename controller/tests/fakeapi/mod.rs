@@ -158,7 +158,16 @@ pub const BFDPROFILES: Kind = Kind {
     namespaced: false,
 };
 
-const KINDS: [Kind; 12] = [
+/// The nodes' reports.
+pub const HERALDNODES: Kind = Kind {
+    prefix: "/apis/herald.dev/v1alpha1",
+    plural: "heraldnodes",
+    kind: "HeraldNode",
+    api_version: "herald.dev/v1alpha1",
+    namespaced: false,
+};
+
+const KINDS: [Kind; 13] = [
     SERVICES,
     NAMESPACES,
     IPPOOLS,
@@ -171,6 +180,7 @@ const KINDS: [Kind; 12] = [
     BGPADVERTISEMENTS,
     L2ADVERTISEMENTS,
     BFDPROFILES,
+    HERALDNODES,
 ];
 
 /// A request as the server saw it.
