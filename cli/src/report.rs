@@ -112,7 +112,7 @@ pub enum ProblemKind {
 pub struct Problem {
     /// What kind of problem.
     pub kind: ProblemKind,
-    /// The object concerned, as `Service default/web` or `HeraldNode n1`.
+    /// The object concerned, as `Service default/web` or `Node n1`.
     pub object: String,
     /// What is wrong with it.
     pub detail: String,
@@ -455,7 +455,7 @@ fn nodes(inputs: &Inputs, problems: &mut Vec<Problem>) -> Vec<NodeRow> {
     for n in inputs.nodes.items() {
         let name = n.metadata.name.clone().unwrap_or_default();
         let status = n.status.clone().unwrap_or_default();
-        let object = format!("HeraldNode {name}");
+        let object = format!("Node {name}");
         if let Some(why) = &status.excluded {
             problems.push(Problem {
                 kind: ProblemKind::NodeExcluded,
@@ -490,7 +490,7 @@ fn nodes(inputs: &Inputs, problems: &mut Vec<Problem>) -> Vec<NodeRow> {
             if s.state != "established" && !reported.contains(&(s.node.clone(), peer.clone())) {
                 problems.push(Problem {
                     kind: ProblemKind::SessionNotEstablished,
-                    object: format!("HeraldNode {}", s.node),
+                    object: format!("Node {}", s.node),
                     detail: format!(
                         "BGP peer {peer} ({}) is {} (from the BGPPeer's status)",
                         p.spec.peer_address, s.state

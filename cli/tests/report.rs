@@ -39,15 +39,15 @@ fn problems_are_found_in_every_kind_and_sorted_by_kind_then_object() {
         ),
         (
             SessionNotEstablished,
-            "HeraldNode n2",
+            "Node n2",
             "BGP peer tor2 (10.0.0.2) is active; last error: connect: connection refused",
         ),
         (
             SessionNotEstablished,
-            "HeraldNode n5",
+            "Node n5",
             "BGP peer tor2 (10.0.0.2) is connect (from the BGPPeer's status)",
         ),
-        (NodeExcluded, "HeraldNode n4", "excluded: draining"),
+        (NodeExcluded, "Node n4", "excluded: draining"),
         (
             PoolExhausted,
             "IPPool small",
@@ -234,7 +234,7 @@ fn unreadable_herald_nodes_fall_back_to_the_announced_condition_and_the_peers_se
             ),
             (
                 ProblemKind::SessionNotEstablished,
-                "HeraldNode n2".to_owned(),
+                "Node n2".to_owned(),
                 "BGP peer tor1 (10.0.0.1) is idle (from the BGPPeer's status)".to_owned()
             ),
         ]
