@@ -59,9 +59,12 @@ async fn client(
     Ok(kube::Client::try_from(config)?)
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<ExitCode> {
-    let cli = Cli::parse();
+/// Exit status when the report lists problems and `--fail-on-problems` is given.
+const PROBLEMS: u8 = 1;
+/// Exit status when no report could be made (no kubeconfig, server unreachable).
+const FAILED: u8 = 2;
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Status {
             json,
@@ -76,10 +79,29 @@ async fn main() -> anyhow::Result<ExitCode> {
             };
             print!("{out}");
             Ok(if fail_on_problems && report.has_problems() {
-                ExitCode::FAILURE
+                ExitCode::from(PROBLEMS)
             } else {
                 ExitCode::SUCCESS
             })
+        }
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(code) => code,
+        Err(e) => {
+            // kube's errors repeat their sources in their own message: print each cause
+            // once.
+            let mut message = e.to_string();
+            for cause in e.chain().skip(1).map(ToString::to_string) {
+                if !message.contains(&cause) {
+                    message = format!("{message}: {cause}");
+                }
+            }
+            eprintln!("error: {message}");
+            ExitCode::from(FAILED)
         }
     }
 }
