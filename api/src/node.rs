@@ -191,7 +191,10 @@ mod tests {
     #[test]
     fn announcers_lists_each_node_and_way_that_carries_the_address() {
         let nodes = [
-            node("n2", vec![bgp(&["tor1", "tor2"], &["192.0.2.1", "192.0.2.2"])]),
+            node(
+                "n2",
+                vec![bgp(&["tor1", "tor2"], &["192.0.2.1", "192.0.2.2"])],
+            ),
             node(
                 "n1",
                 vec![
