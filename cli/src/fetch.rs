@@ -15,7 +15,7 @@ use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 
 use crate::error::Error;
-use crate::report::{Inputs, Listed};
+use crate::inputs::{Inputs, Listed};
 
 /// Objects per list request.
 pub const PAGE: u32 = 500;

@@ -2,8 +2,9 @@
 //! wrong, also run by kubectl as the plugin `kubectl-herald status`.
 //!
 //! # Layout
-//! - [`report`]: the objects read from the API server ([`report::Inputs`]) turned into a
-//!   [`report::Report`]: problems first, then Services, nodes and pools. Pure: no client.
+//! - [`inputs`]: the objects read from the API server, each kind listed or unreadable.
+//! - [`report`]: the [`inputs::Inputs`] turned into a [`report::Report`]: problems first,
+//!   then Services, nodes and pools. Pure: no client.
 //! - [`render`]: the report as aligned text; `--json` prints the report's serde form.
 //! - [`table`]: the small column aligner the text uses.
 //! - [`fetch`]: the kube glue: paginated lists of each kind, a kind the user may not read
@@ -15,6 +16,7 @@
 
 pub mod error;
 pub mod fetch;
+pub mod inputs;
 pub mod render;
 pub mod report;
 pub mod table;

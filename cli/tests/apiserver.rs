@@ -5,7 +5,8 @@
 use std::sync::{Arc, Mutex};
 
 use herald_cli::fetch::{self, PAGE};
-use herald_cli::report::{Listed, build};
+use herald_cli::inputs::Listed;
+use herald_cli::report::build;
 use http::{Request, Response};
 use kube::Client;
 use kube::client::Body;

@@ -7,8 +7,9 @@ mod common;
 use std::path::PathBuf;
 
 use common::*;
+use herald_cli::inputs::{Inputs, Listed};
 use herald_cli::render;
-use herald_cli::report::{Inputs, Listed, build};
+use herald_cli::report::build;
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

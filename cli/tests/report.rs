@@ -4,7 +4,8 @@
 mod common;
 
 use common::*;
-use herald_cli::report::{AddressRow, AnnouncerRow, Inputs, Listed, ProblemKind, build, grouped};
+use herald_cli::inputs::{Inputs, Listed};
+use herald_cli::report::{AddressRow, AnnouncerRow, ProblemKind, build, grouped};
 use serde_json::json;
 
 fn problems(inputs: &Inputs) -> Vec<(ProblemKind, String, String)> {

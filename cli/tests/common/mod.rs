@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use herald_api::{BGPAdvertisement, BGPPeer, HeraldNode, IPPool};
-use herald_cli::report::{Inputs, Listed};
+use herald_cli::inputs::{Inputs, Listed};
 use k8s_openapi::api::core::v1::Service;
 use serde_json::{Value, json};
 
