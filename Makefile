@@ -1,7 +1,7 @@
 # Herald's entry points. `make test` is what CI runs (.ci/run) and what README gives.
 CARGO ?= cargo
 
-.PHONY: test demo deps build lint unit crds dist bench-ipam bench-controller bench-ebpf
+.PHONY: test demo deps build lint unit crds dist install-cli bench-ipam bench-controller bench-ebpf
 
 ## test: install what is missing, build once, check formatting and lints, run every test
 test: deps lint unit
@@ -26,7 +26,17 @@ unit: build
 
 ## dist: the shipped binaries: release without debug info (target/dist/), as the images build them
 dist:
-	$(CARGO) build --profile dist --locked -p herald-controller -p herald-speaker
+	$(CARGO) build --profile dist --locked -p herald-controller -p herald-speaker -p herald-cli
+
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+
+## install-cli: herald and the kubectl plugin kubectl-herald (a link to it) into $(BINDIR)
+install-cli:
+	$(CARGO) build --profile dist --locked -p herald-cli
+	install -d $(DESTDIR)$(BINDIR)
+	install -m 0755 target/dist/herald $(DESTDIR)$(BINDIR)/herald
+	ln -sf herald $(DESTDIR)$(BINDIR)/kubectl-herald
 
 ## crds: regenerate deploy/crds from the API types
 crds:

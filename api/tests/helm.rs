@@ -310,3 +310,41 @@ fn the_chart_ships_the_generated_crds() {
     }
     assert_eq!(std::fs::read_dir(&shipped).unwrap().count(), names.len());
 }
+
+#[test]
+fn the_viewer_role_only_gets_and_lists_what_herald_status_reads() {
+    let Some(rendered) = render(&[]) else { return };
+    let role: Value = rendered
+        .split("\n---\n")
+        .filter(|d| d.contains("kind: ClusterRole\n"))
+        .map(|d| serde_saphyr::from_str::<Value>(d).unwrap())
+        .find(|d| d["metadata"]["name"] == "herald-viewer")
+        .expect("the herald-viewer ClusterRole");
+    let rules = role["rules"].as_array().unwrap();
+    let mut resources = Vec::new();
+    for r in rules {
+        assert_eq!(r["verbs"], serde_json::json!(["get", "list"]), "{r}");
+        for x in r["resources"].as_array().unwrap() {
+            resources.push(x.as_str().unwrap().to_owned());
+        }
+    }
+    resources.sort();
+    assert_eq!(
+        resources,
+        [
+            "bfdprofiles",
+            "bgpadvertisements",
+            "bgppeers",
+            "heraldnodes",
+            "ippools",
+            "l2advertisements",
+            "services"
+        ]
+    );
+    assert!(role["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"].is_null());
+
+    let aggregated = render(&["--set", "viewer.aggregateToView=true"]).expect("helm ran above");
+    assert!(aggregated.contains("rbac.authorization.k8s.io/aggregate-to-view: \"true\""));
+    let without = render(&["--set", "viewer.create=false"]).expect("helm ran above");
+    assert!(!without.contains("herald-viewer"));
+}
