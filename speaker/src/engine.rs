@@ -475,7 +475,10 @@ impl Engine {
             None
         };
         Ok(Self {
-            peers: Peers::new(opts.bgp_listen_addr),
+            peers: Peers::new(
+                opts.bgp_listen_addr,
+                shared.metrics.bgp_announce_seconds.clone(),
+            ),
             l2: start_l2(&opts).await?,
             dataplane,
             dataplane_errors: Vec::new(),
