@@ -70,8 +70,9 @@ pub const BGP_ANNOUNCE_BUCKETS: [f64; 13] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// Buckets of `herald_l2_takeover_seconds`: 10 ms (gossip already knows the owner left) to
-/// 5 s (the default suspicion timeout of failure detection is a few seconds).
+/// Buckets of `herald_l2_takeover_seconds`: 10 ms (an election and one frame: the usual case)
+/// to 5 s (an interface the responder could not open yet is retried each second). Failure
+/// detection is before the start of the measure and not in it.
 pub const L2_TAKEOVER_BUCKETS: [f64; 9] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 
 fn bgp_announce_histogram() -> Histogram {
