@@ -422,12 +422,12 @@ fn l2_inputs(
 }
 
 /// Starts the layer-2 agent (link watcher, gossip, responder) if gossip is configured.
-async fn start_l2(opts: &EngineOptions) -> Result<Option<Agent>, EngineError> {
+async fn start_l2(opts: &EngineOptions, shared: &Shared) -> Result<Option<Agent>, EngineError> {
     let Some(g) = &opts.gossip else {
         return Ok(None);
     };
     let key = GossipKey::from_file(&g.key_file).map_err(|e| EngineError::L2(e.to_string()))?;
-    let agent = Agent::spawn(AgentConfig {
+    let config = AgentConfig {
         node: opts.node_name.clone(),
         interfaces: Vec::new(),
         gossip: GossipConfig {
@@ -440,9 +440,10 @@ async fn start_l2(opts: &EngineOptions) -> Result<Option<Agent>, EngineError> {
             facts_interval: Duration::from_millis(500),
         },
         announce: Default::default(),
-    })
-    .await
-    .map_err(|e| EngineError::L2(e.to_string()))?;
+    };
+    let agent = Agent::spawn_observed(config, shared.metrics.l2_takeover_seconds.clone())
+        .await
+        .map_err(|e| EngineError::L2(e.to_string()))?;
     info!(bind = %g.bind, peers = g.peers.len(), "layer-2 gossip started");
     Ok(Some(agent))
 }
@@ -475,8 +476,11 @@ impl Engine {
             None
         };
         Ok(Self {
-            peers: Peers::new(opts.bgp_listen_addr),
-            l2: start_l2(&opts).await?,
+            peers: Peers::new(
+                opts.bgp_listen_addr,
+                shared.metrics.bgp_announce_seconds.clone(),
+            ),
+            l2: start_l2(&opts, &shared).await?,
             dataplane,
             dataplane_errors: Vec::new(),
             cache: AnnounceCache::default(),

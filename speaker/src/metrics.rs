@@ -46,6 +46,43 @@ pub struct NotificationLabels {
     pub subcode: &'static str,
 }
 
+/// Address family label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FamilyLabel {
+    /// `ipv4` or `ipv6`.
+    pub family: &'static str,
+}
+
+impl FamilyLabel {
+    /// The label of `addr`'s family.
+    pub fn of(addr: std::net::IpAddr) -> Self {
+        let family = if addr.is_ipv4() { "ipv4" } else { "ipv6" };
+        FamilyLabel { family }
+    }
+}
+
+/// Histograms by label set, each with the buckets of its metric.
+pub type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Buckets of `herald_bgp_announce_seconds`: 1 ms (below the 5 ms default coalescing, so
+/// an immediate write shows) to 10 s (a peer whose TCP window is full).
+pub const BGP_ANNOUNCE_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Buckets of `herald_l2_takeover_seconds`: 10 ms (an election and one frame: the usual case)
+/// to 5 s (an interface the responder could not open yet is retried each second). Failure
+/// detection is before the start of the measure and not in it.
+pub const L2_TAKEOVER_BUCKETS: [f64; 9] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
+fn bgp_announce_histogram() -> Histogram {
+    Histogram::new(BGP_ANNOUNCE_BUCKETS)
+}
+
+fn l2_takeover_histogram() -> Histogram {
+    Histogram::new(L2_TAKEOVER_BUCKETS)
+}
+
 /// Per-interface labels.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct InterfaceLabel {
@@ -96,6 +133,9 @@ pub struct Metrics {
     pub bgp_prefixes_received: Family<PeerLabel, Gauge>,
     /// BGP NOTIFICATIONs sent and received.
     pub bgp_notifications: Family<NotificationLabels, Counter>,
+    /// Seconds from a prefix becoming desired on an Established session to the UPDATE
+    /// carrying it written to the socket, per peer.
+    pub bgp_announce_seconds: Histograms<PeerLabel>,
     /// 1 while the BFD session with the peer is Up.
     pub bfd_session_up: Family<PeerLabel, Gauge>,
     /// Addresses this node answers ARP/NDP for, per interface.
@@ -104,6 +144,9 @@ pub struct Metrics {
     pub l2_replies: Family<InterfaceLabel, Gauge>,
     /// Gratuitous ARPs and unsolicited neighbour advertisements sent, per interface.
     pub l2_announcements: Family<InterfaceLabel, Gauge>,
+    /// Seconds from learning that another node's address lost its owner to this node's
+    /// first gratuitous ARP or unsolicited neighbour advertisement for it, per family.
+    pub l2_takeover_seconds: Histograms<FamilyLabel>,
     /// Seconds from noticing a configuration change to the new desired state being handed
     /// to the announcers.
     pub change_to_announce_seconds: Histogram,
@@ -147,6 +190,8 @@ impl Metrics {
             bgp_prefixes_sent: Family::default(),
             bgp_prefixes_received: Family::default(),
             bgp_notifications: Family::default(),
+            bgp_announce_seconds: Family::new_with_constructor(bgp_announce_histogram),
+            l2_takeover_seconds: Family::new_with_constructor(l2_takeover_histogram),
             change_to_announce_seconds: Histogram::new([
                 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
             ]),
@@ -209,6 +254,13 @@ impl Metrics {
             m.bgp_notifications.clone(),
         );
         registry.register(
+            "bgp_announce_seconds",
+            "Time from a prefix newly desired on an Established session (set_routes) to the \
+             UPDATE carrying it written to the socket; the table sent when a session comes up \
+             is not counted",
+            m.bgp_announce_seconds.clone(),
+        );
+        registry.register(
             "bgp_prefixes_received",
             "Prefixes the peer announces (counted, not installed)",
             m.bgp_prefixes_received.clone(),
@@ -232,6 +284,13 @@ impl Metrics {
             "l2_announcements_sent",
             "Gratuitous ARPs and unsolicited neighbour advertisements sent (since start)",
             m.l2_announcements.clone(),
+        );
+        registry.register(
+            "l2_takeover_seconds",
+            "Time from learning that the owner of an address died, left or stopped being a \
+             candidate to this node's first gratuitous ARP or unsolicited neighbour \
+             advertisement for it",
+            m.l2_takeover_seconds.clone(),
         );
         registry.register(
             "change_to_announce_seconds",
@@ -316,6 +375,10 @@ mod tests {
             .get_or_create(&ReasonLabel { reason: "too_big" })
             .set(1);
         m.change_to_announce_seconds.observe(0.01);
+        m.bgp_announce_seconds.get_or_create(&peer).observe(0.01);
+        m.l2_takeover_seconds
+            .get_or_create(&FamilyLabel { family: "ipv4" })
+            .observe(0.1);
         let exported = m.encode();
         let mut checked = 0;
         for panel in dashboard["panels"].as_array().unwrap() {

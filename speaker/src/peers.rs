@@ -27,6 +27,7 @@ use crate::bgp::driver::{PeerConfig, PeerHandle, PeerStatus};
 use crate::bgp::fsm::SessionConfig;
 use crate::bgp::listener::Listener;
 use crate::bgp::route::{DesiredRoutes, RouteAttrs};
+use crate::metrics::{Histograms, PeerLabel};
 
 /// The Node annotation that sets this node's BGP identifier for all its sessions.
 pub const ROUTER_ID_ANNOTATION: &str = "herald.dev/router-id";
@@ -328,13 +329,17 @@ pub struct Peers {
     running: BTreeMap<String, Running>,
     listener: Option<Listener>,
     listen_addr: Option<SocketAddr>,
+    /// `herald_bgp_announce_seconds`, one histogram per running peer.
+    announce_seconds: Option<Histograms<PeerLabel>>,
 }
 
 impl Peers {
-    /// Sessions that serve passive peers listen on `listen_addr`.
-    pub fn new(listen_addr: SocketAddr) -> Self {
+    /// Sessions that serve passive peers listen on `listen_addr`; each session times its
+    /// announcements into `announce_seconds` under its peer name.
+    pub fn new(listen_addr: SocketAddr, announce_seconds: Histograms<PeerLabel>) -> Self {
         Peers {
             listen_addr: Some(listen_addr),
+            announce_seconds: Some(announce_seconds),
             ..Default::default()
         }
     }
@@ -358,6 +363,10 @@ impl Peers {
             let reason = if wanted.contains_key(&name) {
                 "configuration change"
             } else {
+                // Removed peers leave the metric: its label set stays bounded by configuration.
+                if let Some(h) = &self.announce_seconds {
+                    h.remove(&PeerLabel { peer: name.clone() });
+                }
                 "peer removed from configuration"
             };
             info!(peer = %name, reason, "closing bgp session");
@@ -369,7 +378,14 @@ impl Peers {
             }
             let mut config = w.config.clone();
             config.session.bfd = w.bfd.is_some();
-            let handle = match PeerHandle::spawn(config) {
+            let spawned = match &self.announce_seconds {
+                Some(h) => {
+                    let histogram = h.get_or_create(&PeerLabel { peer: name.clone() }).clone();
+                    PeerHandle::spawn_observed(config, histogram)
+                }
+                None => PeerHandle::spawn(config),
+            };
+            let handle = match spawned {
                 Ok(h) => h,
                 Err(e) => {
                     errors.push((name, e.to_string()));

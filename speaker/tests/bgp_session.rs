@@ -9,6 +9,8 @@ use herald_speaker::bgp::driver::{PeerConfig, PeerHandle, wait_for_status};
 use herald_speaker::bgp::fsm::{SessionConfig, State};
 use herald_speaker::bgp::listener::Listener;
 use herald_speaker::bgp::route::{DesiredRoutes, RouteAttrs};
+use herald_speaker::metrics::{Metrics, PeerLabel};
+use prometheus_client::metrics::histogram::Histogram;
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -33,6 +35,16 @@ struct Pair {
 }
 
 fn pair(active_pw: Option<&str>, passive_pw: Option<&str>, hold: u16) -> Pair {
+    pair_observed(active_pw, passive_pw, hold, None)
+}
+
+/// As [`pair`]; the active side times its announcements into `announce_seconds`.
+fn pair_observed(
+    active_pw: Option<&str>,
+    passive_pw: Option<&str>,
+    hold: u16,
+    announce_seconds: Option<Histogram>,
+) -> Pair {
     let mut pcfg = SessionConfig::new(64513, 64512, Ipv4Addr::new(192, 0, 2, 2));
     pcfg.passive = true;
     pcfg.hold_time = hold;
@@ -48,7 +60,10 @@ fn pair(active_pw: Option<&str>, passive_pw: Option<&str>, hold: u16) -> Pair {
     let mut active = PeerConfig::new(acfg, LOOPBACK);
     active.peer_port = listener.local_addr().port();
     active.password = active_pw.map(str::to_owned);
-    let active = PeerHandle::spawn(active).unwrap();
+    let active = match announce_seconds {
+        Some(h) => PeerHandle::spawn_observed(active, h).unwrap(),
+        None => PeerHandle::spawn(active).unwrap(),
+    };
     Pair {
         active,
         passive,
@@ -79,6 +94,56 @@ async fn two_speakers_establish_and_exchange_a_level_triggered_route_set() {
     p.active.set_routes(HashMap::new());
     let s = wait_for_status(&mut rx, DEADLINE, |s| s.prefixes_received == 0).await;
     assert!(s.is_some(), "passive side saw {:?}", p.passive.status());
+}
+
+/// `herald_bgp_announce_seconds_count` for `peer`, as `/metrics` exposes it.
+fn announce_count(m: &Metrics, peer: &str) -> u64 {
+    let prefix = format!("herald_bgp_announce_seconds_count{{peer=\"{peer}\"}} ");
+    m.encode()
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn routes_newly_desired_on_an_established_session_are_timed_until_written() {
+    let m = Metrics::new();
+    let histogram = m
+        .bgp_announce_seconds
+        .get_or_create(&PeerLabel {
+            peer: "passive".into(),
+        })
+        .clone();
+    let p = pair_observed(None, None, 90, Some(histogram));
+    p.active.set_routes(routes(2));
+    let mut rx = p.passive.watch_status();
+    let s = wait_for_status(&mut rx, DEADLINE, |s| s.prefixes_received == 2).await;
+    assert!(s.is_some(), "passive side saw {:?}", p.passive.status());
+    assert_eq!(
+        announce_count(&m, "passive"),
+        0,
+        "the table sent when the session comes up is not timed"
+    );
+
+    // Established: three more prefixes, each timed once its UPDATE is written.
+    p.active.set_routes(routes(5));
+    let s = wait_for_status(&mut rx, DEADLINE, |s| s.prefixes_received == 5).await;
+    assert!(s.is_some(), "passive side saw {:?}", p.passive.status());
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while announce_count(&m, "passive") < 3 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(announce_count(&m, "passive"), 3, "{}", m.encode());
+
+    // Withdrawing and resending the same set times only what is sent again.
+    p.active.set_routes(routes(4));
+    let s = wait_for_status(&mut rx, DEADLINE, |s| s.prefixes_received == 4).await;
+    assert!(s.is_some(), "passive side saw {:?}", p.passive.status());
+    assert_eq!(
+        announce_count(&m, "passive"),
+        3,
+        "withdrawals are not timed"
+    );
 }
 
 #[tokio::test]

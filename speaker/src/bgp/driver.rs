@@ -16,13 +16,18 @@
 //! then converges to the latest set, so a burst of `set_routes` calls costs one diff.
 //! Dropping the [`PeerHandle`] aborts the task; [`PeerHandle::shutdown`] closes gracefully
 //! with a Cease and the given shutdown communication (RFC 8203).
+//!
+//! A handle spawned with [`PeerHandle::spawn_observed`] times each prefix newly desired on an
+//! Established session from its `set_routes` to the write of the UPDATE carrying it
+//! ([`pending`]), into the histogram it was given (`herald_bgp_announce_seconds`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use netgauze_bgp_pkt::BgpMessage;
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -38,6 +43,9 @@ use super::transport::connect_future;
 use tracing::{debug, info};
 
 mod collision;
+pub mod pending;
+
+use pending::Pending;
 
 /// TCP port of BGP (RFC 4271 §8.2.1).
 pub const BGP_PORT: u16 = 179;
@@ -160,7 +168,21 @@ pub struct PeerHandle {
     commands: mpsc::Sender<Command>,
     inbound: mpsc::Sender<TcpStream>,
     password: Option<String>,
+    /// Prefixes waiting to be announced, shared with the task; `None`: not timed.
+    announce_pending: Option<Arc<Mutex<Pending>>>,
     task: Option<JoinHandle<()>>,
+}
+
+/// The task's side of `herald_bgp_announce_seconds`.
+#[derive(Debug)]
+struct AnnounceTimer {
+    pending: Arc<Mutex<Pending>>,
+    seconds: Histogram,
+}
+
+fn lock(pending: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
+    // The bookkeeping stays consistent whatever panicked while holding it.
+    pending.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Drop for PeerHandle {
@@ -175,6 +197,24 @@ impl PeerHandle {
     /// Starts the task for `config` on the current tokio runtime. The session sends no routes
     /// and no End-of-RIB until the first [`set_routes`](Self::set_routes).
     pub fn spawn(config: PeerConfig) -> Result<Self, SessionError> {
+        Self::start(config, None)
+    }
+
+    /// As [`spawn`](Self::spawn), and observes into `announce_seconds` the time from a
+    /// prefix entering the desired set on an Established session (the
+    /// [`set_routes`](Self::set_routes) call) to the UPDATE carrying it being written to the
+    /// socket. The whole table sent when a session comes up is not observed.
+    pub fn spawn_observed(
+        config: PeerConfig,
+        announce_seconds: Histogram,
+    ) -> Result<Self, SessionError> {
+        Self::start(config, Some(announce_seconds))
+    }
+
+    fn start(
+        config: PeerConfig,
+        announce_seconds: Option<Histogram>,
+    ) -> Result<Self, SessionError> {
         if config
             .password
             .as_ref()
@@ -203,7 +243,13 @@ impl PeerHandle {
         let (inbound, inbound_rx) = mpsc::channel(2);
         let peer = config.peer_addr;
         let password = config.password.clone();
+        let announce = announce_seconds.map(|seconds| AnnounceTimer {
+            pending: Arc::default(),
+            seconds,
+        });
+        let announce_pending = announce.as_ref().map(|a| a.pending.clone());
         let task = Driver {
+            announce,
             session: Session::new(config.session.clone()),
             config,
             conn: None,
@@ -225,6 +271,7 @@ impl PeerHandle {
             commands,
             inbound,
             password,
+            announce_pending,
             task: Some(task),
         })
     }
@@ -253,7 +300,13 @@ impl PeerHandle {
         } else {
             desired.into_iter().map(|(p, a)| (p.trunc(), a)).collect()
         };
-        self.routes.send_replace(Some(Arc::new(desired)));
+        let desired = Arc::new(desired);
+        if let Some(pending) = &self.announce_pending {
+            let established = self.status.borrow().state == State::Established;
+            let previous = self.routes.borrow().clone();
+            lock(pending).desire(previous.as_deref(), &desired, established, Instant::now());
+        }
+        self.routes.send_replace(Some(desired));
     }
 
     /// The latest status.
@@ -344,6 +397,7 @@ pub(crate) type Connecting =
 
 struct Driver {
     config: PeerConfig,
+    announce: Option<AnnounceTimer>,
     session: Session,
     conn: Option<Conn>,
     /// A connection the peer opened while ours was in OpenSent/OpenConfirm (RFC 4271 §6.8):
@@ -409,7 +463,10 @@ impl Driver {
                     }
                     let latest = routes.borrow_and_update().clone();
                     if let Some(d) = latest {
-                        self.handle(Event::RoutesChanged(d)).await;
+                        self.handle(Event::RoutesChanged(d.clone())).await;
+                        if let Some(a) = &self.announce {
+                            lock(&a.pending).settle(&d);
+                        }
                     }
                 }
                 cmd = commands.recv() => match cmd {
@@ -549,8 +606,18 @@ impl Driver {
                         self.updates_sent += 1;
                     }
                     if let Some(conn) = self.conn.as_mut() {
-                        if let Err(e) = codec::encode(&msg, &mut conn.wbuf) {
-                            tracing::warn!(peer = %self.config.peer_addr, error = %e, "dropping message that cannot be encoded");
+                        match codec::encode(&msg, &mut conn.wbuf) {
+                            Err(e) => {
+                                tracing::warn!(peer = %self.config.peer_addr, error = %e, "dropping message that cannot be encoded");
+                            }
+                            Ok(_) => {
+                                if let (BgpMessage::Update(u), Some(a)) = (&msg, &self.announce) {
+                                    let mut waiting = lock(&a.pending);
+                                    if waiting.waiting() > 0 {
+                                        pending::for_each_announced(u, |p| waiting.encoded(&p));
+                                    }
+                                }
+                            }
                         }
                         if conn.wbuf.len() >= 64 * 1024 {
                             self.flush().await;
@@ -578,6 +645,12 @@ impl Driver {
         }
         self.log_transition(before);
         self.flush().await;
+        if before == State::Established
+            && self.session.state() != State::Established
+            && let Some(a) = &self.announce
+        {
+            lock(&a.pending).clear();
+        }
         self.publish();
     }
 
@@ -623,6 +696,17 @@ impl Driver {
         conn.wbuf.clear();
         if conn.wbuf.capacity() > 256 * 1024 {
             conn.wbuf.shrink_to(4096);
+        }
+        if let Some(a) = &self.announce {
+            let mut pending = lock(&a.pending);
+            if result.is_ok() {
+                let now = Instant::now();
+                pending
+                    .written(now)
+                    .for_each(|d| a.seconds.observe(d.as_secs_f64()));
+            } else {
+                pending.clear();
+            }
         }
         if let Err(e) = result {
             tracing::debug!(peer = %self.config.peer_addr, error = %e, "write failed");

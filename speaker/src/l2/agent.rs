@@ -7,6 +7,10 @@
 //!  set_policies(..), set_node_status(..) ──watch──┘
 //! ```
 //!
+//! An election that moves an address to this node from an owner that is no longer a
+//! candidate starts a takeover in the [`TakeoverTimer`] the responder shares; its first
+//! announcement of the address ends it (`herald_l2_takeover_seconds`).
+//!
 //! Every input change re-runs the whole election (level-triggered), so a lost event cannot
 //! leave stale state. Liveness comes only from gossip. This node's own links are taken from
 //! the watcher directly, so losing carrier withdraws its announcements at once, before the
@@ -17,16 +21,19 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::election::{AddressPolicy, NodeFacts, announcements, elect};
+use super::election::{AddressPolicy, NodeFacts, Owner, announcements, elect, eligible_interfaces};
 use super::error::L2Error;
 use super::gossip::{Gossip, GossipConfig, Membership};
 use super::interfaces;
 use super::link::LinkWatcher;
 use super::responder::{AnnounceConfig, Desired, Responder};
+use super::takeover::TakeoverTimer;
+use crate::metrics::{FamilyLabel, Histograms};
 
 /// Agent configuration.
 #[derive(Debug, Clone)]
@@ -78,9 +85,24 @@ pub struct Agent {
 impl Agent {
     /// Starts link watcher, gossip and responder on the current tokio runtime.
     pub async fn spawn(config: AgentConfig) -> Result<Self, L2Error> {
+        Self::start(config, TakeoverTimer::new(None)).await
+    }
+
+    /// As [`spawn`](Self::spawn), and observes into `takeover_seconds` (by family) the time
+    /// from an election that moves an address here from a lost owner to this node's first
+    /// announcement of it.
+    pub async fn spawn_observed(
+        config: AgentConfig,
+        takeover_seconds: Histograms<FamilyLabel>,
+    ) -> Result<Self, L2Error> {
+        Self::start(config, TakeoverTimer::new(Some(takeover_seconds))).await
+    }
+
+    async fn start(config: AgentConfig, takeovers: TakeoverTimer) -> Result<Self, L2Error> {
+        let takeovers = Arc::new(takeovers);
         let watcher = LinkWatcher::spawn().await?;
         let gossip = std::sync::Arc::new(Gossip::spawn(config.gossip.clone()).await?);
-        let responder = Responder::spawn(config.announce);
+        let responder = Responder::spawn_timed(config.announce, takeovers.clone());
         let stats = responder.stats_handle();
         let (intent, intent_rx) = watch::channel(Intent::default());
         let (owned_tx, owned) = watch::channel(Desired::new());
@@ -89,6 +111,7 @@ impl Agent {
             watcher,
             gossip.clone(),
             responder,
+            takeovers,
             intent_rx,
             owned_tx,
         ));
@@ -153,11 +176,13 @@ async fn run(
     watcher: LinkWatcher,
     gossip: std::sync::Arc<Gossip>,
     responder: Responder,
+    takeovers: Arc<TakeoverTimer>,
     mut intent: watch::Receiver<Intent>,
     owned: watch::Sender<Desired>,
 ) {
     let mut links = watcher.links();
     let mut membership = gossip.membership();
+    let mut owners = BTreeMap::new();
     loop {
         let members = membership.borrow_and_update().clone();
         let desired = {
@@ -174,13 +199,19 @@ async fn run(
                 )
             };
             gossip.set_links(mine.clone());
-            decide(
+            let election = Election::run(
                 &config.node,
                 &mine,
                 &members,
                 &intent.policies,
                 intent.node_status.as_ref(),
-            )
+            );
+            // Before the responder hears of the new owners, so that it finds the takeovers.
+            takeovers.on_election(&owners, &election.owners, &config.node, |addr, node| {
+                election.candidate(&intent.policies, addr, node)
+            });
+            owners = election.owners;
+            announcements(&owners, &config.node)
         };
         responder.set(desired.clone());
         owned.send_if_modified(|current| {
@@ -228,31 +259,63 @@ pub fn decide(
     policies: &[AddressPolicy],
     node_status: Option<&BTreeMap<String, NodeStatus>>,
 ) -> Desired {
-    let mut live: BTreeMap<String, BTreeSet<String>> = members.live.clone();
-    live.insert(node.to_owned(), my_links.clone());
-    let standalone = NodeStatus {
-        ready: true,
-        ..NodeStatus::default()
-    };
-    let nodes: Vec<NodeFacts> = live
-        .iter()
-        .filter_map(|(name, links)| {
-            let status = match node_status {
-                None => &standalone,
-                Some(map) => map.get(name)?,
-            };
-            Some(NodeFacts {
-                name: name.clone(),
-                labels: status.labels.clone(),
-                ready: status.ready,
-                network_unavailable: status.network_unavailable,
-                links_up: links.clone(),
+    let election = Election::run(node, my_links, members, policies, node_status);
+    announcements(&election.owners, node)
+}
+
+/// One election as this node sees it (see [`decide`]): the candidates and the owners.
+#[derive(Debug)]
+pub struct Election {
+    /// Live nodes with their facts.
+    pub nodes: Vec<NodeFacts>,
+    /// The owner of each address some node is eligible for.
+    pub owners: BTreeMap<IpAddr, Owner>,
+}
+
+impl Election {
+    /// Runs the election on the inputs of [`decide`].
+    pub fn run(
+        node: &str,
+        my_links: &BTreeSet<String>,
+        members: &Membership,
+        policies: &[AddressPolicy],
+        node_status: Option<&BTreeMap<String, NodeStatus>>,
+    ) -> Self {
+        let mut live: BTreeMap<String, BTreeSet<String>> = members.live.clone();
+        live.insert(node.to_owned(), my_links.clone());
+        let standalone = NodeStatus {
+            ready: true,
+            ..NodeStatus::default()
+        };
+        let nodes: Vec<NodeFacts> = live
+            .iter()
+            .filter_map(|(name, links)| {
+                let status = match node_status {
+                    None => &standalone,
+                    Some(map) => map.get(name)?,
+                };
+                Some(NodeFacts {
+                    name: name.clone(),
+                    labels: status.labels.clone(),
+                    ready: status.ready,
+                    network_unavailable: status.network_unavailable,
+                    links_up: links.clone(),
+                })
             })
-        })
-        .collect();
-    let names: BTreeSet<String> = live.into_keys().collect();
-    let owners = elect(policies, &nodes, &names);
-    announcements(&owners, node)
+            .collect();
+        let names: BTreeSet<String> = live.into_keys().collect();
+        let owners = elect(policies, &nodes, &names);
+        Election { nodes, owners }
+    }
+
+    /// Whether `node` is live and eligible for `addr` under `policies` in this election.
+    pub fn candidate(&self, policies: &[AddressPolicy], addr: IpAddr, node: &str) -> bool {
+        let Some(facts) = self.nodes.iter().find(|n| n.name == node) else {
+            return false;
+        };
+        let for_addr: Vec<&AddressPolicy> = policies.iter().filter(|p| p.addr == addr).collect();
+        !eligible_interfaces(&for_addr, facts).is_empty()
+    }
 }
 
 /// Policies for `addresses` on `interfaces` (empty: any usable one), no node selectors, no
@@ -344,6 +407,102 @@ mod tests {
         );
         assert_eq!(b.len(), 16);
         assert!(b.iter().all(|(_, i)| i == "eth1"));
+    }
+
+    /// `herald_l2_takeover_seconds_count` by family, as `/metrics` exposes it.
+    fn takeover_count(m: &crate::metrics::Metrics, family: &str) -> u64 {
+        let prefix = format!("herald_l2_takeover_seconds_count{{family=\"{family}\"}} ");
+        m.encode()
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map_or(0, |n| n.trim().parse().unwrap())
+    }
+
+    #[test]
+    fn taking_over_the_addresses_of_a_node_that_died_is_observed_once_each_by_family() {
+        let mut addrs: Vec<IpAddr> = (1..=16)
+            .map(|i| format!("192.0.2.{i}").parse().unwrap())
+            .collect();
+        addrs.extend((1..=16).map(|i| format!("2001:db8::{i}").parse::<IpAddr>().unwrap()));
+        let policies = simple_policies(&addrs, &[]);
+        let m = crate::metrics::Metrics::new();
+        let timer = TakeoverTimer::new(Some(m.l2_takeover_seconds.clone()));
+        let mine = links(&["eth0"]);
+        let elect = |members: &Membership| Election::run("a", &mine, members, &policies, None);
+
+        // First election: nobody owned anything before, so nothing is a takeover.
+        let both = elect(&membership(&[("a", &["eth0"]), ("b", &["eth1"])]));
+        timer.on_election(&BTreeMap::new(), &both.owners, "a", |addr, node| {
+            both.candidate(&policies, addr, node)
+        });
+        for (addr, _) in announcements(&both.owners, "a") {
+            timer.on_announced(addr);
+        }
+        assert_eq!(takeover_count(&m, "ipv4") + takeover_count(&m, "ipv6"), 0);
+
+        // b dies: a takes over what b held.
+        let alone = elect(&membership(&[("a", &["eth0"])]));
+        timer.on_election(&both.owners, &alone.owners, "a", |addr, node| {
+            alone.candidate(&policies, addr, node)
+        });
+        let from_b: Vec<IpAddr> = both
+            .owners
+            .iter()
+            .filter(|(_, o)| o.node == "b")
+            .map(|(a, _)| *a)
+            .collect();
+        assert!(
+            !from_b.is_empty(),
+            "32 addresses over 2 nodes: b owned some"
+        );
+        for addr in &from_b {
+            timer.on_announced(*addr);
+            timer.on_announced(*addr); // a second interface: not a second takeover
+        }
+        let v4 = from_b.iter().filter(|a| a.is_ipv4()).count() as u64;
+        assert_eq!(takeover_count(&m, "ipv4"), v4);
+        assert_eq!(takeover_count(&m, "ipv6"), from_b.len() as u64 - v4);
+
+        // b comes back and takes its addresses back: a gives them up, nothing is observed.
+        let back = elect(&membership(&[("a", &["eth0"]), ("b", &["eth1"])]));
+        timer.on_election(&alone.owners, &back.owners, "a", |addr, node| {
+            back.candidate(&policies, addr, node)
+        });
+        // b's carrier drops: its candidacy ends while it stays alive, also a takeover.
+        let no_links = elect(&membership(&[("a", &["eth0"]), ("b", &[])]));
+        timer.on_election(&back.owners, &no_links.owners, "a", |addr, node| {
+            no_links.candidate(&policies, addr, node)
+        });
+        for addr in &from_b {
+            timer.on_announced(*addr);
+        }
+        assert_eq!(
+            takeover_count(&m, "ipv4") + takeover_count(&m, "ipv6"),
+            2 * from_b.len() as u64
+        );
+    }
+
+    #[test]
+    fn addresses_this_node_gets_by_becoming_eligible_are_not_takeovers() {
+        let addrs: Vec<IpAddr> = (1..=16)
+            .map(|i| format!("192.0.2.{i}").parse().unwrap())
+            .collect();
+        let policies = simple_policies(&addrs, &[]);
+        let m = crate::metrics::Metrics::new();
+        let timer = TakeoverTimer::new(Some(m.l2_takeover_seconds.clone()));
+        let members = membership(&[("a", &[]), ("b", &["eth1"])]);
+        // a without carrier: b owns everything; then a's link comes up and a wins some.
+        let before = Election::run("a", &links(&[]), &members, &policies, None);
+        let after = Election::run("a", &links(&["eth0"]), &members, &policies, None);
+        timer.on_election(&before.owners, &after.owners, "a", |addr, node| {
+            after.candidate(&policies, addr, node)
+        });
+        let mine = announcements(&after.owners, "a");
+        assert!(!mine.is_empty());
+        for (addr, _) in mine {
+            timer.on_announced(addr);
+        }
+        assert_eq!(takeover_count(&m, "ipv4"), 0);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! - [`interfaces`]: interface name patterns and the interfaces left out by default.
 //! - [`link`]: which interfaces are up with carrier, from rtnetlink link events.
 //! - [`responder`]: the driver answering ARP/NDP on raw sockets, level-triggered `set`.
+//! - [`takeover`]: timing takeovers from a lost owner to the first announcement (metrics).
 //! - [`error`]: errors of the drivers.
 //! - [`raw`]: `AF_PACKET` sockets (the only `unsafe`: `sockaddr_ll`, reactor registration).
 
@@ -22,3 +23,4 @@ pub mod link;
 pub mod packet;
 pub mod raw;
 pub mod responder;
+pub mod takeover;

@@ -19,7 +19,8 @@
 //! On takeover of an address (it enters an interface's set) the link task sends a gratuitous
 //! ARP (RFC 5227 §3) or an unsolicited neighbour advertisement with the override flag
 //! (RFC 4861 §7.2.6) at once, then [`AnnounceConfig::repeats`] more, one per
-//! [`AnnounceConfig::interval`].
+//! [`AnnounceConfig::interval`]. The first one ends the address's takeover timing, if the
+//! agent started one ([`super::takeover`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -37,6 +38,7 @@ use tokio::time::{Instant, sleep, sleep_until};
 use super::error::L2Error;
 use super::packet::{self, MacAddr, Request};
 use super::raw as sys;
+use super::takeover::TakeoverTimer;
 
 /// Largest frame read; longer frames are truncated (and then fail to parse or validate).
 const FRAME_BUF: usize = 2048;
@@ -122,9 +124,15 @@ pub struct Responder {
 impl Responder {
     /// Starts the manager task on the current tokio runtime, answering for nothing yet.
     pub fn spawn(config: AnnounceConfig) -> Self {
+        Self::spawn_timed(config, Arc::default())
+    }
+
+    /// As [`spawn`](Self::spawn); the first announcement of each address ends its takeover
+    /// in `takeovers`.
+    pub fn spawn_timed(config: AnnounceConfig, takeovers: Arc<TakeoverTimer>) -> Self {
         let (desired, rx) = watch::channel(Desired::new());
         let stats = Arc::new(ResponderStats::default());
-        let task = tokio::spawn(manage(rx, config, stats.clone()));
+        let task = tokio::spawn(manage(rx, config, stats.clone(), takeovers));
         Responder {
             desired,
             stats,
@@ -174,6 +182,7 @@ async fn manage(
     mut desired: watch::Receiver<Desired>,
     config: AnnounceConfig,
     stats: Arc<ResponderStats>,
+    takeovers: Arc<TakeoverTimer>,
 ) {
     let mut links: BTreeMap<String, LinkHandle> = BTreeMap::new();
     loop {
@@ -195,7 +204,7 @@ async fn manage(
             match Link::open(&name) {
                 Ok(link) => {
                     let (owned, rx) = watch::channel(addrs);
-                    let task = tokio::spawn(link.run(rx, config, stats.clone()));
+                    let task = tokio::spawn(link.run(rx, config, stats.clone(), takeovers.clone()));
                     links.insert(name, LinkHandle { owned, task });
                 }
                 Err(e) => {
@@ -254,6 +263,7 @@ impl Link {
         mut owned_rx: watch::Receiver<BTreeSet<IpAddr>>,
         config: AnnounceConfig,
         stats: Arc<ResponderStats>,
+        takeovers: Arc<TakeoverTimer>,
     ) {
         let mut owned = BTreeSet::new();
         let mut pending: BTreeMap<IpAddr, Pending> = BTreeMap::new();
@@ -264,7 +274,9 @@ impl Link {
                 let next = owned_rx.borrow_and_update().clone();
                 let now = Instant::now();
                 for addr in next.difference(&owned) {
-                    self.announce(*addr, &stats);
+                    if self.announce(*addr, &stats) {
+                        takeovers.on_announced(*addr);
+                    }
                     if config.repeats > 0 {
                         pending.insert(
                             *addr,
@@ -335,31 +347,38 @@ impl Link {
             _ => None,
         };
         match reply {
-            Some(reply) => self.send(&reply, true, stats),
+            Some(reply) => {
+                self.send(&reply, true, stats);
+            }
             None => {
                 stats.ignored.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
 
-    fn announce(&self, addr: IpAddr, stats: &ResponderStats) {
+    /// Sends a gratuitous ARP or unsolicited NA for `addr`; whether it was sent.
+    fn announce(&self, addr: IpAddr, stats: &ResponderStats) -> bool {
         let frame = match addr {
             IpAddr::V4(a) => packet::gratuitous_arp(a, self.mac, None),
             IpAddr::V6(a) => packet::unsolicited_neighbor_advert(a, self.mac, None),
         };
-        self.send(&frame, false, stats);
+        self.send(&frame, false, stats)
     }
 
-    fn send(&self, frame: &[u8], reply: bool, stats: &ResponderStats) {
+    fn send(&self, frame: &[u8], reply: bool, stats: &ResponderStats) -> bool {
         let fd = match frame.get(12..14) {
             Some([0x08, 0x06]) => &self.arp,
             _ => &self.ipv6,
         };
         match nix::unistd::write(fd.get_ref(), frame) {
-            Ok(_) => stats.count(&self.name, reply),
+            Ok(_) => {
+                stats.count(&self.name, reply);
+                true
+            }
             Err(e) => {
                 stats.send_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(interface = %self.name, error = %e, "sending frame failed");
+                false
             }
         }
     }
