@@ -45,6 +45,12 @@ pub const PERIOD: Duration = Duration::from_secs(1);
 const SETTLE: Duration = Duration::from_millis(200);
 /// Writes in flight at once during a pass.
 const CONCURRENCY: usize = 16;
+/// Of the Service writes that change only the message (which nodes, which ways: every
+/// Service's message changes when one node of many flaps), at most this many per pass. A
+/// change of status or reason is always written at once.
+pub const DETAIL_BUDGET: usize = 50;
+/// More nodes than this in one way are counted, not named.
+const NAMED_NODES: usize = 5;
 
 /// One node announcing an address: (node, via, peers or interfaces).
 type Way<'a> = (&'a str, &'a str, &'a [String]);
@@ -197,7 +203,12 @@ fn describe(ways: &BTreeSet<Way<'_>>) -> String {
     let parts: Vec<String> = groups
         .iter()
         .map(|((_, via, through), nodes)| {
-            format!("by {} via {via} ({})", nodes.join(", "), through.join(", "))
+            let who = if nodes.len() > NAMED_NODES {
+                format!("{} nodes ({}, ...)", nodes.len(), nodes[..3].join(", "))
+            } else {
+                nodes.join(", ")
+            };
+            format!("by {who} via {via} ({})", through.join(", "))
         })
         .collect();
     format!("announced {}", parts.join("; "))
@@ -261,6 +272,8 @@ pub async fn writer(ctx: Arc<Context>, nodes: Store<HeraldNode>, changed: Arc<No
     // What the last pass saw of the Services and peers; at rest a tick costs one walk of
     // the caches and no pass.
     let mut seen: Option<u64> = None;
+    // Message-only changes are waiting (over the budget).
+    let mut behind = false;
     loop {
         let woken = tokio::select! {
             () = changed.notified() => {
@@ -274,11 +287,12 @@ pub async fn writer(ctx: Arc<Context>, nodes: Store<HeraldNode>, changed: Arc<No
             continue;
         }
         let now = fingerprint(&ctx);
-        if !woken && seen == Some(now) {
+        if !woken && !behind && seen == Some(now) {
             continue;
         }
         seen = Some(now);
-        let written = pass(&ctx, &nodes.state()).await;
+        let (written, left) = pass(&ctx, &nodes.state()).await;
+        behind = left;
         if written > 0 {
             debug!(written, "announced conditions and peer sessions written");
         }
@@ -303,13 +317,15 @@ fn fingerprint(ctx: &Context) -> u64 {
     h.finish()
 }
 
-/// One pass over every managed Service and every BGPPeer; returns the writes made.
-async fn pass(ctx: &Context, nodes: &[Arc<HeraldNode>]) -> usize {
+/// One pass over every managed Service and every BGPPeer; returns the writes made and
+/// whether message-only changes were left for later (over [`DETAIL_BUDGET`]).
+async fn pass(ctx: &Context, nodes: &[Arc<HeraldNode>]) -> (usize, bool) {
     let now = Timestamp::now();
     let node_refs: Vec<&HeraldNode> = nodes.iter().map(Arc::as_ref).collect();
     let idx = index(node_refs.iter().copied());
     let summary = Nodes::of(node_refs.iter().copied());
     let mut patches = Vec::new();
+    let (mut details, mut deferred) = (0, 0);
     for svc in ctx.stores.services.state() {
         if !convert::is_managed(&svc, &ctx.settings.lb_class) {
             continue;
@@ -343,12 +359,27 @@ async fn pass(ctx: &Context, nodes: &[Arc<HeraldNode>]) -> usize {
         if previous == Some(&condition) {
             continue;
         }
+        let detail_only =
+            previous.is_some_and(|p| p.status == condition.status && p.reason == condition.reason);
+        if detail_only {
+            if details == DETAIL_BUDGET {
+                deferred += 1;
+                continue;
+            }
+            details += 1;
+        }
         let (ns, name) = (svc.namespace().unwrap_or_default(), svc.name_any());
         patches.push(Write::Service {
             ns,
             name,
             condition,
         });
+    }
+    if deferred > 0 {
+        debug!(
+            deferred,
+            "message-only condition changes left for the next passes"
+        );
     }
     for peer in ctx.stores.config.peers.state() {
         let (established, sessions) = peer_sessions(&peer.name_any(), node_refs.iter().copied());
@@ -366,12 +397,13 @@ async fn pass(ctx: &Context, nodes: &[Arc<HeraldNode>]) -> usize {
         });
     }
     let client = ctx.client.clone();
-    futures::stream::iter(patches)
+    let written = futures::stream::iter(patches)
         .map(|w| w.apply(client.clone()))
         .buffer_unordered(CONCURRENCY)
         .filter(|ok| std::future::ready(*ok))
         .count()
-        .await
+        .await;
+    (written, deferred > 0)
 }
 
 enum Write {
@@ -619,6 +651,21 @@ mod tests {
         for (what, nodes, addresses, local, want) in rows {
             assert_eq!(condition(nodes, addresses, local), want, "{what}");
         }
+    }
+
+    #[test]
+    fn many_nodes_in_one_way_are_counted_not_named() {
+        let nodes: Vec<HeraldNode> = (0..7)
+            .map(|i| bgp_node(&format!("n{i}"), &["tor1"], &["198.51.100.1"], true))
+            .collect();
+        assert_eq!(
+            condition(&nodes, &["198.51.100.1"], false),
+            row(
+                "True",
+                "Announced",
+                "announced by 7 nodes (n0, n1, n2, ...) via BGP (tor1)"
+            )
+        );
     }
 
     #[test]
