@@ -11,7 +11,7 @@
 //! Both are written by server-side apply under their own field managers, so they never
 //! disturb `status.loadBalancer` or the `Valid` condition. A pass writes only what changed.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -272,6 +272,7 @@ pub async fn writer(ctx: Arc<Context>, nodes: Store<HeraldNode>, changed: Arc<No
     // What the last pass saw of the Services and peers; at rest a tick costs one walk of
     // the caches and no pass.
     let mut seen: Option<u64> = None;
+    let mut wrote = Wrote::default();
     // Message-only changes are waiting (over the budget).
     let mut behind = false;
     loop {
@@ -284,6 +285,7 @@ pub async fn writer(ctx: Arc<Context>, nodes: Store<HeraldNode>, changed: Arc<No
         };
         if !ctx.is_leader() {
             seen = None;
+            wrote = Wrote::default();
             continue;
         }
         let now = fingerprint(&ctx);
@@ -291,7 +293,7 @@ pub async fn writer(ctx: Arc<Context>, nodes: Store<HeraldNode>, changed: Arc<No
             continue;
         }
         seen = Some(now);
-        let (written, left) = pass(&ctx, &nodes.state()).await;
+        let (written, left) = pass(&ctx, &nodes.state(), &mut wrote).await;
         behind = left;
         if written > 0 {
             debug!(written, "announced conditions and peer sessions written");
@@ -319,7 +321,7 @@ fn fingerprint(ctx: &Context) -> u64 {
 
 /// One pass over every managed Service and every BGPPeer; returns the writes made and
 /// whether message-only changes were left for later (over [`DETAIL_BUDGET`]).
-async fn pass(ctx: &Context, nodes: &[Arc<HeraldNode>]) -> (usize, bool) {
+async fn pass(ctx: &Context, nodes: &[Arc<HeraldNode>], wrote: &mut Wrote) -> (usize, bool) {
     let now = Timestamp::now();
     let node_refs: Vec<&HeraldNode> = nodes.iter().map(Arc::as_ref).collect();
     let idx = index(node_refs.iter().copied());
@@ -340,27 +342,32 @@ async fn pass(ctx: &Context, nodes: &[Arc<HeraldNode>]) -> (usize, bool) {
             .as_ref()
             .and_then(|s| s.external_traffic_policy.as_deref())
             == Some("Local");
-        let previous = svc
+        let key = (svc.namespace().unwrap_or_default(), svc.name_any());
+        let shown = svc
             .status
             .as_ref()
             .and_then(|s| s.conditions.as_ref())
             .and_then(|c| c.iter().find(|c| c.type_ == ANNOUNCED));
+        // What this leader wrote last comes first: the cache trails the writes (by seconds,
+        // with thousands of them), and comparing with it alone would write them again.
+        let last = wrote.services.get(&key);
+        let base = last.or(shown);
         let Some(condition) = announced_condition(
             &addresses,
             local,
             &idx,
             &summary,
             svc.metadata.generation,
-            previous,
+            base,
             now,
         ) else {
             continue;
         };
-        if previous == Some(&condition) {
+        if shown == Some(&condition) || last == Some(&condition) {
             continue;
         }
         let detail_only =
-            previous.is_some_and(|p| p.status == condition.status && p.reason == condition.reason);
+            base.is_some_and(|p| p.status == condition.status && p.reason == condition.reason);
         if detail_only {
             if details == DETAIL_BUDGET {
                 deferred += 1;
@@ -368,7 +375,7 @@ async fn pass(ctx: &Context, nodes: &[Arc<HeraldNode>]) -> (usize, bool) {
             }
             details += 1;
         }
-        let (ns, name) = (svc.namespace().unwrap_or_default(), svc.name_any());
+        let (ns, name) = key;
         patches.push(Write::Service {
             ns,
             name,
@@ -386,7 +393,8 @@ async fn pass(ctx: &Context, nodes: &[Arc<HeraldNode>]) -> (usize, bool) {
         let current = peer.status.as_ref();
         let same = current.is_some_and(|s| {
             s.sessions == sessions && s.established.as_deref() == Some(established.as_str())
-        });
+        }) || wrote.peers.get(&peer.name_any())
+            == Some(&(established.clone(), sessions.clone()));
         if same {
             continue;
         }
@@ -397,13 +405,46 @@ async fn pass(ctx: &Context, nodes: &[Arc<HeraldNode>]) -> (usize, bool) {
         });
     }
     let client = ctx.client.clone();
-    let written = futures::stream::iter(patches)
-        .map(|w| w.apply(client.clone()))
+    let results: Vec<(Write, bool)> = futures::stream::iter(patches)
+        .map(|w| async {
+            let ok = w.apply(client.clone()).await;
+            (w, ok)
+        })
         .buffer_unordered(CONCURRENCY)
-        .filter(|ok| std::future::ready(*ok))
-        .count()
+        .collect()
         .await;
+    let mut written = 0;
+    for (w, ok) in results {
+        if !ok {
+            continue;
+        }
+        written += 1;
+        match w {
+            Write::Service {
+                ns,
+                name,
+                condition,
+            } => {
+                wrote.services.insert((ns, name), condition);
+            }
+            Write::Peer {
+                name,
+                established,
+                sessions,
+            } => {
+                wrote.peers.insert(name, (established, sessions));
+            }
+        }
+    }
     (written, deferred > 0)
+}
+
+/// What this leader wrote last, by Service (namespace, name) and by peer: compared as well
+/// as the cache, which trails the writes.
+#[derive(Default)]
+struct Wrote {
+    services: HashMap<(String, String), Condition>,
+    peers: HashMap<String, (String, Vec<PeerSession>)>,
 }
 
 enum Write {
@@ -420,8 +461,8 @@ enum Write {
 }
 
 impl Write {
-    async fn apply(self, client: Client) -> bool {
-        let result = match &self {
+    async fn apply(&self, client: Client) -> bool {
+        let result = match self {
             Write::Service {
                 ns,
                 name,

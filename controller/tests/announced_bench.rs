@@ -157,7 +157,17 @@ async fn announced_condition_at_rest_and_in_a_flap_storm() {
     let rest = Duration::from_secs(10);
     tokio::time::sleep(rest).await;
     let at_rest = (writes(&api) - w0) as f64 / rest.as_secs_f64();
-    eprintln!("at rest: {at_rest:.2} status writes per second (goal < 5)");
+    let mut by_kind = std::collections::BTreeMap::<String, usize>::new();
+    for s in api
+        .seen()
+        .iter()
+        .filter(|s| s.method != "GET" && s.path.ends_with("/status"))
+        .skip(w0)
+    {
+        let kind = s.path.split('/').rev().nth(2).unwrap_or("?").to_owned();
+        *by_kind.entry(kind).or_default() += 1;
+    }
+    eprintln!("at rest: {at_rest:.2} status writes per second (goal < 5): {by_kind:?}");
 
     // One node flaps.
     let w0 = writes(&api);

@@ -358,6 +358,23 @@ async fn the_nodes_reports_become_the_services_announced_condition_and_the_peers
     );
     // The address itself is still the controller's.
     assert_eq!(ingress(&svc(&api)), addresses);
+    // At rest nothing more is written (three passes).
+    let status_writes = |a: &FakeApi| {
+        a.seen()
+            .iter()
+            .filter(|s| s.method == "PATCH" && s.path.ends_with("/status"))
+            .map(|s| s.path.clone())
+            .collect::<Vec<_>>()
+    };
+    let before = status_writes(&api);
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let after = status_writes(&api);
+    assert_eq!(
+        after.len(),
+        before.len(),
+        "written at rest: {:?}",
+        &after[before.len()..]
+    );
 
     // Both sessions go down: False with the reason, within 2 s; the peer says 0/2.
     for n in ["n1", "n2"] {
