@@ -471,7 +471,12 @@ impl Engine {
     /// the first snapshot.
     pub async fn start(opts: EngineOptions, shared: Arc<Shared>) -> Result<Self, EngineError> {
         let dataplane = if opts.dataplane.enabled() {
-            Some(Dataplane::start(opts.dataplane.clone()).await?)
+            let host = interfaces()
+                .into_iter()
+                .filter(|i| !i.loopback)
+                .map(|i| i.name)
+                .collect();
+            Some(Dataplane::start(opts.dataplane.clone(), host).await?)
         } else {
             None
         };

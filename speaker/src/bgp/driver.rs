@@ -36,75 +36,17 @@ use tokio::task::JoinHandle;
 
 use super::codec::{self, Decoder};
 use super::error::SessionError;
-use super::fsm::{Action, Event, Session, SessionConfig, State, Timer};
+use super::fsm::{Action, Event, Session, State, Timer};
 use super::route::DesiredRoutes;
 use super::sockopt;
-use super::transport::connect_future;
+pub use super::transport::{BGP_PORT, PeerConfig};
+use super::transport::{Connecting, connect_future};
 use tracing::{debug, info};
 
 mod collision;
 pub mod pending;
 
 use pending::Pending;
-
-/// TCP port of BGP (RFC 4271 §8.2.1).
-pub const BGP_PORT: u16 = 179;
-
-/// Transport and session configuration of one peer (runtime config, built from the
-/// `BGPPeer` resource or standalone YAML by the caller).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerConfig {
-    /// The session's protocol settings.
-    pub session: SessionConfig,
-    /// Peer address.
-    pub peer_addr: IpAddr,
-    /// Peer TCP port.
-    pub peer_port: u16,
-    /// Local address to connect from.
-    pub source_addr: Option<IpAddr>,
-    /// TCP MD5 password (RFC 2385), at most 80 bytes.
-    pub password: Option<String>,
-    /// eBGP multihop: TTL of our packets (eBGP default 1, iBGP 64).
-    pub ttl: Option<u8>,
-    /// GTSM (RFC 5082): send with TTL 255 and drop packets below `256 - hops`, where hops is
-    /// `ttl` (default 1).
-    pub gtsm: bool,
-    /// Wait after a route change before converging, to coalesce bursts.
-    pub coalesce: Duration,
-}
-
-impl PeerConfig {
-    /// A configuration with defaults: port 179, no password, 5 ms coalescing.
-    pub fn new(session: SessionConfig, peer_addr: IpAddr) -> Self {
-        Self {
-            session,
-            peer_addr,
-            peer_port: BGP_PORT,
-            source_addr: None,
-            password: None,
-            ttl: None,
-            gtsm: false,
-            coalesce: Duration::from_millis(5),
-        }
-    }
-
-    pub(crate) fn send_ttl(&self) -> u8 {
-        if self.gtsm {
-            255
-        } else if let Some(ttl) = self.ttl {
-            ttl
-        } else if self.session.ibgp() {
-            64
-        } else {
-            1
-        }
-    }
-
-    pub(crate) fn min_ttl(&self) -> Option<u8> {
-        self.gtsm
-            .then(|| 255u8.saturating_sub(self.ttl.unwrap_or(1).saturating_sub(1)))
-    }
-}
 
 /// What the task reports about its session, for metrics and status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -391,9 +333,6 @@ impl Conn {
         self.writer.local_addr().ok().map(|a| a.ip())
     }
 }
-
-pub(crate) type Connecting =
-    std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<TcpStream>> + Send>>;
 
 struct Driver {
     config: PeerConfig,

@@ -11,7 +11,8 @@
 //! - [`fsm`]: the session state machine (RFC 4271 §8).
 //! - [`driver`]: the tokio task per peer (TCP, timers, coalescing).
 //! - [`listener`]: accepts connections for passive peers (off by default).
-//! - `transport`: outbound connections with their socket options.
+//! - `transport`: a session's transport configuration (`PeerConfig`, re-exported by `driver`) and
+//!   outbound connections with their socket options; it does not know the driver.
 //! - [`sockopt`]: TCP MD5 and GTSM socket options (the module's only unsafe code).
 //! - [`error`]: errors of this module.
 

@@ -1,13 +1,77 @@
-//! Outbound TCP for a session: socket options (TCP MD5, TTL / multihop, GTSM), source
-//! address, connect with a timeout.
+//! A session's transport: its configuration ([`PeerConfig`]) and outbound TCP with the
+//! socket options it asks for (TCP MD5, TTL / multihop, GTSM), source address, connect with
+//! a timeout. The driver uses this module; this module knows nothing of the driver.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use tokio::net::TcpSocket;
+use tokio::net::{TcpSocket, TcpStream};
 
-use super::driver::{Connecting, PeerConfig};
+use super::fsm::SessionConfig;
 use super::sockopt;
+
+/// A connection attempt in flight.
+pub(crate) type Connecting =
+    std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<TcpStream>> + Send>>;
+
+/// TCP port of BGP (RFC 4271 §8.2.1).
+pub const BGP_PORT: u16 = 179;
+
+/// Transport and session configuration of one peer (runtime config, built from the
+/// `BGPPeer` resource or standalone YAML by the caller).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConfig {
+    /// The session's protocol settings.
+    pub session: SessionConfig,
+    /// Peer address.
+    pub peer_addr: IpAddr,
+    /// Peer TCP port.
+    pub peer_port: u16,
+    /// Local address to connect from.
+    pub source_addr: Option<IpAddr>,
+    /// TCP MD5 password (RFC 2385), at most 80 bytes.
+    pub password: Option<String>,
+    /// eBGP multihop: TTL of our packets (eBGP default 1, iBGP 64).
+    pub ttl: Option<u8>,
+    /// GTSM (RFC 5082): send with TTL 255 and drop packets below `256 - hops`, where hops is
+    /// `ttl` (default 1).
+    pub gtsm: bool,
+    /// Wait after a route change before converging, to coalesce bursts.
+    pub coalesce: Duration,
+}
+
+impl PeerConfig {
+    /// A configuration with defaults: port 179, no password, 5 ms coalescing.
+    pub fn new(session: SessionConfig, peer_addr: IpAddr) -> Self {
+        Self {
+            session,
+            peer_addr,
+            peer_port: BGP_PORT,
+            source_addr: None,
+            password: None,
+            ttl: None,
+            gtsm: false,
+            coalesce: Duration::from_millis(5),
+        }
+    }
+
+    pub(crate) fn send_ttl(&self) -> u8 {
+        if self.gtsm {
+            255
+        } else if let Some(ttl) = self.ttl {
+            ttl
+        } else if self.session.ibgp() {
+            64
+        } else {
+            1
+        }
+    }
+
+    pub(crate) fn min_ttl(&self) -> Option<u8> {
+        self.gtsm
+            .then(|| 255u8.saturating_sub(self.ttl.unwrap_or(1).saturating_sub(1)))
+    }
+}
 
 pub(crate) fn connect_future(config: &PeerConfig) -> Connecting {
     let config = config.clone();

@@ -192,7 +192,12 @@ fn backend_addr(b: &abi::Backend) -> IpAddr {
 impl Dataplane {
     /// Loads and attaches what `opts` asks for. A pinned balancer from a previous run is
     /// reused: its VIPs and backends keep their ids, and forwarding never stops.
-    pub async fn start(opts: DataplaneOptions) -> Result<Self, DataplaneError> {
+    /// `host_interfaces` are the non-loopback interfaces, where decapsulation goes when
+    /// `decap_interfaces` is empty (passed in: the driver does not read the host itself).
+    pub async fn start(
+        opts: DataplaneOptions,
+        host_interfaces: Vec<String>,
+    ) -> Result<Self, DataplaneError> {
         let mut programmer = Programmer::new(
             TableSize::new(MAGLEV_DEFAULT_SIZE).expect("the default size is a valid prime"),
             MAX_VIPS,
@@ -228,11 +233,7 @@ impl Dataplane {
         };
         let decap = if opts.decap {
             let interfaces = if opts.decap_interfaces.is_empty() {
-                crate::engine::interfaces()
-                    .into_iter()
-                    .filter(|i| !i.loopback)
-                    .map(|i| i.name)
-                    .collect()
+                host_interfaces
             } else {
                 opts.decap_interfaces.clone()
             };
