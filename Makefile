@@ -44,7 +44,7 @@ crds:
 
 ## bench-ipam: the allocator benchmark (figures go to docs/benchmarks.md)
 bench-ipam:
-	$(CARGO) bench -p herald-controller --bench ipam
+	$(CARGO) bench -p herald-ipam --bench ipam
 
 ## bench-controller: controller throughput and leader handover against the fake API server
 bench-controller:

@@ -70,7 +70,7 @@ fn start(api: &FakeApi, instance: &str, lease: Duration, retry: Duration) -> Run
     let task = runtime.spawn(run(
         client,
         Settings {
-            lb_class: herald_controller::convert::LbClass::default(),
+            lb_class: herald_ipam::convert::LbClass::default(),
             instance: instance.to_owned(),
         },
         Some(Election {

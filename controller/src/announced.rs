@@ -30,8 +30,8 @@ use tokio::sync::Notify;
 use tracing::{debug, warn};
 
 use crate::context::Context;
-use crate::convert;
 use crate::status::ingress_of;
+use herald_ipam::convert;
 
 /// The condition type on Services.
 pub const ANNOUNCED: &str = "herald.dev/Announced";

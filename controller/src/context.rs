@@ -18,10 +18,10 @@ use kube::{Client, Resource, ResourceExt};
 use tokio::sync::Notify;
 use tracing::warn;
 
-use crate::convert;
-use crate::ipam::{Allocator, Error as IpamError, ServiceKey};
 use crate::metrics::Metrics;
 use crate::status::Readiness;
+use herald_ipam::convert;
+use herald_ipam::{Allocator, Error as IpamError, ServiceKey};
 
 /// Settings of the reconcilers.
 #[derive(Debug, Clone)]

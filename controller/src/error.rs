@@ -4,7 +4,7 @@
 
 use thiserror::Error;
 
-use crate::convert::ConvertError;
+use herald_ipam::convert::ConvertError;
 
 /// A failure of the controller's glue.
 #[derive(Debug, Error)]

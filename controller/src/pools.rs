@@ -24,11 +24,11 @@ use kube::runtime::reflector::ObjectRef;
 use tracing::warn;
 
 use crate::context::Context;
-use crate::ipam::{Error as IpamError, ServiceKey};
 use crate::metrics::PoolLabels;
 use crate::status::{
     FIELD_MANAGER, Readiness, annotation_of, pool_status, pool_status_patch, same_pool_status,
 };
+use herald_ipam::{Error as IpamError, ServiceKey};
 
 /// How long the status writer gathers pool changes before it writes: a burst of allocations
 /// from one pool becomes one status write, not one per Service.

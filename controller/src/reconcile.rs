@@ -25,13 +25,13 @@ use kube::runtime::reflector::ObjectRef;
 use tracing::{debug, info, instrument, warn};
 
 use crate::context::{Context, key_of};
-use crate::convert::{self, is_managed};
 use crate::error::{Error, api_err};
-use crate::ipam::{Reason, ServiceKey};
 use crate::metrics::{KindLabel, ResultLabel};
 use crate::status::{
     FIELD_MANAGER, Held, annotation_of, annotation_patch, service_status_patch, status_shows,
 };
+use herald_ipam::convert::{self, is_managed};
+use herald_ipam::{Reason, ServiceKey};
 
 /// How long a failed allocation waits before it is retried even without a pool change.
 pub const RETRY_FAILED: Duration = Duration::from_secs(300);

@@ -14,8 +14,8 @@ use kube::runtime::events::EventType;
 use tracing::{info, warn};
 
 use crate::context::{Context, key_of};
-use crate::convert::{self, is_managed};
 use crate::error::{Error, api_err};
+use herald_ipam::convert::{self, is_managed};
 
 /// What a restore found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

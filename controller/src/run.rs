@@ -36,11 +36,11 @@ use tracing::{debug, info, warn};
 
 use crate::context::{ConfigStores, Context, Settings, Stores};
 use crate::election::{Elector, Timing};
-use crate::ipam::ServiceKey;
 use crate::metrics::Metrics;
 use crate::pools::{on_pools_changed, status_writer};
 use crate::reconcile::{error_policy, on_deleted, reconcile, sweep};
 use crate::restore::restore_all;
+use herald_ipam::ServiceKey;
 
 /// Where the Lease lives.
 #[derive(Debug, Clone)]

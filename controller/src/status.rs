@@ -17,13 +17,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 
-use crate::ipam::{Family, PoolCounts};
+use herald_ipam::{Family, PoolCounts};
 
 /// The field manager of every write.
 pub const FIELD_MANAGER: &str = "herald-controller";
 
 /// The addresses and pools a Service holds, primary family first; an owned copy of an
-/// [`crate::ipam::Assignment`] (which borrows the allocator).
+/// [`herald_ipam::Assignment`] (which borrows the allocator).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Held {
     /// Address and pool (`None` under a conflict).
@@ -32,7 +32,7 @@ pub struct Held {
 
 impl Held {
     /// Copies an assignment out of the allocator.
-    pub fn of(a: &crate::ipam::Assignment<'_>) -> Self {
+    pub fn of(a: &herald_ipam::Assignment<'_>) -> Self {
         Held {
             addrs: a
                 .iter()

@@ -15,9 +15,9 @@ use fakeapi::{
     SERVICES, ingress, lb_service,
 };
 use herald_controller::context::Settings;
-use herald_controller::convert::LbClass;
 use herald_controller::metrics::Metrics;
 use herald_controller::run::run;
+use herald_ipam::convert::LbClass;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 

@@ -6,12 +6,12 @@ use std::net::IpAddr;
 
 use apiserver::{annotate, context, created, ingress_ips, list, pair, pool, service, with_status};
 use herald_controller::context::Context;
-use herald_controller::convert;
 use herald_controller::error::Error;
-use herald_controller::ipam::ServiceKey;
 use herald_controller::pools::{on_pools_changed, write_dirty_pools};
 use herald_controller::reconcile::RETRY_FAILED;
 use herald_controller::restore::restore_all;
+use herald_ipam::ServiceKey;
+use herald_ipam::convert;
 use k8s_openapi::api::core::v1::Service;
 use kube::runtime::controller::Action;
 use std::sync::Arc;

@@ -69,7 +69,7 @@ async fn the_controller_restores_existing_addresses_before_allocating_and_releas
     let controller = tokio::spawn(run(
         client,
         Settings {
-            lb_class: herald_controller::convert::LbClass::default(),
+            lb_class: herald_ipam::convert::LbClass::default(),
             instance: "controller-0".to_owned(),
         },
         None,
@@ -225,7 +225,7 @@ async fn a_follower_writes_nothing_until_the_leader_lets_the_lease_expire_then_t
     let controller = tokio::spawn(run(
         client,
         Settings {
-            lb_class: herald_controller::convert::LbClass::default(),
+            lb_class: herald_ipam::convert::LbClass::default(),
             instance: "controller-0".to_owned(),
         },
         Some(Election {

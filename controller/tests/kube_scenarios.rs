@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use fakeapi::{FakeApi, IPPOOLS, LEASES, NAMESPACES, SERVICES, allocated, ip_pool, lb_service};
 use herald_controller::context::Settings;
-use herald_controller::convert::LbClass;
 use herald_controller::election::Timing;
 use herald_controller::metrics::Metrics;
 use herald_controller::pools::STATUS_DELAY;
 use herald_controller::run::{Election, run};
+use herald_ipam::convert::LbClass;
 use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;

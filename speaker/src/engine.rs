@@ -21,7 +21,7 @@ use ipnet::IpNet;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use herald_api::standalone::StandaloneConfig;
-use herald_controller::convert::{self, LbClass};
+use herald_ipam::convert::{self, LbClass};
 use thiserror::Error;
 use tracing::{error, info, warn};
 

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use herald_controller::convert::DEFAULT_LB_CLASS;
+use herald_ipam::convert::DEFAULT_LB_CLASS;
 use herald_speaker::dataplane::driver::{DEFAULT_PIN_DIR, DataplaneOptions, Mode};
 use herald_speaker::engine::ExitMode;
 use herald_speaker::l2::gossip::SwimTiming;
@@ -412,7 +412,7 @@ async fn cluster(args: ClusterArgs) -> Result<(), String> {
         client,
         cluster::Options {
             node_name,
-            lb_class: herald_controller::convert::LbClass {
+            lb_class: herald_ipam::convert::LbClass {
                 name: args.lb_class,
                 exclusive: args.lb_class_exclusive,
             },

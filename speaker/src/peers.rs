@@ -557,7 +557,7 @@ pub fn wanted_one(
         .node_selectors
         .iter()
         .enumerate()
-        .map(|(i, s)| herald_controller::convert::selector(s, &format!("spec.nodeSelectors[{i}]")))
+        .map(|(i, s)| herald_ipam::convert::selector(s, &format!("spec.nodeSelectors[{i}]")))
         .collect::<Result<_, _>>()?;
     if !selectors.is_empty() && !selectors.iter().any(|s| s.matches(node_labels)) {
         return Ok(None);

@@ -196,7 +196,7 @@ impl Speaker {
             client,
             Options {
                 node_name: NODE.to_owned(),
-                lb_class: herald_controller::convert::LbClass::default(),
+                lb_class: herald_ipam::convert::LbClass::default(),
                 secrets_namespace: "herald-system".to_owned(),
                 bgp_listen_addr: "127.0.0.1:0".parse().unwrap(),
                 gossip: None,

@@ -174,7 +174,7 @@ pub fn context(client: Client) -> (Arc<Context>, Caches) {
     let ctx = Context::new(
         client,
         Settings {
-            lb_class: herald_controller::convert::LbClass::default(),
+            lb_class: herald_ipam::convert::LbClass::default(),
             instance: "controller-0".to_owned(),
         },
         Stores {

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use herald_api::bgp::{parse_community, parse_large_community};
 use herald_api::validate::FieldError;
 use herald_api::{BGPAdvertisement, BGPPeer, IPPool, L2Advertisement};
-use herald_controller::convert::{self, ConvertError};
+use herald_ipam::convert::{self, ConvertError};
 use k8s_openapi::api::core::v1::{Node as K8sNode, Service as K8sService};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -33,7 +33,7 @@ pub struct ObjectError {
 fn selectors(
     list: &[LabelSelector],
     field: &str,
-) -> Result<Vec<herald_controller::ipam::Selector>, FieldError> {
+) -> Result<Vec<herald_ipam::Selector>, FieldError> {
     list.iter()
         .enumerate()
         .map(|(i, s)| convert::selector(s, &format!("{field}[{i}]")))

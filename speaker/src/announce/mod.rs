@@ -35,7 +35,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use herald_controller::ipam::{Protocol, Selector, TrafficPolicy};
+use herald_ipam::{Protocol, Selector, TrafficPolicy};
 use ipnet::IpNet;
 
 /// The label that takes a node out of load-balancer duty (Kubernetes well-known label).

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use herald_controller::ipam::{Protocol, Selector, TrafficPolicy};
+use herald_ipam::{Protocol, Selector, TrafficPolicy};
 
 use super::*;
 

@@ -74,7 +74,7 @@ pub struct Options {
     /// `--node-name`: this node's Node object.
     pub node_name: String,
     /// `--lb-class`, `--lb-class-exclusive`: the Services announced (the controller's).
-    pub lb_class: herald_controller::convert::LbClass,
+    pub lb_class: herald_ipam::convert::LbClass,
     /// `--secrets-namespace`: where `BGPPeer.passwordSecret` Secrets are read.
     pub secrets_namespace: String,
     /// `--bgp-listen-addr`.

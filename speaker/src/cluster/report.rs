@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 
-use herald_controller::ipam::TrafficPolicy;
+use herald_ipam::TrafficPolicy;
 use ipnet::IpNet;
 
 use crate::announce::{self, Desired, Exclusion};

@@ -9,8 +9,8 @@ use std::net::IpAddr;
 
 use herald_api::standalone::StandaloneConfig;
 use herald_api::{BGPPeer, IPPool};
-use herald_controller::convert::LbClass;
-use herald_controller::ipam::TrafficPolicy;
+use herald_ipam::TrafficPolicy;
+use herald_ipam::convert::LbClass;
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use serde_json::{Value, json};
@@ -161,7 +161,7 @@ fn each_ingress_address_gets_the_pool_that_holds_it() {
     let ranges: Vec<(String, Vec<(IpAddr, IpAddr)>)> = pools
         .iter()
         .map(|p| {
-            let plain = herald_controller::convert::pool(p).unwrap();
+            let plain = herald_ipam::convert::pool(p).unwrap();
             (plain.name, plain.ranges)
         })
         .collect();

@@ -22,7 +22,7 @@ use herald_api::annotations::ALLOCATED_FROM;
 use herald_api::bgp::DEFAULT_PASSWORD_KEY;
 use herald_api::standalone::StandaloneConfig;
 use herald_api::{BGPPeer, IPPool};
-use herald_controller::convert;
+use herald_ipam::convert;
 use k8s_openapi::api::core::v1::{Node, Secret, Service};
 use thiserror::Error;
 

@@ -14,7 +14,7 @@ use thiserror::Error;
 
 use super::maglev::{self, TableError, TableSize};
 use crate::announce::Vip;
-use herald_controller::ipam::Protocol;
+use herald_ipam::Protocol;
 
 /// A VIP as the program keys it: address, port, IP protocol number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -69,10 +69,10 @@ pub enum LabelRequirement {
     DoesNotExist(String),
 }
 
-impl From<&herald_controller::ipam::Selector> for NodeSelector {
+impl From<&herald_ipam::Selector> for NodeSelector {
     /// The allocator's selector type (what the configuration converts to) as the election's.
-    fn from(s: &herald_controller::ipam::Selector) -> Self {
-        use herald_controller::ipam::Operator;
+    fn from(s: &herald_ipam::Selector) -> Self {
+        use herald_ipam::Operator;
         let match_expressions = s
             .match_expressions
             .iter()

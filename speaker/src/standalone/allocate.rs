@@ -29,8 +29,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use herald_api::standalone::StandaloneConfig;
-use herald_controller::convert::{self, ConvertError, LbClass};
-use herald_controller::ipam::{self, Allocator, Placement, PoolCounts, placement_hash};
+use herald_ipam::convert::{self, ConvertError, LbClass};
+use herald_ipam::{self as ipam, Allocator, Placement, PoolCounts, placement_hash};
 
 use super::state::State;
 

@@ -1,4 +1,9 @@
-//! The address allocator: which `type: LoadBalancer` Service gets which address.
+//! herald-ipam, the address allocator: which `type: LoadBalancer` Service gets which address,
+//! and [`convert`], which turns the API's objects (`IPPool`, core `Service`) into its inputs.
+//!
+//! It is not a controller: no kube client, no async runtime, no I/O. `herald-controller`
+//! (in a cluster) and `herald-speaker` (standalone mode) both depend on it, and not on each
+//! other.
 //!
 //! Pure: plain inputs ([`Pool`], [`Service`]) in, [`Assignment`]s and [`Error`]s out; no
 //! Kubernetes types, no async runtime, no I/O. The Kubernetes glue (and the standalone
@@ -119,6 +124,8 @@
 //! iterated into results; lists are returned sorted.
 //!
 //! # Layout
+//! - [`convert`]: `IPPool` and `Service` objects into [`Pool`] and [`Service`], with errors
+//!   naming the field;
 //! - [`service`]: Services and keys as plain data; [`selector`]: label selectors;
 //! - [`pool`]: pools, `allocateTo`, counts; `range`: free-interval sets;
 //! - `sharing`: the sharing rule; [`error`]: errors;
@@ -127,6 +134,7 @@
 //!   (results) and `slab` (record storage) beneath it.
 
 pub mod allocator;
+pub mod convert;
 pub mod error;
 mod hash;
 pub mod pool;

@@ -9,7 +9,7 @@ use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 
 use super::{Record, Slab};
-use crate::ipam::service::ServiceKey;
+use crate::service::ServiceKey;
 
 #[derive(Debug, Default)]
 pub(super) struct Index {

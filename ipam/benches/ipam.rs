@@ -4,7 +4,7 @@
 //! existing assignments. The anchor ("floor") is inserting the same number of `u128` into a
 //! `BTreeSet`: the least an allocator that remembers what it handed out in an ordered
 //! structure could cost. Inputs are built outside the timed section; each figure is the
-//! median of `SAMPLES` runs. Run with `cargo bench -p herald-controller --bench ipam`.
+//! median of `SAMPLES` runs. Run with `cargo bench -p herald-ipam --bench ipam`.
 //! The two `context` lines are not the allocator: they show what storing 100k `Service`
 //! values and 100k hash-map inserts cost on the same machine, to read the ratios against.
 
@@ -13,7 +13,7 @@ use std::hint::black_box;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use herald_controller::ipam::{Allocator, Family, Pool, Protocol, Service, ServiceKey};
+use herald_ipam::{Allocator, Family, Pool, Protocol, Service, ServiceKey};
 
 const N: usize = 100_000;
 const SAMPLES: usize = 15;

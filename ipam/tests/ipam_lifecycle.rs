@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use herald_controller::ipam::{AllocateTo, Selector, Service};
+use herald_ipam::{AllocateTo, Selector, Service};
 
 fn with_current(mut s: Service, addrs: &[&str]) -> Service {
     s.current = addrs.iter().map(|a| ip(a)).collect();
@@ -35,11 +35,7 @@ fn restore_then_assign_again_is_a_fixed_point() {
         svc("a"),
         sharing("b", "k", &[80]),
         sharing("c", "k", &[443]),
-        dual(
-            "d",
-            &[herald_controller::ipam::Family::V6],
-            Default::default(),
-        ),
+        dual("d", &[herald_ipam::Family::V6], Default::default()),
     ];
     for s in &services {
         a.assign(s.clone()).unwrap();
@@ -241,11 +237,8 @@ fn failed_request_change_keeps_addresses_that_still_fit() {
     a.release(&key("s"));
 
     let mut p = svc("p");
-    p.ip_families = vec![
-        herald_controller::ipam::Family::V4,
-        herald_controller::ipam::Family::V6,
-    ];
-    p.family_policy = herald_controller::ipam::FamilyPolicy::PreferDualStack;
+    p.ip_families = vec![herald_ipam::Family::V4, herald_ipam::Family::V6];
+    p.family_policy = herald_ipam::FamilyPolicy::PreferDualStack;
     a.assign(p.clone()).unwrap();
     p.requested_ips = vec![ip("10.0.0.0"), ip("fd00::1")];
     assert_eq!(
@@ -263,11 +256,8 @@ fn failed_change_to_require_dual_stack_leaves_no_partial_state() {
     let mut a = allocator(vec![pool("p", &["10.0.0.0/30"])]);
     a.assign(svc("s")).unwrap();
     let mut s = svc("s");
-    s.ip_families = vec![
-        herald_controller::ipam::Family::V4,
-        herald_controller::ipam::Family::V6,
-    ];
-    s.family_policy = herald_controller::ipam::FamilyPolicy::RequireDualStack;
+    s.ip_families = vec![herald_ipam::Family::V4, herald_ipam::Family::V6];
+    s.family_policy = herald_ipam::FamilyPolicy::RequireDualStack;
     assert_eq!(
         show(&a.assign(s)),
         failed("service default/s: family missing: IPv6: no pool serves IPv6 to it")

@@ -34,7 +34,7 @@ pub(crate) fn clash(svc: &Spec, holder: &Spec) -> Option<Clash> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ipam::{Protocol, Service, ServiceKey};
+    use crate::{Protocol, Service, ServiceKey};
 
     fn svc(
         name: &str,

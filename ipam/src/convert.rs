@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::Service as K8sService;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use thiserror::Error;
 
-use crate::ipam::{
+use crate::{
     AllocateTo, Family, FamilyPolicy, Operator, Pool, Protocol, Requirement, Selector, Service,
     ServiceKey, TrafficPolicy,
 };

@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::*;
-use herald_controller::ipam::{Allocator, Placement, Pool};
+use herald_ipam::{Allocator, Placement, Pool};
 
 fn hashed(pools: Vec<Pool>) -> Allocator {
     let mut a = Allocator::with_placement(Placement::Hashed);
@@ -14,7 +14,7 @@ fn hashed(pools: Vec<Pool>) -> Allocator {
     a
 }
 
-fn addr(a: &mut Allocator, s: herald_controller::ipam::Service) -> String {
+fn addr(a: &mut Allocator, s: herald_ipam::Service) -> String {
     show(&a.assign(s)).expect("assigned")[0].clone()
 }
 
@@ -103,8 +103,8 @@ fn hashed_ipv6_placement_works_in_a_huge_range() {
     let mut a = hashed(vec![pool("p", &["2001:db8::/64"])]);
     let s = dual(
         "v6",
-        &[herald_controller::ipam::Family::V6],
-        herald_controller::ipam::FamilyPolicy::SingleStack,
+        &[herald_ipam::Family::V6],
+        herald_ipam::FamilyPolicy::SingleStack,
     );
     let got = addr(&mut a, s.clone());
     let mut b = hashed(vec![pool("p", &["2001:db8::/64"])]);

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use herald_api::IPPool;
-use herald_controller::convert::{self, ConvertError, DEFAULT_LB_CLASS, LbClass};
-use herald_controller::ipam::{Family, FamilyPolicy, Operator, Protocol, TrafficPolicy};
+use herald_ipam::convert::{self, ConvertError, DEFAULT_LB_CLASS, LbClass};
+use herald_ipam::{Family, FamilyPolicy, Operator, Protocol, TrafficPolicy};
 use k8s_openapi::api::core::v1::Service;
 use serde_json::json;
 

@@ -3,9 +3,9 @@
 mod common;
 
 use common::*;
-use herald_controller::ipam::{Protocol, TrafficPolicy};
+use herald_ipam::{Protocol, TrafficPolicy};
 
-fn at(mut s: herald_controller::ipam::Service, addr: &str) -> herald_controller::ipam::Service {
+fn at(mut s: herald_ipam::Service, addr: &str) -> herald_ipam::Service {
     s.requested_ips = vec![ip(addr)];
     s
 }

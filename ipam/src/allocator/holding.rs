@@ -9,11 +9,11 @@ use std::collections::hash_map::Entry;
 use std::hash::{Hash, Hasher};
 
 use super::{Allocator, Slab, Slot};
-use crate::ipam::error::Clash;
-use crate::ipam::hash::FastMap;
-use crate::ipam::pool::PoolState;
-use crate::ipam::service::{Family, Spec};
-use crate::ipam::sharing::clash;
+use crate::error::Clash;
+use crate::hash::FastMap;
+use crate::pool::PoolState;
+use crate::service::{Family, Spec};
+use crate::sharing::clash;
 
 /// Who holds which address: per family, address -> holder ids.
 ///
@@ -324,7 +324,7 @@ mod tests {
     fn a_refused_holder_is_not_added() {
         let mut h = HolderMap::default();
         let clash = Clash::NotShared {
-            other: crate::ipam::ServiceKey::new("ns", "a"),
+            other: crate::ServiceKey::new("ns", "a"),
         };
         assert_eq!(h.add(Family::V4, 5, 1, |_| Ok(())), Ok(true));
         assert_eq!(h.add(Family::V4, 5, 2, |_| Err(clash.clone())), Err(clash));

@@ -5,7 +5,7 @@ mod common;
 use std::time::Instant;
 
 use common::*;
-use herald_controller::ipam::{Family, FamilyCounts, Service};
+use herald_ipam::{Family, FamilyCounts, Service};
 
 fn v6(name: &str) -> Service {
     let mut s = svc(name);

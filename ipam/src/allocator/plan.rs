@@ -9,10 +9,10 @@ use std::hash::Hasher;
 use siphasher::sip128::{Hasher128, SipHasher13};
 
 use super::{Allocator, Placement, Slot};
-use crate::ipam::error::{Clash, Denial, Reason};
-use crate::ipam::pool::PoolState;
-use crate::ipam::service::{Family, FamilyPolicy, Spec, join, split};
-use crate::ipam::sharing::clash;
+use crate::error::{Clash, Denial, Reason};
+use crate::pool::PoolState;
+use crate::service::{Family, FamilyPolicy, Spec, join, split};
+use crate::sharing::clash;
 
 impl Allocator {
     /// The slots `svc` should hold: `keep` where still valid, else the requested address,

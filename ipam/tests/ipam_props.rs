@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use common::{ip, owned, owned_all, range};
-use herald_controller::ipam::{
+use herald_ipam::{
     AllocateTo, Allocator, Family, FamilyPolicy, Pool, Protocol, Selector, Service, ServiceKey,
     TrafficPolicy,
 };

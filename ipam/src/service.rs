@@ -136,7 +136,7 @@ impl ServiceKey {
             h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
         }
         ServiceKey {
-            hash: crate::ipam::hash::mix64(h),
+            hash: crate::hash::mix64(h),
             names: Arc::new((namespace, name)),
         }
     }

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use herald_controller::ipam::{AllocateTo, Family, FamilyPolicy, Operator, Requirement, Selector};
+use herald_ipam::{AllocateTo, Family, FamilyPolicy, Operator, Requirement, Selector};
 
 #[test]
 fn lowest_free_address_is_handed_out_first_and_reused_after_release() {
@@ -167,7 +167,7 @@ fn auto_assignment_orders_pools_by_priority_then_unprioritised_then_name() {
     );
 }
 
-fn restricted(to: AllocateTo) -> herald_controller::ipam::Pool {
+fn restricted(to: AllocateTo) -> herald_ipam::Pool {
     let mut p = pool("team", &["10.0.9.0/30"]);
     p.allocate_to = to;
     p

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use herald_controller::ipam::{
+use herald_ipam::{
     Allocator, Assignment, Error, Family, FamilyPolicy, Pool, Protocol, Service, ServiceKey,
 };
 

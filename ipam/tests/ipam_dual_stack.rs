@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use herald_controller::ipam::{Family, FamilyPolicy};
+use herald_ipam::{Family, FamilyPolicy};
 
 use Family::{V4, V6};
 use FamilyPolicy::{PreferDualStack, RequireDualStack, SingleStack};

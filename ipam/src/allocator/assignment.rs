@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use crate::ipam::service::Family;
+use crate::service::Family;
 
 /// One address of an [`Assignment`]. Borrows the pool name from the allocator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
