@@ -6,8 +6,8 @@
 //! - [`admin`]: the admin HTTP server (`/metrics`, `/healthz`, `/readyz`, `/status`).
 //! - [`bgp`]: BGP-4 speaker: codec glue over netgauze, sans-IO session FSM, Adj-RIB-Out
 //!   with UPDATE packing, tokio session driver.
-//! - [`bfd`]: BFD core (RFC 5880/5881/5883): Control packet codec, sans-IO session state
-//!   machine, port and TTL rules. No sockets; a UDP driver wraps it.
+//! - [`bfd`]: the `herald-bfd` library, re-exported (RFC 5880/5881/5883); [`coupling`]: a
+//!   BFD session gating its BGP session.
 //! - [`cluster`]: cluster mode: watches the API server, feeds the engine, reports per Service.
 //! - [`dataplane`]: what user space computes for the XDP fast path (weighted Maglev tables).
 //! - [`drain`]: taking the node out of service on purpose (GRACEFUL_SHUTDOWN, then withdraw).
@@ -23,9 +23,11 @@
 
 pub mod admin;
 pub mod announce;
-pub mod bfd;
+/// BFD: the `herald-bfd` library, under the path callers have used.
+pub use herald_bfd as bfd;
 pub mod bgp;
 pub mod cluster;
+pub mod coupling;
 pub mod dataplane;
 pub mod drain;
 pub mod engine;

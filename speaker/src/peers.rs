@@ -20,13 +20,14 @@ use ipnet::IpNet;
 use tracing::{info, warn};
 
 use crate::announce;
-use crate::bfd::driver::{BfdConfig, BfdHandle, BfdStatus, couple};
+use crate::bfd::driver::{BfdConfig, BfdHandle, BfdStatus};
 use crate::bfd::profile::Profile;
 use crate::bfd::transport::Hop;
 use crate::bgp::driver::{PeerConfig, PeerHandle, PeerStatus};
 use crate::bgp::fsm::SessionConfig;
 use crate::bgp::listener::Listener;
 use crate::bgp::route::{DesiredRoutes, RouteAttrs};
+use crate::coupling::couple;
 use crate::metrics::{Histograms, PeerLabel};
 
 /// The Node annotation that sets this node's BGP identifier for all its sessions.

@@ -33,13 +33,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use herald_speaker::bfd::driver::{BfdConfig, BfdHandle, couple};
+use herald_speaker::bfd::driver::{BfdConfig, BfdHandle};
 use herald_speaker::bfd::profile::Profile;
 use herald_speaker::bfd::transport::Hop;
 use herald_speaker::bgp::driver::{PeerConfig, PeerHandle};
 use herald_speaker::bgp::fsm::SessionConfig;
 use herald_speaker::bgp::listener::Listener;
 use herald_speaker::bgp::route::{DesiredRoutes, RouteAttrs};
+use herald_speaker::coupling::couple;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 struct Lab {

@@ -1,5 +1,9 @@
-//! Bidirectional Forwarding Detection, asynchronous mode (RFC 5880), over UDP single-hop
-//! (RFC 5881) and multihop (RFC 5883).
+//! herald-bfd: Bidirectional Forwarding Detection, asynchronous mode (RFC 5880), over UDP
+//! single-hop (RFC 5881) and multihop (RFC 5883), as a library: give a [`driver::BfdHandle`]
+//! the peer, the local address and a [`profile::Profile`]; watch its state.
+//!
+//! It is not tied to BGP: `herald-speaker` couples a session to its BGP session
+//! (`herald_speaker::coupling`); another daemon can use the state for anything else.
 //!
 //! Sans-IO, by module:
 //! - [`packet`]: Control packet codec and the packet-only reception checks.
@@ -9,13 +13,14 @@
 //!   deadlines. Also the demultiplexing rule.
 //! - [`transport`]: UDP ports and the TTL rules.
 //!
-//! I/O, in [`driver`]: the UDP task per session (sockets, clock, TTL checks) and the coupling
-//! that tears the BGP session down when BFD leaves Up.
+//! I/O, in [`driver`]: the UDP task per session (sockets, clock, TTL checks).
+//! Errors: [`error`].
 //!
 //! Not supported: authentication (packets with the A bit are rejected), Demand mode, the Echo
 //! function.
 
 pub mod driver;
+pub mod error;
 pub mod packet;
 pub mod profile;
 pub mod session;

@@ -5,10 +5,10 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use herald_speaker::bfd::driver::{BfdConfig, BfdHandle};
-use herald_speaker::bfd::packet::State;
-use herald_speaker::bfd::profile::Profile;
-use herald_speaker::bfd::transport::Hop;
+use herald_bfd::driver::{BfdConfig, BfdHandle};
+use herald_bfd::packet::State;
+use herald_bfd::profile::Profile;
+use herald_bfd::transport::Hop;
 
 fn profile() -> Profile {
     // 300 ms × 3: a silent peer is declared down after 900 ms.

@@ -316,19 +316,3 @@ async fn carry_out(
         }
     }
 }
-
-/// Connects a BFD session to a BGP session: every Up → not-Up tears the BGP session down at
-/// once, and BGP may connect only while BFD is Up. Runs until either side is dropped.
-pub async fn couple(mut bfd: watch::Receiver<BfdStatus>, bgp: crate::bgp::driver::BfdLink) {
-    let mut up = false;
-    loop {
-        let now_up = bfd.borrow_and_update().state == State::Up;
-        if now_up != up {
-            up = now_up;
-            bgp.set(up).await;
-        }
-        if bfd.changed().await.is_err() {
-            return;
-        }
-    }
-}
