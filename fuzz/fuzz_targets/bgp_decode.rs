@@ -1,6 +1,6 @@
 //! Fuzzes the BGP receive path: framing, decoding (both AS widths) and the session that
 //! consumes the result. Run with `cargo +nightly fuzz run bgp_decode` from `fuzz/`.
-//! The deterministic CI counterpart is `speaker/tests/bgp_codec.rs`.
+//! The deterministic CI counterpart is `bgp/tests/bgp_codec.rs`.
 #![no_main]
 
 use std::collections::HashMap;

@@ -25,7 +25,8 @@ pub mod admin;
 pub mod announce;
 /// BFD: the `herald-bfd` library, under the path callers have used.
 pub use herald_bfd as bfd;
-pub mod bgp;
+/// BGP: the `herald-bgp` library, under the path callers have used.
+pub use herald_bgp as bgp;
 pub mod cluster;
 pub mod coupling;
 pub mod dataplane;

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use netgauze_bgp_pkt::path_attribute::{AsPath, PathAttributeValue};
 
 use super::*;
-use crate::bgp::codec::{Decoded, Decoder, encode};
+use crate::codec::{Decoded, Decoder, encode};
 
 fn params(ibgp: bool, asn4: bool) -> UpdateParams {
     UpdateParams {

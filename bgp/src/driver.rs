@@ -268,7 +268,7 @@ impl PeerHandle {
     }
 
     /// A cloneable link for the BFD session watching this peer (see
-    /// [`crate::coupling::couple`]).
+    /// `herald_speaker::coupling::couple`).
     pub fn bfd_link(&self) -> BfdLink {
         BfdLink {
             commands: self.commands.clone(),

@@ -5,8 +5,8 @@ use netgauze_bgp_pkt::notification::{BgpNotificationMessage, CeaseError};
 use tokio::io::AsyncWriteExt;
 
 use super::{Conn, Driver};
-use crate::bgp::codec;
-use crate::bgp::fsm::{Event, State, collision_keeps_existing};
+use crate::codec;
+use crate::fsm::{Event, State, collision_keeps_existing};
 
 impl Conn {
     /// Sends a Cease "connection collision resolution" (RFC 4271 §6.8, RFC 4486 subcode 7)

@@ -14,9 +14,9 @@ use netgauze_bgp_pkt::open::{BgpOpenMessage, BgpOpenMessageParameter};
 use netgauze_iana::address_family::AddressType;
 
 use super::{Action, Negotiated, Session, State};
-use crate::bgp::codec::describe_notification;
-use crate::bgp::pack::{AS_TRANS, UpdateParams};
-use crate::bgp::rib_out::Families;
+use crate::codec::describe_notification;
+use crate::pack::{AS_TRANS, UpdateParams};
+use crate::rib_out::Families;
 
 impl Session {
     pub(super) fn open(&self) -> BgpOpenMessage {

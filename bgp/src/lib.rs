@@ -1,6 +1,11 @@
-//! BGP-4 (RFC 4271): message codec glue over `netgauze-bgp-pkt`, the sans-IO session state
-//! machine, the Adj-RIB-Out with UPDATE packing, and the tokio driver that connects it all to
-//! TCP.
+//! herald-bgp: a BGP-4 speaker (RFC 4271) as a library: message codec glue over
+//! `netgauze-bgp-pkt`, the sans-IO session state machine, the Adj-RIB-Out with UPDATE packing,
+//! and the tokio driver that connects it all to TCP. Give a [`driver::PeerHandle`] its whole
+//! desired route set (level-triggered, [`driver::PeerHandle::set_routes`]); read its status.
+//!
+//! It is an announcer, not a router: received routes are counted, not installed; there is no
+//! policy language and no best-path selection. `herald-speaker` composes it with BFD, layer 2
+//! and the dataplane; a CNI or another daemon can embed it alone.
 //!
 //! - [`attrs`]: RFC 7606 on the path attribute framing, before netgauze reads an UPDATE.
 //! - [`codec`]: framing, encode/decode, RFC 7606 classification, NOTIFICATION helpers.
@@ -14,7 +19,7 @@
 //! - `transport`: a session's transport configuration (`PeerConfig`, re-exported by `driver`) and
 //!   outbound connections with their socket options; it does not know the driver.
 //! - [`sockopt`]: TCP MD5 and GTSM socket options (the module's only unsafe code).
-//! - [`error`]: errors of this module.
+//! - [`error`]: errors of this crate.
 
 pub mod attrs;
 pub mod codec;

@@ -18,9 +18,9 @@ use netgauze_iana::address_family::AddressType;
 use netgauze_bgp_pkt::update::BgpUpdateMessage;
 
 use super::*;
-use crate::bgp::codec::{Decoder, encode, notification_code};
-use crate::bgp::pack::AS_TRANS;
-use crate::bgp::route::RouteAttrs;
+use crate::codec::{Decoder, encode, notification_code};
+use crate::pack::AS_TRANS;
+use crate::route::RouteAttrs;
 
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
 
@@ -321,7 +321,7 @@ fn manual_stop_sends_cease_with_shutdown_communication_and_stays_down() {
     };
     assert_eq!(notification_code(n), (6, 2));
     assert_eq!(
-        crate::bgp::codec::describe_notification(n),
+        crate::codec::describe_notification(n),
         "notification 6/2 (Cease, Administrative Shutdown) \"herald stopping\""
     );
     assert!(a.contains(&Action::Disarm(Timer::ConnectRetry)));
@@ -456,7 +456,7 @@ fn unexpected_open_in_established_is_an_fsm_error() {
 #[test]
 fn received_notification_ends_the_session_and_records_the_reason() {
     let (mut s, _) = established(config(), None);
-    let n = crate::bgp::codec::shutdown_notification("maintenance");
+    let n = crate::codec::shutdown_notification("maintenance");
     let a = s.handle(Event::Received(Decoded::Message(BgpMessage::Notification(
         n,
     ))));

@@ -8,14 +8,14 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use herald_speaker::bgp::codec::{
+use herald_bgp::codec::{
     Decoded, Decoder, HEADER_LEN, MAX_MESSAGE_LEN, describe_notification, encode, frame_len,
     notification_code, shutdown_communication, shutdown_notification,
 };
-use herald_speaker::bgp::fsm::{Action, Event, Session, SessionConfig, State};
-use herald_speaker::bgp::pack::{UpdateParams, end_of_rib};
-use herald_speaker::bgp::rib_out::{Changes, Families};
-use herald_speaker::bgp::route::RouteAttrs;
+use herald_bgp::fsm::{Action, Event, Session, SessionConfig, State};
+use herald_bgp::pack::{UpdateParams, end_of_rib};
+use herald_bgp::rib_out::{Changes, Families};
+use herald_bgp::route::RouteAttrs;
 use ipnet::IpNet;
 use netgauze_bgp_pkt::BgpMessage;
 use netgauze_bgp_pkt::iana::RouteRefreshSubcode;

@@ -18,7 +18,7 @@ pub struct SessionConfig {
     /// Keepalive interval we want, seconds; `None`: a third of the negotiated hold time.
     pub keepalive: Option<u16>,
     /// First connect-retry interval; doubles on each failure up to
-    /// [`MAX_CONNECT_RETRY`](crate::bgp::fsm::MAX_CONNECT_RETRY).
+    /// [`MAX_CONNECT_RETRY`](crate::fsm::MAX_CONNECT_RETRY).
     pub connect_retry: Duration,
     /// Only wait for the peer to connect (never connect out).
     pub passive: bool,

@@ -11,10 +11,10 @@ use netgauze_bgp_pkt::update::BgpUpdateMessage;
 use netgauze_iana::address_family::AddressType;
 
 use super::{Action, Session};
-use crate::bgp::codec::describe_notification;
-use crate::bgp::pack::{UpdateParams, end_of_rib};
-use crate::bgp::rib_out::Changes;
-use crate::bgp::route::RouteAttrs;
+use crate::codec::describe_notification;
+use crate::pack::{UpdateParams, end_of_rib};
+use crate::rib_out::Changes;
+use crate::route::RouteAttrs;
 
 impl Session {
     /// Sends what moves the peer to the desired set; after the first complete pass on a

@@ -55,7 +55,9 @@ impl PeerConfig {
         }
     }
 
-    pub(crate) fn send_ttl(&self) -> u8 {
+    /// The TTL our packets are sent with: 255 with GTSM, else `ttl`, else 64 for iBGP and 1
+    /// for eBGP.
+    pub fn send_ttl(&self) -> u8 {
         if self.gtsm {
             255
         } else if let Some(ttl) = self.ttl {
@@ -67,7 +69,8 @@ impl PeerConfig {
         }
     }
 
-    pub(crate) fn min_ttl(&self) -> Option<u8> {
+    /// With GTSM, the lowest TTL accepted (`256 - hops`); `None` without.
+    pub fn min_ttl(&self) -> Option<u8> {
         self.gtsm
             .then(|| 255u8.saturating_sub(self.ttl.unwrap_or(1).saturating_sub(1)))
     }

@@ -15,7 +15,7 @@ use ipnet::IpNet;
 use netgauze_bgp_pkt::path_attribute::{MpReach, PathAttributeValue};
 use netgauze_bgp_pkt::update::BgpUpdateMessage;
 
-use crate::bgp::route::DesiredRoutes;
+use crate::route::DesiredRoutes;
 
 /// Prefixes desired and not yet written, with when they became desired.
 #[derive(Debug, Default)]
@@ -113,7 +113,7 @@ pub fn for_each_announced(update: &BgpUpdateMessage, mut f: impl FnMut(IpNet)) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bgp::route::RouteAttrs;
+    use crate::route::RouteAttrs;
 
     fn p(s: &str) -> IpNet {
         s.parse().unwrap()

@@ -2,7 +2,7 @@
 //! verdict RFC 7606 §3, §4 and §7 give it (accept, treat-as-withdraw, attribute discard,
 //! session reset).
 
-use herald_speaker::bgp::codec::{Decoded, Decoder, notification_code};
+use herald_bgp::codec::{Decoded, Decoder, notification_code};
 use netgauze_bgp_pkt::BgpMessage;
 use netgauze_bgp_pkt::path_attribute::PathAttributeValue;
 
