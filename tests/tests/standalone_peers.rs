@@ -242,9 +242,12 @@ protocol device { }
 protocol bgp node {
   local 10.0.0.2 as 64513; neighbor 10.0.0.1 as 64512; passive on;
   password \"s3cret\"; ttl security on;
-  # A TTL-1 handshake can slip past IP_MINTTL (see bgp_bird.rs) and leave a dead connection
-  # in OpenSent; drop it after 3 s rather than BIRD's default 240.
+  # A TTL-1 attempt can slip past IP_MINTTL (docs/reference/bgp.md, § Peer behaviour worth
+  # knowing) and leave BIRD on a connection that is dead from then on: in OpenSent if only
+  # the handshake got through, in OpenConfirm if our OPEN did too. BIRD refuses every other
+  # connection meanwhile, so let both hold timers expire in 3 s, not 240 and 90.
   startup hold time 3;
+  hold time 3;
   error wait time 1, 5;
   ipv4 { import all; export none; };
 }
