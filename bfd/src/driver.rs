@@ -27,7 +27,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::packet::{ControlPacket, State};
+use super::packet::{ControlPacket, Diag, State};
 use super::profile::Profile;
 use super::session::{Action, Input, Session};
 use super::transport::{Hop, SOURCE_PORTS};
@@ -58,6 +58,9 @@ pub struct BfdStatus {
     pub dropped: u64,
     /// Times the session went from Up to something else.
     pub down_count: u64,
+    /// bfd.LocalDiag of the last state change: why the session left Up, for example
+    /// (`None` until then).
+    pub diag: Diag,
 }
 
 impl Default for BfdStatus {
@@ -68,6 +71,7 @@ impl Default for BfdStatus {
             received: 0,
             dropped: 0,
             down_count: 0,
+            diag: Diag::None,
         }
     }
 }
@@ -311,6 +315,7 @@ async fn carry_out(
                 if from == State::Up {
                     status.down_count += 1;
                 }
+                status.diag = diag;
             }
             Action::Discarded(_) => status.dropped += 1,
         }

@@ -3,7 +3,10 @@
 //! the peer, the local address and a [`profile::Profile`]; watch its state.
 //!
 //! It is not tied to BGP: `herald-speaker` couples a session to its BGP session
-//! (`herald_speaker::coupling`); another daemon can use the state for anything else.
+//! (`herald_speaker::coupling`); another daemon can use the state for anything else, as
+//! `examples/bfd-session.rs` does (one session from the command line, state changes printed).
+//!
+//! # Layout
 //!
 //! Sans-IO, by module:
 //! - [`packet`]: Control packet codec and the packet-only reception checks.

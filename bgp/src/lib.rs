@@ -5,8 +5,10 @@
 //!
 //! It is an announcer, not a router: received routes are counted, not installed; there is no
 //! policy language and no best-path selection. `herald-speaker` composes it with BFD, layer 2
-//! and the dataplane; a CNI or another daemon can embed it alone.
+//! and the dataplane; a CNI or another daemon can embed it alone, as `examples/bgp-speaker.rs`
+//! does (a small daemon configured by a file).
 //!
+//! # Layout
 //! - [`attrs`]: RFC 7606 on the path attribute framing, before netgauze reads an UPDATE.
 //! - [`codec`]: framing, encode/decode, RFC 7606 classification, NOTIFICATION helpers.
 //! - [`config`]: runtime configuration of a session.

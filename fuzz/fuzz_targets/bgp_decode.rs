@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use herald_speaker::bgp::codec::{Decoded, Decoder, frame_len};
-use herald_speaker::bgp::fsm::{Event, Session, SessionConfig};
+use herald_bgp::codec::{Decoded, Decoder, frame_len};
+use herald_bgp::fsm::{Event, Session, SessionConfig};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -32,8 +32,7 @@ use super::gossip::{Gossip, GossipConfig, Membership};
 use super::interfaces;
 use super::link::LinkWatcher;
 use super::responder::{AnnounceConfig, Desired, Responder};
-use super::takeover::TakeoverTimer;
-use crate::metrics::{FamilyLabel, Histograms};
+use super::takeover::{TakeoverHistograms, TakeoverTimer};
 
 /// Agent configuration.
 #[derive(Debug, Clone)]
@@ -93,7 +92,7 @@ impl Agent {
     /// announcement of it.
     pub async fn spawn_observed(
         config: AgentConfig,
-        takeover_seconds: Histograms<FamilyLabel>,
+        takeover_seconds: TakeoverHistograms,
     ) -> Result<Self, L2Error> {
         Self::start(config, TakeoverTimer::new(Some(takeover_seconds))).await
     }
@@ -335,7 +334,7 @@ pub fn simple_policies(addresses: &[IpAddr], interfaces: &[String]) -> Vec<Addre
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::l2::election::EXCLUDE_LABEL;
+    use crate::election::EXCLUDE_LABEL;
 
     #[test]
     fn pod_interfaces_are_neither_announced_nor_gossiped_unless_a_pattern_names_them() {
@@ -409,11 +408,14 @@ mod tests {
         assert!(b.iter().all(|(_, i)| i == "eth1"));
     }
 
-    /// `herald_l2_takeover_seconds_count` by family, as `/metrics` exposes it.
-    fn takeover_count(m: &crate::metrics::Metrics, family: &str) -> u64 {
+    /// `herald_l2_takeover_seconds_count` by family, as a registry exposes it.
+    fn takeover_count(m: &TakeoverHistograms, family: &str) -> u64 {
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register("herald_l2_takeover_seconds", "takeover time", m.clone());
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         let prefix = format!("herald_l2_takeover_seconds_count{{family=\"{family}\"}} ");
-        m.encode()
-            .lines()
+        text.lines()
             .find_map(|l| l.strip_prefix(&prefix))
             .map_or(0, |n| n.trim().parse().unwrap())
     }
@@ -425,8 +427,8 @@ mod tests {
             .collect();
         addrs.extend((1..=16).map(|i| format!("2001:db8::{i}").parse::<IpAddr>().unwrap()));
         let policies = simple_policies(&addrs, &[]);
-        let m = crate::metrics::Metrics::new();
-        let timer = TakeoverTimer::new(Some(m.l2_takeover_seconds.clone()));
+        let m = crate::takeover::takeover_histograms();
+        let timer = TakeoverTimer::new(Some(m.clone()));
         let mine = links(&["eth0"]);
         let elect = |members: &Membership| Election::run("a", &mine, members, &policies, None);
 
@@ -488,8 +490,8 @@ mod tests {
             .map(|i| format!("192.0.2.{i}").parse().unwrap())
             .collect();
         let policies = simple_policies(&addrs, &[]);
-        let m = crate::metrics::Metrics::new();
-        let timer = TakeoverTimer::new(Some(m.l2_takeover_seconds.clone()));
+        let m = crate::takeover::takeover_histograms();
+        let timer = TakeoverTimer::new(Some(m.clone()));
         let members = membership(&[("a", &[]), ("b", &["eth1"])]);
         // a without carrier: b owns everything; then a's link comes up and a wins some.
         let before = Election::run("a", &links(&[]), &members, &policies, None);

@@ -69,30 +69,6 @@ pub enum LabelRequirement {
     DoesNotExist(String),
 }
 
-impl From<&herald_ipam::Selector> for NodeSelector {
-    /// The allocator's selector type (what the configuration converts to) as the election's.
-    fn from(s: &herald_ipam::Selector) -> Self {
-        use herald_ipam::Operator;
-        let match_expressions = s
-            .match_expressions
-            .iter()
-            .map(|r| {
-                let values = || r.values.iter().cloned().collect();
-                match r.operator {
-                    Operator::In => LabelRequirement::In(r.key.clone(), values()),
-                    Operator::NotIn => LabelRequirement::NotIn(r.key.clone(), values()),
-                    Operator::Exists => LabelRequirement::Exists(r.key.clone()),
-                    Operator::DoesNotExist => LabelRequirement::DoesNotExist(r.key.clone()),
-                }
-            })
-            .collect();
-        NodeSelector {
-            match_labels: s.match_labels.clone(),
-            match_expressions,
-        }
-    }
-}
-
 impl NodeSelector {
     /// Whether `labels` satisfy the selector.
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {

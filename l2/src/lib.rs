@@ -1,5 +1,21 @@
-//! Layer-2 announcement (DESIGN §5): answering ARP and NDP for the addresses this node owns,
-//! and announcing them on takeover.
+//! herald-l2: layer-2 announcement (DESIGN §5) as a library: answering ARP and NDP for the
+//! addresses this node owns, announcing them (gratuitous ARP, unsolicited neighbour
+//! advertisements) on takeover, and agreeing with the other nodes which node owns which.
+//!
+//! Two ways in, both level-triggered:
+//! - [`responder::Responder`]: give it the whole desired set (address → interfaces) with
+//!   [`Responder::set`](responder::Responder::set); it answers on raw sockets and announces
+//!   what is new. No election: for a daemon that already knows what it owns.
+//! - [`agent::Agent`]: give it every address and where it may be announced
+//!   ([`Agent::set_policies`](agent::Agent::set_policies)); it gossips with the other agents
+//!   (SWIM over authenticated UDP), elects an owner per address and drives its responder.
+//!   Out: [`Agent::owned`](agent::Agent::owned) (what this node announces now) and the
+//!   per-interface counters.
+//!
+//! It is not a Kubernetes component and knows nothing of Services or pools: `herald-speaker`
+//! turns those into policies. It does not add addresses to interfaces; the kernel's own ARP
+//! for them is the caller's business (the speaker keeps VIPs on `lo` with `arp_ignore`).
+//! `examples/responder.rs` answers ARP/NDP for addresses given on the command line.
 //!
 //! # Layout
 //! - [`agent`]: wires link watcher, gossip, election and responder for one node.

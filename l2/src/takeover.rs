@@ -19,8 +19,43 @@ use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+
 use super::election::Owner;
-use crate::metrics::{FamilyLabel, Histograms};
+
+/// The `family` label of `herald_l2_takeover_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FamilyLabel {
+    /// `ipv4` or `ipv6`.
+    pub family: &'static str,
+}
+
+impl FamilyLabel {
+    /// The label of `addr`'s family.
+    pub fn of(addr: IpAddr) -> Self {
+        let family = if addr.is_ipv4() { "ipv4" } else { "ipv6" };
+        FamilyLabel { family }
+    }
+}
+
+/// Takeover times by family, each histogram with [`TAKEOVER_BUCKETS`].
+pub type TakeoverHistograms = Family<FamilyLabel, Histogram, fn() -> Histogram>;
+
+/// Buckets of `herald_l2_takeover_seconds`: 10 ms (an election and one frame: the usual case)
+/// to 5 s (an interface the responder could not open yet is retried each second). Failure
+/// detection is before the start of the measure and not in it.
+pub const TAKEOVER_BUCKETS: [f64; 9] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
+fn takeover_histogram() -> Histogram {
+    Histogram::new(TAKEOVER_BUCKETS)
+}
+
+/// An empty [`TakeoverHistograms`], to register under the caller's metric name.
+pub fn takeover_histograms() -> TakeoverHistograms {
+    Family::new_with_constructor(takeover_histogram)
+}
 
 /// Takeovers started and not yet announced, by address.
 #[derive(Debug, Default)]
@@ -79,12 +114,12 @@ impl Takeovers {
 #[derive(Debug, Default)]
 pub struct TakeoverTimer {
     takeovers: Mutex<Takeovers>,
-    seconds: Option<Histograms<FamilyLabel>>,
+    seconds: Option<TakeoverHistograms>,
 }
 
 impl TakeoverTimer {
     /// A timer observing into `seconds` by family (`None`: keeps no state at all).
-    pub fn new(seconds: Option<Histograms<FamilyLabel>>) -> Self {
+    pub fn new(seconds: Option<TakeoverHistograms>) -> Self {
         TakeoverTimer {
             takeovers: Mutex::default(),
             seconds,

@@ -29,15 +29,15 @@ use crate::admin::Shared;
 use crate::announce::{self, BackendMode, Desired, Inputs, Interface, from_api};
 use crate::dataplane::driver::{Dataplane, DataplaneError, DataplaneOptions};
 use crate::drain::{self, Drain, Phase};
-use crate::l2::agent::{Agent, AgentConfig, NodeStatus};
-use crate::l2::election::{AddressPolicy, NodeSelector};
-use crate::l2::gossip::seal::GossipKey;
-use crate::l2::gossip::{GossipConfig, SwimTiming};
 use crate::metrics::{InterfaceLabel, NotificationLabels, PeerLabel, ReasonLabel, VipLabels};
 use crate::peers::{self, HostFacts, Peers, WantedPeer};
 use crate::status::{
     BgpStatus, DataplaneStatus, DataplaneVip, DesiredStatus, L2Status, RouteStatus, VipStatus,
 };
+use herald_l2::agent::{Agent, AgentConfig, NodeStatus};
+use herald_l2::election::{AddressPolicy, LabelRequirement, NodeSelector};
+use herald_l2::gossip::seal::GossipKey;
+use herald_l2::gossip::{GossipConfig, SwimTiming};
 
 /// Per Service key (`namespace/name`): the addresses granted to it and the pool of each.
 /// Addresses held without a granting pool (a conflict after a pool edit) are left out: they
@@ -387,6 +387,28 @@ fn desired_status(desired: &Desired) -> DesiredStatus {
     }
 }
 
+/// The allocator's selector type (what the configuration converts to) as the election's.
+fn node_selector(s: &herald_ipam::Selector) -> NodeSelector {
+    use herald_ipam::Operator;
+    let match_expressions = s
+        .match_expressions
+        .iter()
+        .map(|r| {
+            let values = || r.values.iter().cloned().collect();
+            match r.operator {
+                Operator::In => LabelRequirement::In(r.key.clone(), values()),
+                Operator::NotIn => LabelRequirement::NotIn(r.key.clone(), values()),
+                Operator::Exists => LabelRequirement::Exists(r.key.clone()),
+                Operator::DoesNotExist => LabelRequirement::DoesNotExist(r.key.clone()),
+            }
+        })
+        .collect();
+    NodeSelector {
+        match_labels: s.match_labels.clone(),
+        match_expressions,
+    }
+}
+
 /// The layer-2 election's inputs: one policy per (address, advertisement), and the nodes'
 /// status (`None` when the snapshot lists no Node objects: every live speaker counts as
 /// Ready and unlabelled).
@@ -399,7 +421,7 @@ fn l2_inputs(
         .map(|p| AddressPolicy {
             addr: p.address,
             interfaces: p.interfaces,
-            node_selectors: p.node_selectors.iter().map(NodeSelector::from).collect(),
+            node_selectors: p.node_selectors.iter().map(node_selector).collect(),
             local_endpoint_nodes: p.local_endpoint_nodes,
         })
         .collect();

@@ -1,11 +1,14 @@
-//! herald-speaker: makes allocated addresses reachable (BGP, BFD, ARP/NDP, XDP).
+//! herald-speaker: makes allocated addresses reachable (BGP, BFD, ARP/NDP, XDP). The
+//! composition of the protocol libraries (`herald-bgp`, `herald-bfd`, `herald-l2`), the
+//! allocator (`herald-ipam`, for standalone mode) and the dataplane (`herald-ebpf`): it decides
+//! what this node should announce and hands each library its desired set. It holds no
+//! protocol code of its own, and it does not allocate in a cluster (the controller does).
 //!
 //! # Layout
 //! - [`announce`]: pure: from configuration, Services, endpoints and nodes to this node's
 //!   desired routes, layer-2 candidacies and dataplane VIPs.
 //! - [`admin`]: the admin HTTP server (`/metrics`, `/healthz`, `/readyz`, `/status`).
-//! - [`bgp`]: BGP-4 speaker: codec glue over netgauze, sans-IO session FSM, Adj-RIB-Out
-//!   with UPDATE packing, tokio session driver.
+//! - [`bgp`]: the `herald-bgp` library, re-exported (BGP-4 codec, FSM, Adj-RIB-Out, driver).
 //! - [`bfd`]: the `herald-bfd` library, re-exported (RFC 5880/5881/5883); [`coupling`]: a
 //!   BFD session gating its BGP session.
 //! - [`cluster`]: cluster mode: watches the API server, feeds the engine, reports per Service.
@@ -17,8 +20,8 @@
 //! - [`peers`]: the BGP sessions of this node, reconciled with the configuration.
 //! - [`status`]: the `/status` document and its table rendering.
 //! - [`standalone`]: standalone mode: persisted state, the embedded allocator.
-//! - [`l2`]: layer-2 announcement: ARP/NDP responders on raw sockets, owner election, SWIM
-//!   gossip (foca), link-state gating; wired per node by `l2::agent`.
+//! - [`l2`]: the `herald-l2` library, re-exported: ARP/NDP responders on raw sockets, owner
+//!   election, SWIM gossip (foca), link-state gating; wired per node by `l2::agent`.
 //! - [`error`]: the crate's error types.
 
 pub mod admin;
@@ -33,7 +36,8 @@ pub mod dataplane;
 pub mod drain;
 pub mod engine;
 pub mod error;
-pub mod l2;
+/// Layer 2: the `herald-l2` library, under the path callers have used.
+pub use herald_l2 as l2;
 pub mod metrics;
 pub mod peers;
 pub mod standalone;

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use herald_ipam::convert::DEFAULT_LB_CLASS;
+use herald_l2::gossip::SwimTiming;
 use herald_speaker::dataplane::driver::{DEFAULT_PIN_DIR, DataplaneOptions, Mode};
 use herald_speaker::engine::ExitMode;
-use herald_speaker::l2::gossip::SwimTiming;
 use herald_speaker::standalone::daemon::{self, GossipOptions, Options};
 use herald_speaker::status::StatusReport;
 

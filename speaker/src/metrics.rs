@@ -46,21 +46,6 @@ pub struct NotificationLabels {
     pub subcode: &'static str,
 }
 
-/// Address family label.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct FamilyLabel {
-    /// `ipv4` or `ipv6`.
-    pub family: &'static str,
-}
-
-impl FamilyLabel {
-    /// The label of `addr`'s family.
-    pub fn of(addr: std::net::IpAddr) -> Self {
-        let family = if addr.is_ipv4() { "ipv4" } else { "ipv6" };
-        FamilyLabel { family }
-    }
-}
-
 /// Histograms by label set, each with the buckets of its metric.
 pub type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
@@ -70,17 +55,8 @@ pub const BGP_ANNOUNCE_BUCKETS: [f64; 13] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// Buckets of `herald_l2_takeover_seconds`: 10 ms (an election and one frame: the usual case)
-/// to 5 s (an interface the responder could not open yet is retried each second). Failure
-/// detection is before the start of the measure and not in it.
-pub const L2_TAKEOVER_BUCKETS: [f64; 9] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
-
 fn bgp_announce_histogram() -> Histogram {
     Histogram::new(BGP_ANNOUNCE_BUCKETS)
-}
-
-fn l2_takeover_histogram() -> Histogram {
-    Histogram::new(L2_TAKEOVER_BUCKETS)
 }
 
 /// Per-interface labels.
@@ -146,7 +122,7 @@ pub struct Metrics {
     pub l2_announcements: Family<InterfaceLabel, Gauge>,
     /// Seconds from learning that another node's address lost its owner to this node's
     /// first gratuitous ARP or unsolicited neighbour advertisement for it, per family.
-    pub l2_takeover_seconds: Histograms<FamilyLabel>,
+    pub l2_takeover_seconds: herald_l2::takeover::TakeoverHistograms,
     /// Seconds from noticing a configuration change to the new desired state being handed
     /// to the announcers.
     pub change_to_announce_seconds: Histogram,
@@ -191,7 +167,7 @@ impl Metrics {
             bgp_prefixes_received: Family::default(),
             bgp_notifications: Family::default(),
             bgp_announce_seconds: Family::new_with_constructor(bgp_announce_histogram),
-            l2_takeover_seconds: Family::new_with_constructor(l2_takeover_histogram),
+            l2_takeover_seconds: herald_l2::takeover::takeover_histograms(),
             change_to_announce_seconds: Histogram::new([
                 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
             ]),
@@ -377,7 +353,7 @@ mod tests {
         m.change_to_announce_seconds.observe(0.01);
         m.bgp_announce_seconds.get_or_create(&peer).observe(0.01);
         m.l2_takeover_seconds
-            .get_or_create(&FamilyLabel { family: "ipv4" })
+            .get_or_create(&herald_l2::takeover::FamilyLabel { family: "ipv4" })
             .observe(0.1);
         let exported = m.encode();
         let mut checked = 0;

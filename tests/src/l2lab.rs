@@ -1,4 +1,4 @@
-//! Layer-2 lab: `herald-l2-lab` node processes on a [`Segment`], and a capture of what the
+//! Layer-2 lab: herald-l2's `l2-agent` example as node processes on a [`Segment`], and a capture of what the
 //! client namespace sees on the wire.
 
 use std::collections::BTreeSet;
@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use herald_speaker::l2::raw::{ETH_P_ARP, ETH_P_IPV6, PacketSocket};
+use herald_l2::raw::{ETH_P_ARP, ETH_P_IPV6, PacketSocket};
 
 use crate::Daemon;
 use crate::segment::{Port, Segment};
@@ -51,7 +51,7 @@ impl Drop for KeyFile {
     }
 }
 
-/// One `herald-l2-lab` process in a node namespace, with the `owned` lines it printed.
+/// One `l2-agent` process in a node namespace, with the `owned` lines it printed.
 #[derive(Debug)]
 pub struct LabNode {
     /// The process (SIGKILLed on drop).
@@ -70,17 +70,11 @@ pub fn node_name(i: usize) -> String {
 impl LabNode {
     /// Starts node `i` of `seg` with `bin` answering for `addrs` on its segment interface,
     /// gossiping on its gossip interface with every node of the segment as seed.
-    pub fn spawn(
-        bin: &str,
-        seg: &Segment,
-        i: usize,
-        addrs: &[&str],
-        key: &KeyFile,
-        extra: &[&str],
-    ) -> Self {
+    pub fn spawn(seg: &Segment, i: usize, addrs: &[&str], key: &KeyFile, extra: &[&str]) -> Self {
         let name = node_name(i);
         let node = &seg.nodes[i];
-        let mut cmd = node.ns.command(bin);
+        let bin = crate::workspace_example("l2-agent");
+        let mut cmd = node.ns.command(bin.to_str().expect("a UTF-8 path"));
         cmd.args(["--name", &name, "--interface", &node.ifname]);
         cmd.args([
             "--gossip-bind",
@@ -279,7 +273,7 @@ pub fn is_unsolicited_na(frame: &[u8], mac: [u8; 6], vip: std::net::Ipv6Addr) ->
         && frame[6..12] == mac
         && frame[12..14] == [0x86, 0xdd]
         && frame[20] == 58
-        && frame[38..54] == herald_speaker::l2::packet::ALL_NODES.octets()
+        && frame[38..54] == herald_l2::packet::ALL_NODES.octets()
         && frame[54] == 136
         && frame[58] & 0x60 == 0x20 // solicited clear, override set
         && frame[62..78] == vip.octets()

@@ -1,5 +1,5 @@
-//! The `herald-bgp-lab` process: Herald's BGP library driven from a config file, in a test
-//! namespace (see `src/bin/herald-bgp-lab.rs` for the config format).
+//! herald-bgp's `bgp-speaker` example as a process: the BGP library driven from a config
+//! file, in a test namespace (see `bgp/examples/bgp-speaker.rs` for the config format).
 
 use std::path::{Path, PathBuf};
 
@@ -7,7 +7,7 @@ use nix::sys::signal::Signal;
 
 use crate::{Daemon, Netns};
 
-/// A running `herald-bgp-lab`; SIGKILLed on drop.
+/// A running `bgp-speaker`; SIGKILLed on drop.
 #[derive(Debug)]
 pub struct HeraldLab {
     daemon: Daemon,
@@ -17,20 +17,25 @@ pub struct HeraldLab {
 }
 
 impl HeraldLab {
-    /// Starts `binary` (the test's `env!("CARGO_BIN_EXE_herald-bgp-lab")`) in `ns` with
-    /// `config`; a `status` line is appended.
-    pub fn start(binary: &str, ns: &Netns, config: &str) -> Self {
+    /// Starts herald-bgp's `bgp-speaker` example in `ns` with `config`; a `status` line is
+    /// appended.
+    pub fn start(ns: &Netns, config: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        Self::start_in(binary, ns, config, dir)
+        Self::start_in(ns, config, dir)
     }
 
-    fn start_in(binary: &str, ns: &Netns, config: &str, dir: tempfile::TempDir) -> Self {
+    fn start_in(ns: &Netns, config: &str, dir: tempfile::TempDir) -> Self {
+        let binary = crate::workspace_example("bgp-speaker");
         let conf = dir.path().join("lab.conf");
         let status = dir.path().join("status");
         let _ = std::fs::remove_file(&status);
         std::fs::write(&conf, format!("{config}\nstatus {}\n", status.display()))
             .expect("writing lab.conf");
-        let daemon = Daemon::spawn("herald-bgp-lab", ns.command(binary).arg(&conf));
+        let daemon = Daemon::spawn(
+            "bgp-speaker",
+            ns.command(binary.to_str().expect("a UTF-8 path"))
+                .arg(&conf),
+        );
         Self {
             daemon,
             config: conf,
@@ -40,10 +45,10 @@ impl HeraldLab {
     }
 
     /// SIGKILLs the process and starts it again with `config` (a crash and restart).
-    pub fn restart(mut self, binary: &str, ns: &Netns, config: &str) -> Self {
+    pub fn restart(mut self, ns: &Netns, config: &str) -> Self {
         self.daemon.kill();
         let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().expect("temp dir"));
-        Self::start_in(binary, ns, config, dir)
+        Self::start_in(ns, config, dir)
     }
 
     /// The process id.

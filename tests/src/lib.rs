@@ -15,8 +15,8 @@
 //! - [`gobgp`]: [`gobgp::GoBgp`], GoBGP 3 read back through `gobgp ... -j`.
 //! - [`exabgp`]: [`exabgp::ExaBgp`], ExaBGP 4 with its parsed messages read back as JSON.
 //! - [`http`]: a minimal GET for admin endpoints in a namespace, and a metric reader.
-//! - [`lab`]: [`lab::HeraldLab`], the `herald-bgp-lab` process (Herald's BGP library).
-//! - [`l2lab`]: `herald-l2-lab` node processes and a client-side wire capture.
+//! - [`lab`]: [`lab::HeraldLab`], herald-bgp's `bgp-speaker` example as a process.
+//! - [`l2lab`]: herald-l2's `l2-agent` example as node processes, and a client-side wire capture.
 //! - [`segment`]: a bridge namespace with node and client namespaces (layer-2 tests) and
 //!   `arping` / `ndisc6` wrappers.
 //! - [`name_server`]: [`NameServer`], a TCP server in a namespace answering with its name,
@@ -51,22 +51,39 @@ pub use process::Daemon;
 pub use wait::wait_until;
 pub use xdp_pass::XdpPass;
 
+/// target/<profile>/, where this test executable's directory (target/<profile>/deps) is.
+fn workspace_binary_dir() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent()
+        .and_then(std::path::Path::parent)
+        .expect("target dir")
+        .to_path_buf()
+}
+
 /// The path of a binary of this workspace (`herald-speaker`, ...), next to the test
 /// executable's directory. `cargo test --workspace` (what `make test` runs) builds them.
 pub fn workspace_binary(name: &str) -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let dir = exe
-        .parent()
-        .and_then(std::path::Path::parent)
-        .expect("target dir");
-    let path = dir.join(name);
+    let path = workspace_binary_dir().join(name);
     assert!(
         path.exists(),
         "{} not found: build the workspace first (`cargo build --workspace`, as `make test` does)",
         path.display()
     );
     path
+}
+
+/// The path of an example of a workspace library (`bgp-speaker`, `l2-agent`,
+/// `bfd-session`), in the target directory's `examples/`. `cargo build --workspace
+/// --all-targets` (what `make test` runs first) builds them.
+pub fn workspace_example(name: &str) -> std::path::PathBuf {
+    let bin = workspace_binary_dir().join("examples").join(name);
+    assert!(
+        bin.exists(),
+        "{} not found: build the examples first (`cargo build --workspace --all-targets`, as \
+         `make test` does)",
+        bin.display()
+    );
+    bin
 }
 
 /// `herald-speaker status --json` of the speaker running in `ns`.

@@ -19,16 +19,15 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use herald_speaker::bgp::driver::{PeerConfig, PeerHandle, wait_for_status};
-use herald_speaker::bgp::fsm::SessionConfig;
-use herald_speaker::bgp::listener::Listener;
-use herald_speaker::bgp::route::{DesiredRoutes, RouteAttrs};
+use herald_bgp::driver::{PeerConfig, PeerHandle, wait_for_status};
+use herald_bgp::fsm::SessionConfig;
+use herald_bgp::listener::Listener;
+use herald_bgp::route::{DesiredRoutes, RouteAttrs};
 use herald_tests::bird::Bird;
 use herald_tests::gobgp::GoBgp;
 use herald_tests::lab::HeraldLab;
 use herald_tests::{Daemon, Netns, require_privileged, veth_pair, wait_until};
 
-const LAB: &str = env!("CARGO_BIN_EXE_herald-bgp-lab");
 const SAMPLES: usize = 5;
 const V4_ROUTES: u32 = 100_000;
 const V6_ROUTES: u32 = 20_000;
@@ -184,7 +183,6 @@ fn herald_sample(bird: &Bird, spk: &Netns, fam: Family) -> Sample {
         Family::V6 => "next-hop-v6 fd00:1::1",
     };
     let lab = HeraldLab::start(
-        LAB,
         spk,
         &format!(
             "local-as 64512\nrouter-id 192.0.2.1\npeer {peer} as 64513\nno-graceful-restart\n{next_hop}\n{routes}"
@@ -439,7 +437,7 @@ fn bgp_speaker_rss_with_four_peers_of_twenty_thousand_prefixes() {
     }
     lab_conf.push_str("routes4 198.18.0.0 20000\n");
     let bird = Bird::start(&recv, &conf);
-    let lab = HeraldLab::start(LAB, &spk, &lab_conf);
+    let lab = HeraldLab::start(&spk, &lab_conf);
     for i in 2..=5 {
         wait_until("20k at each peer", Duration::from_secs(30), || {
             match bird.route_count(&format!("p{i}")) {

@@ -5,7 +5,7 @@
 //!
 //! Topology: a speaker namespace and a BIRD namespace joined by a veth pair
 //! (10.0.0.1/24 + fd00::1/64 on the speaker side, 10.0.0.2/24 + fd00::2/64 on BIRD's).
-//! The speaker is the `herald-bgp-lab` binary (Herald's library, configured by a file).
+//! The speaker is herald-bgp's `bgp-speaker` example (the library, configured by a file).
 
 use std::time::Duration;
 
@@ -14,7 +14,6 @@ use herald_tests::lab::HeraldLab;
 use herald_tests::{Netns, require_privileged, veth_pair, wait_until};
 use nix::sys::signal::Signal;
 
-const LAB: &str = env!("CARGO_BIN_EXE_herald-bgp-lab");
 const DEADLINE: Duration = Duration::from_secs(30);
 
 struct Topo {
@@ -121,7 +120,6 @@ protocol bgp hrdi {{
     );
     // eBGP over IPv4 carries IPv6 too (next hop configured); iBGP over IPv6 carries IPv4.
     let _lab = HeraldLab::start(
-        LAB,
         &t.spk,
         "local-as 64512
 router-id 192.0.2.1
@@ -189,7 +187,6 @@ router-id 192.0.2.1
 peer 10.0.0.2 as 64513
 next-hop-v6 fd00::1";
     let lab = HeraldLab::start(
-        LAB,
         &t.spk,
         &format!("{base}\nroutes4 198.18.0.0 20000\nroutes6 2001:db8:1:: 2000"),
     );
@@ -205,7 +202,6 @@ fn hold_timer_expiry_closes_the_session_with_a_notification() {
     let t = topo("bgpb9h");
     let bird = Bird::start(&t.peer, &bird_ebgp("hold time 3;"));
     let lab = HeraldLab::start(
-        LAB,
         &t.spk,
         "local-as 64512
 router-id 192.0.2.1
@@ -244,7 +240,6 @@ fn stopping_the_speaker_sends_cease_with_shutdown_communication() {
     let t = topo("bgpb9n");
     let bird = Bird::start(&t.peer, &bird_ebgp(""));
     let mut lab = HeraldLab::start(
-        LAB,
         &t.spk,
         "local-as 64512
 router-id 192.0.2.1
@@ -255,7 +250,7 @@ route 198.51.100.1/32",
     lab.signal(Signal::SIGTERM);
     wait_until("bird to see the cease", DEADLINE, || {
         let p = bird.protocol("hrd");
-        if p.contains("Administrative shutdown") && p.contains("herald-bgp-lab stopping") {
+        if p.contains("Administrative shutdown") && p.contains("bgp-speaker stopping") {
             Ok(())
         } else {
             Err(p)
@@ -276,7 +271,6 @@ fn route_refresh_from_the_peer_resends_the_routes() {
     let t = topo("bgpb9r");
     let bird = Bird::start(&t.peer, &bird_ebgp(""));
     let lab = HeraldLab::start(
-        LAB,
         &t.spk,
         "local-as 64512
 router-id 192.0.2.1
@@ -328,7 +322,6 @@ protocol bgp hrd {{
             ),
         );
         let lab = HeraldLab::start(
-            LAB,
             &t.spk,
             &format!(
                 "local-as 64512

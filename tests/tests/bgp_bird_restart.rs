@@ -1,4 +1,4 @@
-//! Graceful restart and ECMP against BIRD 2, with `herald-bgp-lab` processes as Herald
+//! Graceful restart and ECMP against BIRD 2, with herald-bgp's `bgp-speaker` example processes as Herald
 //! speakers. (eBGP multihop goes through `herald-speaker`: `standalone_peers.rs`.)
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -8,7 +8,6 @@ use herald_tests::bird::Bird;
 use herald_tests::lab::HeraldLab;
 use herald_tests::{Netns, require_privileged, veth_pair, wait_until};
 
-const LAB: &str = env!("CARGO_BIN_EXE_herald-bgp-lab");
 const DEADLINE: Duration = Duration::from_secs(30);
 
 fn wait_count(bird: &Bird, proto: &str, want: usize) {
@@ -64,7 +63,7 @@ protocol bgp hrd {{
 router-id 192.0.2.1
 peer 10.0.0.2 as 64513
 routes4 198.18.0.0 500";
-    let mut lab = HeraldLab::start(LAB, &spk, config);
+    let mut lab = HeraldLab::start(&spk, config);
     wait_count(&bird, "hrd", 500);
 
     // Crash: the TCP connection drops, BIRD keeps the routes as stale (RFC 4724 §4.2).
@@ -90,7 +89,7 @@ routes4 198.18.0.0 500";
                 }
             }
         });
-        let lab = lab.restart(LAB, &spk, config);
+        let lab = lab.restart(&spk, config);
         wait_established(&bird, "hrd");
         // After End-of-RIB BIRD flushes what was not refreshed; wait until the restart is over.
         wait_until("bird's graceful restart to finish", DEADLINE, || {
@@ -130,7 +129,6 @@ routes4 198.18.0.0 500";
         }
     });
     let _lab = lab.restart(
-        LAB,
         &spk,
         "local-as 64512
 router-id 192.0.2.1
@@ -181,7 +179,6 @@ protocol kernel {{ ipv4 {{ export all; }}; merge paths on; }}
     );
     for (i, ns) in speakers.iter().enumerate() {
         labs.push(HeraldLab::start(
-            LAB,
             ns,
             &format!(
                 "local-as 64512

@@ -12,7 +12,6 @@ use herald_tests::lab::HeraldLab;
 use herald_tests::{Netns, require_privileged, veth_pair, wait_until};
 use serde_json::Value;
 
-const LAB: &str = env!("CARGO_BIN_EXE_herald-bgp-lab");
 const DEADLINE: Duration = Duration::from_secs(30);
 
 /// eBGP from AS 64512 to the peer's AS 64513 over IPv4; iBGP in AS 64513 over IPv6.
@@ -111,7 +110,7 @@ fn gobgp_receives_ebgp_and_ibgp_host_routes_with_next_hop_origin_and_as_path() {
     require_privileged!();
     let (spk, peer) = topo("bgpg1");
     let g = GoBgp::start(&peer, GOBGP_CONFIG);
-    let _lab = HeraldLab::start(LAB, &spk, LAB_CONFIG);
+    let _lab = HeraldLab::start(&spk, LAB_CONFIG);
     // Both sessions deliver each prefix: two paths per prefix, one per neighbor.
     for (family, prefix, nh) in [
         ("ipv4", "198.51.100.1/32", "10.0.0.1"),
@@ -184,7 +183,7 @@ fn frr_receives_ebgp_and_ibgp_host_routes_with_next_hop_origin_and_as_path() {
     require_privileged!();
     let (spk, peer) = topo("bgpf1");
     let frr = Frr::start(&peer, FRR_CONFIG, false);
-    let _lab = HeraldLab::start(LAB, &spk, LAB_CONFIG);
+    let _lab = HeraldLab::start(&spk, LAB_CONFIG);
     for (family, prefix, nh) in [
         ("ipv4", "198.51.100.1/32", "10.0.0.1"),
         ("ipv6", "2001:db8:100::1/128", "fd00::1"),

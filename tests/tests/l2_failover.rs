@@ -1,10 +1,10 @@
-//! Layer-2 failover with real `herald-l2-lab` processes (issue tests 2, 3, 4 and the failover
+//! Layer-2 failover with real herald-l2 `l2-agent` example processes (issue tests 2, 3, 4 and the failover
 //! benchmark): three speaker namespaces and a client on one bridge, gossip on a second bridge.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
-use herald_speaker::l2::election::weight;
+use herald_l2::election::weight;
 use herald_tests::l2lab::{
     Capture, KeyFile, LabNode, is_arp_reply, is_gratuitous_arp, is_unsolicited_na, mac_bytes,
     node_name, owners,
@@ -12,7 +12,6 @@ use herald_tests::l2lab::{
 use herald_tests::segment::{Segment, arping};
 use herald_tests::{require_command, require_privileged, wait_until};
 
-const BIN: &str = env!("CARGO_BIN_EXE_herald-l2-lab");
 const VIP4: &str = "10.77.0.200";
 
 /// An IPv6 address in the segment that the rendezvous hash gives to the same node as `VIP4`
@@ -33,7 +32,7 @@ fn vip6_with_same_owner(n: usize) -> String {
 
 fn start(seg: &Segment, addrs: &[&str], key: &KeyFile, extra: &[&str]) -> Vec<LabNode> {
     (0..seg.nodes.len())
-        .map(|i| LabNode::spawn(BIN, seg, i, addrs, key, extra))
+        .map(|i| LabNode::spawn(seg, i, addrs, key, extra))
         .collect()
 }
 
@@ -314,7 +313,7 @@ fn measure_failover(timing: &str, trials: usize) -> (Vec<Duration>, Vec<Duration
     let prober = seg
         .client
         .ns
-        .run_in(|| herald_speaker::l2::raw::PacketSocket::open(&seg.client.ifname, 0x0806))
+        .run_in(|| herald_l2::raw::PacketSocket::open(&seg.client.ifname, 0x0806))
         .expect("prober socket");
     let request = herald_tests::l2lab::arp_request(&seg.client, v4);
     // The client asks every 5 ms for the whole run, from its own thread.
@@ -353,7 +352,7 @@ fn measure_failover(timing: &str, trials: usize) -> (Vec<Duration>, Vec<Duration
         eprintln!("{timing} trial {trial}: gratuitous ARP {garp:?}, reply {reply:?}");
         to_garp.push(garp);
         to_reply.push(reply);
-        nodes[old] = LabNode::spawn(BIN, &seg, old, &addrs, &key, &extra);
+        nodes[old] = LabNode::spawn(&seg, old, &addrs, &key, &extra);
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     asking.join().expect("prober thread");

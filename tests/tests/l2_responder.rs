@@ -11,9 +11,9 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use herald_speaker::l2::election::{AddressPolicy, NodeFacts, announcements, elect};
-use herald_speaker::l2::raw::{ETH_P_ARP, ETH_P_IPV6, PacketSocket};
-use herald_speaker::l2::responder::{AnnounceConfig, Desired, Responder, ResponderStats};
+use herald_l2::election::{AddressPolicy, NodeFacts, announcements, elect};
+use herald_l2::raw::{ETH_P_ARP, ETH_P_IPV6, PacketSocket};
+use herald_l2::responder::{AnnounceConfig, Desired, Responder, ResponderStats};
 use herald_tests::segment::{Segment, arping, ndisc6};
 use herald_tests::{Netns, require_command, require_privileged, wait_until};
 use tokio::sync::mpsc;
@@ -468,7 +468,7 @@ fn arp_request(src: [u8; 6], sender: &str, target: &str) -> Vec<u8> {
 fn neighbor_solicit(src: [u8; 6], target: &str) -> Vec<u8> {
     let target: std::net::Ipv6Addr = target.parse().expect("v6");
     let source: std::net::Ipv6Addr = "fd00:77::100".parse().expect("v6");
-    let group = herald_speaker::l2::packet::solicited_node(target);
+    let group = herald_l2::packet::solicited_node(target);
     let mut body = Vec::new();
     body.extend_from_slice(&[135, 0, 0, 0, 0, 0, 0, 0]);
     body.extend_from_slice(&target.octets());
@@ -476,7 +476,7 @@ fn neighbor_solicit(src: [u8; 6], target: &str) -> Vec<u8> {
     body.extend_from_slice(&src);
     let checksum = icmpv6_checksum(source, group, &body);
     body[2..4].copy_from_slice(&checksum.to_be_bytes());
-    let mut f = herald_speaker::l2::packet::multicast_mac(group).to_vec();
+    let mut f = herald_l2::packet::multicast_mac(group).to_vec();
     f.extend_from_slice(&src);
     f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
     f.extend_from_slice(&u16::try_from(body.len()).expect("short").to_be_bytes());

@@ -13,7 +13,7 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::Rng;
 
-use crate::l2::error::L2Error;
+use crate::error::L2Error;
 
 /// Length of the shared key.
 pub const KEY_LEN: usize = 32;

@@ -352,7 +352,7 @@ pub fn compute(inputs: Inputs<'_>) -> Desired {
                             .filter(|i| {
                                 // A loopback has no segment to answer on, whatever the pattern.
                                 !i.loopback
-                                    && crate::l2::interfaces::selects(&adv.interfaces, &i.name)
+                                    && herald_l2::interfaces::selects(&adv.interfaces, &i.name)
                             })
                             .map(|i| i.name.clone()),
                     );

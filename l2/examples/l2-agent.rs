@@ -1,11 +1,14 @@
-//! herald-l2-lab: one layer-2 speaker node for the network-namespace tests, driving the real
-//! `herald_speaker::l2` agent (link watcher, gossip, election, responder) from arguments.
+//! l2-agent: one layer-2 node, the `herald-l2` agent (link watcher, gossip, election,
+//! responder) driven from arguments. The example of the library's API, and the process the
+//! library's failover tests run several of on one segment. Not a product binary:
+//! `herald-speaker` is.
 //!
 //! ```text
-//! herald-l2-lab --name N --interface IF [--interface IF2] --address A [--address B]
-//!               --gossip-bind IP:PORT [--seed IP:PORT]... --key-file PATH
-//!               [--announce-repeats 5] [--announce-interval-ms 1000]
-//!               [--swim-timing fast|memberlist-lan]
+//! cargo run -p herald-l2 --example l2-agent -- \
+//!     --name N --interface IF [--interface IF2] --address A [--address B]
+//!     --gossip-bind IP:PORT [--seed IP:PORT]... --key-file PATH
+//!     [--announce-repeats 5] [--announce-interval-ms 1000]
+//!     [--swim-timing fast|memberlist-lan]
 //! ```
 //!
 //! Prints one line per change of what this node announces (`owned <addr>@<if> ...`) on
@@ -16,9 +19,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use herald_speaker::l2::agent::{Agent, AgentConfig, simple_policies};
-use herald_speaker::l2::gossip::{GossipConfig, SwimTiming, seal::GossipKey};
-use herald_speaker::l2::responder::AnnounceConfig;
+use herald_l2::agent::{Agent, AgentConfig, simple_policies};
+use herald_l2::gossip::{GossipConfig, SwimTiming, seal::GossipKey};
+use herald_l2::responder::AnnounceConfig;
 
 struct Args {
     name: String,

@@ -1,6 +1,12 @@
-//! herald-bgp-lab: runs Herald's BGP speaker library (`herald_speaker::bgp`) from a small
-//! config file, for end-to-end tests that need a process (SIGKILL for graceful restart,
-//! several speakers for ECMP). Not a product binary: `herald-speaker standalone` is.
+//! bgp-speaker: the `herald-bgp` library as a small daemon, driven by a config file. The
+//! example of the library's API (sessions, listener, level-triggered routes, status), and
+//! the process the library's end-to-end tests run against BIRD, GoBGP and FRR (SIGKILL for
+//! graceful restart, several speakers for ECMP). Not a product binary:
+//! `herald-speaker standalone` is.
+//!
+//! ```text
+//! cargo run -p herald-bgp --example bgp-speaker -- CONFIG
+//! ```
 //!
 //! Config, one directive per line (`#` comments):
 //! ```text
@@ -16,8 +22,6 @@
 //! source 10.0.0.1
 //! next-hop-v4 10.0.0.1
 //! next-hop-v6 fd00::1
-//! bfd 100 3                     # BFD (needs `source`): interval ms, multiplier
-//! bfd-multihop 100 3 254        # multihop BFD: interval, multiplier, minimum TTL
 //! listen 0.0.0.0:179            # listener for passive peers
 //! status /path/file             # status lines rewritten on every change
 //! route 198.51.100.1/32 community 64512:100 large 64512:1:2 local-pref 200
@@ -33,19 +37,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use herald_speaker::bfd::driver::{BfdConfig, BfdHandle};
-use herald_speaker::bfd::profile::Profile;
-use herald_speaker::bfd::transport::Hop;
-use herald_speaker::bgp::driver::{PeerConfig, PeerHandle};
-use herald_speaker::bgp::fsm::SessionConfig;
-use herald_speaker::bgp::listener::Listener;
-use herald_speaker::bgp::route::{DesiredRoutes, RouteAttrs};
-use herald_speaker::coupling::couple;
+use herald_bgp::driver::{PeerConfig, PeerHandle};
+use herald_bgp::fsm::SessionConfig;
+use herald_bgp::listener::Listener;
+use herald_bgp::route::{DesiredRoutes, RouteAttrs};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 struct Lab {
     peers: Vec<PeerConfig>,
-    bfd: Vec<Option<BfdConfig>>,
     listen: Option<SocketAddr>,
     status: Option<PathBuf>,
     routes: DesiredRoutes,
@@ -68,7 +67,6 @@ fn parse(path: &Path) -> Result<Lab> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {path:?}"))?;
     let mut lab = Lab {
         peers: Vec::new(),
-        bfd: Vec::new(),
         listen: None,
         status: None,
         routes: HashMap::new(),
@@ -86,34 +84,6 @@ fn parse(path: &Path) -> Result<Lab> {
                 let mut s = SessionConfig::new(local_as, asn.parse()?, router_id);
                 s.connect_retry = Duration::from_millis(500);
                 lab.peers.push(PeerConfig::new(s, addr.parse()?));
-                lab.bfd.push(None);
-            }
-            ([kind @ ("bfd" | "bfd-multihop"), interval, mult, rest @ ..], Some(p)) => {
-                let local = p.source_addr.context("bfd needs `source` first")?;
-                let interval: u32 = interval.parse()?;
-                let hop = match (*kind, rest) {
-                    ("bfd", []) => Hop::Single,
-                    ("bfd-multihop", [min]) => Hop::Multi {
-                        minimum_ttl: min.parse()?,
-                    },
-                    _ => bail!("bfd INTERVAL MULT | bfd-multihop INTERVAL MULT MINTTL"),
-                };
-                p.session.bfd = true;
-                let profile = Profile {
-                    receive_interval: interval,
-                    transmit_interval: interval,
-                    detect_multiplier: mult.parse()?,
-                    ..Profile::default()
-                };
-                let peer = p.peer_addr;
-                if let Some(slot) = lab.bfd.last_mut() {
-                    *slot = Some(BfdConfig {
-                        peer,
-                        local,
-                        hop,
-                        profile,
-                    });
-                }
             }
             (["password", pw], Some(p)) => p.password = Some((*pw).to_owned()),
             (["ttl", n], Some(p)) => p.ttl = Some(n.parse()?),
@@ -187,19 +157,13 @@ async fn main() -> Result<()> {
     let path = PathBuf::from(
         std::env::args()
             .nth(1)
-            .context("usage: herald-bgp-lab CONFIG")?,
+            .context("usage: bgp-speaker CONFIG")?,
     );
     let lab = parse(&path)?;
     let mut handles = Vec::new();
-    let mut bfds = Vec::new();
-    for (p, bfd) in lab.peers.into_iter().zip(lab.bfd) {
+    for p in lab.peers {
         let h = PeerHandle::spawn(p)?;
         h.set_routes(lab.routes.clone());
-        if let Some(cfg) = bfd {
-            let b = BfdHandle::spawn(cfg)?;
-            tokio::spawn(couple(b.watch_status(), h.bfd_link()));
-            bfds.push(b);
-        }
         handles.push(h);
     }
     let _listener = match lab.listen {
@@ -227,14 +191,14 @@ async fn main() -> Result<()> {
         }
     }
     for h in handles {
-        h.shutdown("herald-bgp-lab stopping").await;
+        h.shutdown("bgp-speaker stopping").await;
     }
     Ok(())
 }
 
 /// Resolves when any status receiver sees a change (polled every 50 ms: a test tool).
 async fn any_status_change(
-    watches: &mut [tokio::sync::watch::Receiver<herald_speaker::bgp::driver::PeerStatus>],
+    watches: &mut [tokio::sync::watch::Receiver<herald_bgp::driver::PeerStatus>],
 ) {
     loop {
         if watches.iter_mut().any(|w| w.has_changed().unwrap_or(false)) {
