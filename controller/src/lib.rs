@@ -1,10 +1,14 @@
-//! herald-controller: allocates addresses for `type: LoadBalancer` Services.
+//! herald-controller: allocates addresses for `type: LoadBalancer` Services, in a cluster.
+//!
+//! The Kubernetes half of allocation: the allocator itself is `herald-ipam` (pure, shared with
+//! standalone mode); this crate watches the API server, feeds it, and writes what it decides
+//! (Service status, pool status, conditions, Events), with leader election. It announces
+//! nothing (the speakers do) and has no protocol code; [`announced`] only reports, per
+//! Service, where the speakers say they announce it.
 //!
 //! # Layout
-//! - [`ipam`]: the address allocator. Pure: no Kubernetes, no async runtime, no I/O.
-//!   It takes pools and services and returns assignments or reasons why not.
-//! - [`convert`]: `IPPool`s and core `v1` Services as the allocator's plain inputs; shared
-//!   by the Kubernetes reconciler and standalone mode.
+//! - [`announced`]: the `herald.dev/Announced` condition and `BGPPeer` sessions, from the
+//!   speakers' `HeraldNode`s.
 //! - [`status`]: what the controller writes (apply patches, pool status), as plain values.
 //! - [`context`]: what the reconcilers share (client, allocator, caches, metrics).
 //! - [`reconcile`]: the Service reconciler, release on deletion; [`pools`]: `IPPool`

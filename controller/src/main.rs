@@ -90,6 +90,8 @@ async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
         }
         None => kube::Config::infer().await?,
     };
+    // Named once at start: the connection errors that follow do not say where they went.
+    tracing::info!(api_server = %config.cluster_url, "Kubernetes API server");
     Ok(kube::Client::try_from(config)?)
 }
 

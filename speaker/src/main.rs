@@ -251,6 +251,11 @@ struct DataplaneArgs {
     /// speaker keeps forwarding. bpffs is mounted at /sys/fs/bpf if needed.
     #[arg(long, default_value = DEFAULT_PIN_DIR)]
     bpf_pin_dir: PathBuf,
+    /// Where the `net.*` sysctls are (`--decap` sets two ARP ones). In a container
+    /// `/proc/sys` is read-only: mount the node's `/proc/sys/net` elsewhere and name it here
+    /// (the chart uses /host/proc/sys/net).
+    #[arg(long, value_name = "DIR", default_value = "/proc/sys/net")]
+    sysctl_net_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -270,6 +275,7 @@ impl From<DataplaneArgs> for DataplaneOptions {
             decap: a.decap,
             decap_interfaces: a.decap_interfaces,
             pin_dir: a.bpf_pin_dir,
+            sysctl_net_dir: a.sysctl_net_dir,
         }
     }
 }
@@ -374,6 +380,8 @@ async fn kube_client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client, Strin
             .await
             .map_err(|e| format!("no Kubernetes configuration: {e}"))?,
     };
+    // Named once at start: the connection errors that follow do not say where they went.
+    tracing::info!(api_server = %config.cluster_url, "Kubernetes API server");
     kube::Client::try_from(config).map_err(|e| format!("Kubernetes client: {e}"))
 }
 

@@ -10,6 +10,7 @@
 //! - [`netns`]: [`Netns`], a uniquely named namespace deleted on drop, with veth helpers.
 //! - [`process`]: [`Daemon`], a child process ended by its own pid on drop.
 //! - [`bpffs`]: [`BpfFs`], a private bpf filesystem for pinned maps, unmounted on drop.
+//! - [`container`]: Herald's images built with podman and run as the chart's pod spec says.
 //! - [`bird`]: [`bird::Bird`], BIRD 2 as a BGP peer read back through `birdc`.
 //! - [`frr`]: [`frr::Frr`], FRR 8 (zebra, bgpd, bfdd) read back through `vtysh ... json`.
 //! - [`gobgp`]: [`gobgp::GoBgp`], GoBGP 3 read back through `gobgp ... -j`.
@@ -28,6 +29,7 @@
 
 pub mod bird;
 pub mod bpffs;
+pub mod container;
 pub mod exabgp;
 pub mod frr;
 pub mod gobgp;

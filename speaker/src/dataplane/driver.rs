@@ -56,6 +56,9 @@ pub struct DataplaneOptions {
     pub decap_interfaces: Vec<String>,
     /// `--bpf-pin-dir`.
     pub pin_dir: PathBuf,
+    /// `--sysctl-net-dir`: where the `net.*` sysctls are written (`/proc/sys/net`; in a pod,
+    /// where the node's is mounted, `/proc/sys` being read-only in containers).
+    pub sysctl_net_dir: PathBuf,
 }
 
 impl DataplaneOptions {
@@ -335,11 +338,12 @@ impl Dataplane {
             // With the VIP on lo, Linux would answer ARP for it on every interface (weak
             // host model) and use it as ARP source: only the announcing node may do that.
             for (key, value) in [("arp_ignore", "1"), ("arp_announce", "2")] {
-                let path = format!("/proc/sys/net/ipv4/conf/all/{key}");
+                let path = self.opts.sysctl_net_dir.join("ipv4/conf/all").join(key);
                 let current = std::fs::read_to_string(&path).unwrap_or_default();
                 if current.trim().parse::<u8>().unwrap_or(0) < value.parse().unwrap_or(0) {
-                    std::fs::write(&path, value).map_err(|e| host(format!("setting {path}"), e))?;
-                    info!(sysctl = %path, value, "dataplane: set for VIPs bound to lo");
+                    std::fs::write(&path, value)
+                        .map_err(|e| host(format!("setting {}", path.display()), e))?;
+                    info!(sysctl = %path.display(), value, "dataplane: set for VIPs bound to lo");
                 }
             }
             self.sysctls_done = true;
