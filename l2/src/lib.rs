@@ -15,7 +15,8 @@
 //! It is not a Kubernetes component and knows nothing of Services or pools: `herald-speaker`
 //! turns those into policies. It does not add addresses to interfaces; the kernel's own ARP
 //! for them is the caller's business (the speaker keeps VIPs on `lo` with `arp_ignore`).
-//! `examples/responder.rs` answers ARP/NDP for addresses given on the command line.
+//! `examples/l2-agent.rs` is one node, its addresses and interfaces given on the command line;
+//! several on one segment elect an owner per address and take over from each other.
 //!
 //! # Layout
 //! - [`agent`]: wires link watcher, gossip, election and responder for one node.

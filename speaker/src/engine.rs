@@ -16,12 +16,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ipnet::IpNet;
-
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-
 use herald_api::standalone::StandaloneConfig;
 use herald_ipam::convert::{self, LbClass};
+use herald_l2::agent::{Agent, AgentConfig, NodeStatus};
+use herald_l2::election::{AddressPolicy, LabelRequirement, NodeSelector};
+use herald_l2::gossip::seal::GossipKey;
+use herald_l2::gossip::{GossipConfig, SwimTiming};
+use ipnet::IpNet;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use thiserror::Error;
 use tracing::{error, info, warn};
 
@@ -34,10 +36,6 @@ use crate::peers::{self, HostFacts, Peers, WantedPeer};
 use crate::status::{
     BgpStatus, DataplaneStatus, DataplaneVip, DesiredStatus, L2Status, RouteStatus, VipStatus,
 };
-use herald_l2::agent::{Agent, AgentConfig, NodeStatus};
-use herald_l2::election::{AddressPolicy, LabelRequirement, NodeSelector};
-use herald_l2::gossip::seal::GossipKey;
-use herald_l2::gossip::{GossipConfig, SwimTiming};
 
 /// Per Service key (`namespace/name`): the addresses granted to it and the pool of each.
 /// Addresses held without a granting pool (a conflict after a pool edit) are left out: they

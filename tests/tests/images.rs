@@ -11,8 +11,9 @@
 //! / `nproc` limits this machine allows (podman's defaults exceed them).
 //!
 //! The speaker image peers with BIRD, answers ARP for a layer-2 address, attaches the XDP
-//! balancer and TC decapsulation and binds the VIPs it serves to `lo` (which sets two ARP
-//! sysctls). The controller image, without a reachable API server, keeps running, serves
+//! balancer and TC decapsulation, binds the VIPs it serves to `lo` (which sets two ARP
+//! sysctls) and answers a ping to a VIP that arrives encapsulated in IPIP, as from a
+//! balancer. The controller image, without a reachable API server, keeps running, serves
 //! `/healthz` and says what it cannot reach.
 
 #[allow(unused_imports)]
@@ -172,6 +173,50 @@ fn wait_for(container: &Container, what: &str, mut probe: impl FnMut() -> Result
     );
 }
 
+/// From this thread's namespace: sends an ICMP echo request from `src` to `vip`, encapsulated
+/// in IPIP to `node` (as a balancer would), and waits up to a second for the echo reply from
+/// `vip` that the node sends back directly once it has decapsulated the request.
+fn echo_through_ipip(src: &str, node: &str, vip: &str) -> Result<(), String> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::io::Read;
+    let (src, node, vip): (std::net::Ipv4Addr, std::net::Ipv4Addr, std::net::Ipv4Addr) = (
+        src.parse().unwrap(),
+        node.parse().unwrap(),
+        vip.parse().unwrap(),
+    );
+    let id = (std::process::id() & 0xffff) as u16;
+    let mut inner = Vec::new();
+    etherparse::PacketBuilder::ipv4(src.octets(), vip.octets(), 64)
+        .icmpv4_echo_request(id, 1)
+        .write(&mut inner, b"herald")
+        .map_err(|e| e.to_string())?;
+    let replies = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))
+        .map_err(|e| format!("raw ICMP socket: {e}"))?;
+    replies
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .map_err(|e| e.to_string())?;
+    // The kernel writes the outer header; protocol 4 is IP-in-IP.
+    let ipip = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(4)))
+        .map_err(|e| format!("raw IPIP socket: {e}"))?;
+    ipip.send_to(&inner, &std::net::SocketAddr::new(node.into(), 0).into())
+        .map_err(|e| format!("sending IPIP: {e}"))?;
+    let until = Instant::now() + Duration::from_secs(1);
+    let mut buf = [0u8; 1500];
+    while Instant::now() < until {
+        let Ok(n) = (&replies).read(&mut buf) else {
+            continue;
+        };
+        let Ok((ip, rest)) = etherparse::Ipv4Header::from_slice(&buf[..n]) else {
+            continue;
+        };
+        let is_reply = rest.len() >= 8 && rest[0] == 0 && rest[4..6] == id.to_be_bytes();
+        if ip.source == vip.octets() && is_reply {
+            return Ok(());
+        }
+    }
+    Err(format!("no echo reply from {vip} within 1 s"))
+}
+
 #[test]
 fn the_speaker_image_peers_answers_arp_attaches_xdp_and_decapsulates_with_the_charts_privileges() {
     require_privileged!();
@@ -286,6 +331,11 @@ protocol bgp node {
             Err(format!("tcx ingress: {attached:?}"))
         }
     });
+    wait_for(
+        &speaker,
+        "an IPIP packet to the VIP decapsulated and answered",
+        || router.run_in(|| echo_through_ipip("10.66.0.2", "10.66.0.1", BGP_VIP)),
+    );
     wait_for(&speaker, "the served VIPs bound to lo", || {
         let lo = node.ip(&["-4", "addr", "show", "dev", "lo"]);
         if lo.contains(BGP_VIP) && lo.contains(L2_VIP) {
