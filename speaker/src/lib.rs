@@ -1,6 +1,6 @@
 //! herald-speaker: makes allocated addresses reachable (BGP, BFD, ARP/NDP, XDP). The
 //! composition of the protocol libraries (`herald-bgp`, `herald-bfd`, `herald-l2`), the
-//! allocator (`herald-ipam`, for standalone mode) and the dataplane (`herald-ebpf`): it decides
+//! allocator (`herald-ipam`, for standalone mode) and the dataplane (`herald-dataplane`): it decides
 //! what this node should announce and hands each library its desired set. It holds no
 //! protocol code of its own, and it does not allocate in a cluster (the controller does).
 //!
@@ -12,7 +12,8 @@
 //! - [`bfd`]: the `herald-bfd` library, re-exported (RFC 5880/5881/5883); [`coupling`]: a
 //!   BFD session gating its BGP session.
 //! - [`cluster`]: cluster mode: watches the API server, feeds the engine, reports per Service.
-//! - [`dataplane`]: what user space computes for the XDP fast path (weighted Maglev tables).
+//! - [`dataplane`]: the `herald-dataplane` library, re-exported (Maglev tables, map
+//!   programming, next-hop neighbours, decap).
 //! - [`drain`]: taking the node out of service on purpose (GRACEFUL_SHUTDOWN, then withdraw).
 //! - [`engine`]: the per-node machinery every mode drives: snapshot of objects and granted
 //!   addresses -> announce -> BGP sessions, layer-2 agent, dataplane.
@@ -22,7 +23,6 @@
 //! - [`standalone`]: standalone mode: persisted state, the embedded allocator.
 //! - [`l2`]: the `herald-l2` library, re-exported: ARP/NDP responders on raw sockets, owner
 //!   election, SWIM gossip (foca), link-state gating; wired per node by `l2::agent`.
-//! - [`error`]: the crate's error types.
 
 pub mod admin;
 pub mod announce;
@@ -32,10 +32,10 @@ pub use herald_bfd as bfd;
 pub use herald_bgp as bgp;
 pub mod cluster;
 pub mod coupling;
-pub mod dataplane;
+/// The dataplane: the `herald-dataplane` library, under the path callers have used.
+pub use herald_dataplane as dataplane;
 pub mod drain;
 pub mod engine;
-pub mod error;
 /// Layer 2: the `herald-l2` library, under the path callers have used.
 pub use herald_l2 as l2;
 pub mod metrics;

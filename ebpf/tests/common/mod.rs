@@ -8,10 +8,10 @@ pub mod vip;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use aya::programs::{TestRun, TestRunOptions, Xdp};
+use herald_dataplane::maglev::{self, TableSize};
 use herald_ebpf::Balancer;
 use herald_ebpf::abi::{Backend, FlowKey, VipKey};
 use herald_ebpf::hash::flow_hash;
-use herald_speaker::dataplane::maglev::{self, TableSize};
 use herald_tests::{Netns, veth_pair};
 use packet::*;
 

@@ -218,20 +218,8 @@ pub struct L2Address {
     pub eligible_nodes: BTreeSet<String>,
 }
 
-/// One VIP of the dataplane.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Vip {
-    /// Address.
-    pub address: IpAddr,
-    /// Port (0 never appears: Services always list ports).
-    pub port: u16,
-    /// Protocol.
-    pub protocol: Protocol,
-    /// Backend hosts with weights, sorted by address.
-    pub backends: Vec<(IpAddr, u32)>,
-    /// The Service (`namespace/name`) this VIP serves.
-    pub service: String,
-}
+/// One VIP of the dataplane (the `herald-dataplane` type).
+pub use herald_dataplane::Vip;
 
 /// Why this node announces nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,7 +19,7 @@ use tracing::{info, warn};
 use super::maglev::TableSize;
 use super::neighbours::Keeper;
 use super::program::{Op, Programmer, VipAddr};
-use crate::announce::Vip;
+use crate::Vip;
 
 /// Where pins live by default (DESIGN §5).
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/herald";

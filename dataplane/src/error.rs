@@ -1,7 +1,4 @@
-//! Errors of the speaker crate.
-//!
-//! Cores return these; drivers translate them exactly once (to a metric label, a log line with
-//! the peer address, a Kubernetes Event).
+//! Errors of the pure parts. Drivers translate them exactly once (a log line, a status entry).
 
 use std::net::IpAddr;
 
@@ -17,7 +14,7 @@ pub enum TableError {
         /// The rejected size.
         size: u32,
     },
-    /// The table size is above [`MAX_TABLE_SIZE`](crate::dataplane::maglev::MAX_TABLE_SIZE).
+    /// The table size is above [`MAX_TABLE_SIZE`](crate::maglev::MAX_TABLE_SIZE).
     #[error("maglev table size {size} exceeds the maximum {max}")]
     TooLarge {
         /// The rejected size.

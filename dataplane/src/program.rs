@@ -13,7 +13,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use super::maglev::{self, TableError, TableSize};
-use crate::announce::Vip;
+use crate::Vip;
 use herald_ipam::Protocol;
 
 /// A VIP as the program keys it: address, port, IP protocol number.
