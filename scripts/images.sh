@@ -9,13 +9,16 @@
 #   BASE     base image (localhost/herald-base:bookworm, made if missing)
 #   PODMAN   podman command (podman --runtime runc: crun cannot run on a hybrid cgroup
 #            hierarchy, which this machine has)
+#   MIRROR   Debian mirror for debootstrap (default: the one apt uses)
 set -eu
 
 PROFILE=${PROFILE:-dist}
 TAG=${TAG:-dev}
 BASE=${BASE:-localhost/herald-base:bookworm}
 PODMAN=${PODMAN:-podman --runtime runc}
-MIRROR=${MIRROR:-http://deb.debian.org/debian}
+# The Debian mirror apt already uses, so a machine that reaches only that one can build.
+default_mirror=$(sed -n 's|^URIs: *\([^ ]*/debian\)/*$|\1|p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n 1)
+MIRROR=${MIRROR:-${default_mirror:-http://deb.debian.org/debian}}
 
 for bin in herald-controller herald-speaker; do
     if [ ! -x "target/$PROFILE/$bin" ]; then
