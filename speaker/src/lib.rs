@@ -38,6 +38,7 @@ pub mod drain;
 pub mod engine;
 /// Layer 2: the `herald-l2` library, under the path callers have used.
 pub use herald_l2 as l2;
+pub mod memory;
 pub mod metrics;
 pub mod peers;
 pub mod standalone;

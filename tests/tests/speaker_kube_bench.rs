@@ -19,7 +19,8 @@
 //!    for, so the resolution of the figure).
 //! 3. Memory: the speaker's RSS after convergence and after the changes. Goal ≤ 64 MiB.
 //!
-//! Figures go to docs/benchmarks.md by hand.
+//! Figures go to docs/benchmarks.md by hand. `HERALD_BENCH_WRAP` names a wrapper command for
+//! the speaker (a profiler, an allocator setting); `HERALD_BENCH_LOG` its log filter.
 
 #[allow(unused_imports)]
 #[path = "../../controller/tests/fakeapi/mod.rs"]
@@ -188,9 +189,17 @@ current-context: bench
     .expect("kubeconfig");
 
     let started = Instant::now();
+    // HERALD_BENCH_WRAP runs the speaker under a wrapper, for profiling: e.g.
+    // `env MALLOC_ARENA_MAX=2` (exec's the speaker: the RSS figures stay its own) or
+    // `heaptrack -o /tmp/speaker` (the figures are then the wrapper's).
+    let binary = workspace_binary("herald-speaker");
+    let wrap = std::env::var("HERALD_BENCH_WRAP").unwrap_or_default();
+    let mut words: Vec<&str> = wrap.split_whitespace().collect();
+    words.push(binary.to_str().expect("path"));
     let mut speaker = Daemon::spawn(
         "herald-speaker",
-        spk.command(workspace_binary("herald-speaker").to_str().expect("path"))
+        spk.command(words[0])
+            .args(&words[1..])
             .env(
                 "HERALD_LOG",
                 std::env::var("HERALD_BENCH_LOG").unwrap_or_else(|_| "warn".to_owned()),
