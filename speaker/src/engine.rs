@@ -550,6 +550,16 @@ impl Engine {
         assigned: &Assigned,
     ) -> (Desired, Vec<announce::Service>) {
         let services = announce_services_cached(&snapshot.objects, assigned, &mut self.cache);
+        self.apply_services(snapshot, services).await
+    }
+
+    /// [`Engine::apply`] with announce's input already read (cluster mode reads it from its
+    /// watches' [`facts`](crate::cluster::facts); `snapshot.objects` then has no Services).
+    pub async fn apply_services(
+        &mut self,
+        snapshot: &Snapshot,
+        services: Vec<announce::Service>,
+    ) -> (Desired, Vec<announce::Service>) {
         let desired = desired_for(snapshot, &services, &self.opts);
         for (peer, e) in self.peers.reconcile(snapshot.peers.clone()).await {
             error!(%peer, error = %e, "bgp session not started");

@@ -6,7 +6,7 @@
 //!  watch Services, EndpointSlices, Nodes, IPPools, BGPPeers, BGPAdvertisements,
 //!        L2Advertisements, BFDProfiles, Secrets (--secrets-namespace)
 //!     │ reflectors ──> stores ──all listed──> Engine::start (gossip seeds from the Nodes)
-//!     └─ any change ──> changed (mpsc, capacity 1) ──settle 50 ms──> translate (pure)
+//!     └─ any change ──> changed (mpsc, capacity 1) ──settle 20 ms──> translate (pure)
 //!           -> Snapshot::new -> Engine::check -> Engine::apply ──> BGP / L2 / /status
 //!  refresh tick (500 ms) ──> Engine::refresh
 //!  after each apply and tick: report (pure) ──changed?──> Events (publisher task)
@@ -29,40 +29,41 @@
 //! `herald.dev/Announced` condition.
 
 pub mod events;
+pub mod facts;
 pub mod isolate;
 pub mod node_object;
 pub mod report;
 pub mod translate;
 mod watch;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use kube::{Client, Resource};
+use kube::Client;
 use thiserror::Error;
 use tokio::sync::{mpsc, watch as signal};
 use tracing::{error, info};
 
 use self::events::Publisher;
 use self::report::{Announcement, announcements, changes};
-use self::translate::{gossip_seeds, service_key, translate};
+use self::translate::{gossip_seeds, translate};
 use self::watch::Stores;
 use crate::admin::Shared;
 use crate::announce::{self, BackendMode, Desired};
 use crate::dataplane::driver::DataplaneOptions;
-use crate::engine::{
-    Assigned, Engine, EngineError, EngineOptions, ExitMode, GossipOptions, Snapshot,
-};
+use crate::engine::{Assigned, Engine, EngineError, EngineOptions, ExitMode, GossipOptions};
 use crate::metrics::ResultLabel;
 use crate::peers::HostFacts;
 use crate::status::{AnnouncementStatus, ConfigStatus, ServiceStatus, StatusReport};
 
 /// How long the API must be quiet before a snapshot is taken: one rollout changes many
-/// EndpointSlices in a burst; one snapshot after it is enough.
-pub const SETTLE: Duration = Duration::from_millis(50);
+/// EndpointSlices in a burst; one snapshot after it is enough. A burst's events arrive a
+/// few milliseconds apart (the API server sends them as it stores them); 20 ms covers them
+/// and is what a lone change waits (it was 50: a third of the 10 000-Service latency).
+pub const SETTLE: Duration = Duration::from_millis(20);
 /// The longest a stream of changes delays a snapshot.
 pub const SETTLE_MAX: Duration = Duration::from_millis(500);
 /// How often session state is copied to `/status` and the announcement report refreshed.
@@ -98,7 +99,6 @@ pub enum ClusterError {
 
 /// The snapshot in force.
 struct Current {
-    snapshot: Snapshot,
     assigned: Assigned,
     desired: Desired,
     /// The managed Services as announce reads them (kept for the report on each tick).
@@ -137,8 +137,8 @@ impl Speaker {
             self.stores.objects(),
             &self.stores.secrets(),
             &self.opts.secrets_namespace,
-            &self.opts.lb_class,
         );
+        let (assigned, services) = self.stores.services(&t.pools);
         // This node's identity (router ID annotation, ASN label, InternalIPs) from its Node.
         let this_node = t
             .objects
@@ -175,31 +175,30 @@ impl Speaker {
         let left_out: Vec<String> = left.into_iter().map(|(_, _, text)| text).collect();
         let m = &self.shared.metrics;
         m.config_left_out.set(left_out.len() as i64);
-        let (desired, services) = self.engine.apply(&snapshot, &t.assigned).await;
+        let (desired, services) = self.engine.apply_services(&snapshot, services).await;
         self.generation += 1;
         m.config_reloads
             .get_or_create(&ResultLabel { result: "success" })
             .inc();
         m.change_to_announce_seconds
             .observe(noticed.elapsed().as_secs_f64());
-        m.services_assigned.set(t.assigned.len() as i64);
+        m.services_assigned.set(assigned.len() as i64);
         let generation = self.generation;
         self.shared.update_status(|s| {
             s.config.generation = generation;
             s.config.last_error = None;
             s.config.left_out = left_out;
-            s.services = services_status(&t.assigned);
+            s.services = services_status(&assigned);
         });
         info!(
             generation,
-            services = t.assigned.len(),
+            services = assigned.len(),
             routes = desired.bgp.values().map(|r| r.len()).sum::<usize>(),
             "snapshot applied"
         );
         self.current = Some(Current {
             services,
-            snapshot,
-            assigned: t.assigned,
+            assigned,
             desired,
         });
         self.shared.ready.store(true, Ordering::Release);
@@ -253,31 +252,14 @@ impl Speaker {
             return;
         }
         let changed = changes(node, &self.announced, &now);
-        // Looked up by key once per report: a scan per change was N² at start (10 000
-        // Services: 3 s before the first change after a restart was seen).
-        let by_key: HashMap<String, &Arc<k8s_openapi::api::core::v1::Service>> =
-            if changed.is_empty() {
-                HashMap::new()
-            } else {
-                cur.snapshot
-                    .objects
-                    .services
-                    .iter()
-                    .map(|s| (service_key(s), s))
-                    .collect()
-            };
         for (key, notice) in changed {
             // A Service deleted meanwhile gets no Event.
-            let Some(svc) = by_key.get(&key) else {
+            let Some(regarding) = self.stores.service_ref(&key) else {
                 continue;
             };
             info!(service = %key, reason = notice.reason, "{}", notice.note);
-            self.events.publish(
-                svc.object_ref(&()),
-                notice.reason,
-                notice.warning,
-                notice.note,
-            );
+            self.events
+                .publish(regarding, notice.reason, notice.warning, notice.note);
         }
         let rows = now
             .iter()
@@ -334,7 +316,7 @@ pub async fn run(
         ..Default::default()
     });
     let (changed_tx, mut changed) = mpsc::channel(1);
-    let stores = Stores::watch(&client, &opts.secrets_namespace, changed_tx);
+    let stores = Stores::watch(&client, &opts.secrets_namespace, &opts.lb_class, changed_tx);
     tokio::select! {
         () = stores.ready() => {}
         () = stopping(&mut shutdown) => return Ok(()),

@@ -13,10 +13,12 @@ use herald_ipam::TrafficPolicy;
 use herald_ipam::convert::LbClass;
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::{Value, json};
 
 use super::report::{Announcement, Reason, announcements, changes, event_for};
-use super::translate::{PasswordProblem, granted, resolve_password, translate};
+use super::facts::{ServiceFacts, ServiceTable, SliceTable, announce_services, granted};
+use super::translate::{PasswordProblem, resolve_password, translate};
 use crate::announce::{self, Desired, Endpoint, Exclusion, L2Address, RouteAttrs};
 use crate::engine::Assigned;
 use crate::status::BgpStatus;
@@ -84,8 +86,17 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
+/// The pools' ranges as the translation gives them.
+fn ranges(pools: &[IPPool]) -> Vec<(String, Vec<(IpAddr, IpAddr)>)> {
+    let objects = StandaloneConfig {
+        ip_pools: pools.to_vec(),
+        ..Default::default()
+    };
+    translate(objects, &[], NS).pools
+}
+
 #[test]
-fn only_load_balancer_services_of_no_class_or_our_class_are_translated() {
+fn only_load_balancer_services_of_no_class_or_our_class_are_kept() {
     // (type, class, kept shared, kept exclusive)
     let table = [
         ("LoadBalancer", None, true, false),
@@ -95,60 +106,151 @@ fn only_load_balancer_services_of_no_class_or_our_class_are_translated() {
         ("NodePort", None, false, false),
         ("ClusterIP", Some("herald.dev/lb"), false, false),
     ];
+    let pools = ranges(&[pool("a", &["10.0.0.0/24"])]);
     for (type_, class, shared, exclusive) in table {
         for (lb, kept) in [
             (LbClass::shared("herald.dev/lb"), shared),
             (LbClass::exclusive("herald.dev/lb"), exclusive),
         ] {
-            let objects = StandaloneConfig {
-                ip_pools: vec![pool("a", &["10.0.0.0/24"])],
-                services: vec![service("s", class, type_, &["10.0.0.1"], Some("a"))],
-                ..Default::default()
-            };
-            let t = translate(objects, &[], NS, &lb);
+            let mut services = ServiceTable::default();
+            services.apply(&service("s", class, type_, &["10.0.0.1"], Some("a")), &lb);
+            assert_eq!(services.len(), usize::from(kept), "{type_} {class:?} {lb:?}");
+            let assigned = services.assigned(&pools);
             assert_eq!(
-                t.objects.services.len(),
-                usize::from(kept),
-                "{type_} {class:?} {lb:?}"
-            );
-            assert_eq!(
-                t.assigned.contains_key("default/s"),
+                assigned.contains_key("default/s"),
                 kept,
                 "{type_} {class:?} {lb:?}"
             );
-            if kept {
-                // The engine recognises Services by the default class: cleared once chosen.
-                let spec = t.objects.services[0].spec.as_ref().unwrap();
-                assert_eq!(spec.load_balancer_class, None);
-            }
+            let announce = announce_services(&services, &SliceTable::default(), &assigned);
+            assert_eq!(announce.len(), usize::from(kept), "{type_} {class:?} {lb:?}");
         }
     }
 }
 
 #[test]
 fn a_custom_lb_class_selects_its_services_and_not_the_default_class() {
-    let objects = StandaloneConfig {
-        ip_pools: vec![pool("a", &["10.0.0.0/24"])],
-        services: vec![
-            service(
-                "mine",
-                Some("example.com/lb"),
-                "LoadBalancer",
-                &["10.0.0.1"],
-                None,
-            ),
-            service(
-                "default-class",
-                Some("herald.dev/lb"),
-                "LoadBalancer",
-                &["10.0.0.2"],
-                None,
-            ),
-        ],
-        ..Default::default()
-    };
-    let t = translate(objects, &[], NS, &LbClass::shared("example.com/lb"));
-    assert_eq!(t.assigned.keys().collect::<Vec<_>>(), ["default/mine"]);
+    let lb = LbClass::shared("example.com/lb");
+    let mut services = ServiceTable::default();
+    for (name, class, ip) in [
+        ("mine", "example.com/lb", "10.0.0.1"),
+        ("default-class", "herald.dev/lb", "10.0.0.2"),
+    ] {
+        services.apply(
+            &service(name, Some(class), "LoadBalancer", &[ip], None),
+            &lb,
+        );
+    }
+    let assigned = services.assigned(&ranges(&[pool("a", &["10.0.0.0/24"])]));
+    assert_eq!(assigned.keys().collect::<Vec<_>>(), ["default/mine"]);
+}
+
+#[test]
+fn a_service_that_stops_being_managed_or_is_deleted_is_forgotten() {
+    let lb = LbClass::default();
+    let mut services = ServiceTable::default();
+    services.apply(&service("s", None, "LoadBalancer", &["10.0.0.1"], None), &lb);
+    services.apply(&service("t", None, "LoadBalancer", &["10.0.0.2"], None), &lb);
+    assert_eq!(services.len(), 2);
+    services.apply(&service("s", None, "ClusterIP", &[], None), &lb);
+    services.delete(&service("t", None, "LoadBalancer", &[], None));
+    assert!(services.is_empty());
+}
+
+#[test]
+fn a_service_whose_ports_do_not_convert_keeps_its_address_but_is_not_announced() {
+    let mut svc = (*service("s", None, "LoadBalancer", &["10.0.0.1"], None)).clone();
+    svc.spec.as_mut().unwrap().ports.as_mut().unwrap()[0].protocol = Some("QUIC".into());
+    let mut services = ServiceTable::default();
+    services.apply(&svc, &LbClass::default());
+    let assigned = services.assigned(&ranges(&[pool("a", &["10.0.0.0/24"])]));
+    assert!(assigned.contains_key("default/s"));
+    assert!(announce_services(&services, &SliceTable::default(), &assigned).is_empty());
+}
+
+fn slice(name: &str, service: &str, endpoints: &[(&str, &str, Option<bool>)]) -> EndpointSlice {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": "default",
+                     "labels": {"kubernetes.io/service-name": service}},
+        "addressType": "IPv4",
+        "endpoints": endpoints.iter().map(|(addr, node, ready)| {
+            let mut e = json!({"addresses": [addr], "nodeName": node});
+            if let Some(r) = ready { e["conditions"] = json!({"ready": r}); }
+            e
+        }).collect::<Vec<_>>(),
+    }))
+    .unwrap()
+}
+
+fn endpoint(address: &str, node: &str, ready: bool) -> Endpoint {
+    Endpoint {
+        address: ip(address),
+        node: Some(node.to_owned()),
+        ready,
+    }
+}
+
+#[test]
+fn a_services_endpoints_come_from_all_its_slices_and_follow_their_changes() {
+    let lb = LbClass::default();
+    let mut services = ServiceTable::default();
+    for name in ["web", "db"] {
+        services.apply(&service(name, None, "LoadBalancer", &["10.0.0.1"], None), &lb);
+    }
+    let mut slices = SliceTable::default();
+    slices.apply(&slice("web-b", "web", &[("10.244.0.2", "n2", Some(false))]));
+    slices.apply(&slice("web-a", "web", &[("10.244.0.1", "n1", None)]));
+    slices.apply(&slice("db-a", "db", &[("10.244.1.1", "n1", Some(true))]));
+    let key = |n: &str| ("default".to_owned(), n.to_owned());
+    // Slices in name order; `ready` unset counts as ready.
+    assert_eq!(
+        slices.endpoints(&key("web")),
+        [
+            endpoint("10.244.0.1", "n1", true),
+            endpoint("10.244.0.2", "n2", false)
+        ]
+    );
+    // A slice relabelled to another Service moves with it; a deleted one is gone.
+    slices.apply(&slice("web-b", "db", &[("10.244.0.2", "n2", Some(true))]));
+    slices.delete(&slice("web-a", "web", &[]));
+    assert!(slices.endpoints(&key("web")).is_empty());
+    assert_eq!(
+        slices.endpoints(&key("db")),
+        [
+            endpoint("10.244.1.1", "n1", true),
+            endpoint("10.244.0.2", "n2", true)
+        ]
+    );
+    // Announce's input: Services in key order, each with its endpoints and addresses.
+    let assigned = services.assigned(&ranges(&[pool("a", &["10.0.0.0/24"])]));
+    let announce = announce_services(&services, &slices, &assigned);
+    let keys: Vec<&str> = announce.iter().map(|s| s.key.as_str()).collect();
+    assert_eq!(keys, ["default/db", "default/web"]);
+    assert_eq!(announce[0].endpoints.len(), 2);
+    assert_eq!(announce[0].addresses, [(ip("10.0.0.1"), "a".to_owned())]);
+    assert_eq!(announce[0].traffic_policy, TrafficPolicy::Cluster);
+}
+
+#[test]
+fn an_event_on_a_service_names_it_by_its_uid_and_version() {
+    let mut svc = (*service("web", None, "LoadBalancer", &[], None)).clone();
+    svc.metadata.uid = Some("u-1".into());
+    svc.metadata.resource_version = Some("42".into());
+    let mut services = ServiceTable::default();
+    services.apply(&svc, &LbClass::default());
+    let r = services.object_ref("default/web").unwrap();
+    assert_eq!(
+        (r.kind.as_deref(), r.api_version.as_deref()),
+        (Some("Service"), Some("v1"))
+    );
+    assert_eq!(
+        (r.namespace.as_deref(), r.name.as_deref()),
+        (Some("default"), Some("web"))
+    );
+    assert_eq!(
+        (r.uid.as_deref(), r.resource_version.as_deref()),
+        (Some("u-1"), Some("42"))
+    );
+    assert!(services.object_ref("default/other").is_none());
 }
 
 #[test]
@@ -219,11 +321,12 @@ fn each_ingress_address_gets_the_pool_that_holds_it() {
     ];
     for (case, ingress, from, expected) in table {
         let svc = service("s", None, "LoadBalancer", ingress, *from);
+        let (_, facts) = ServiceFacts::read(&svc, &LbClass::default()).unwrap();
         let want: Vec<(IpAddr, String)> = expected
             .iter()
             .map(|(a, p)| (ip(a), p.to_string()))
             .collect();
-        assert_eq!(granted(&svc, &ranges), want, "{case}");
+        assert_eq!(granted(&facts, &ranges), want, "{case}");
     }
 }
 
@@ -308,7 +411,7 @@ fn a_missing_password_secret_leaves_out_only_that_peer_with_an_error_naming_both
         ],
         ..Default::default()
     };
-    let t = translate(objects, &[], NS, &LbClass::default());
+    let t = translate(objects, &[], NS);
     let names: Vec<_> = t
         .objects
         .bgp_peers

@@ -1,12 +1,7 @@
 //! Pure: the API server's objects as the engine's inputs. No client, no tokio.
 //!
-//! - Services: only those this Herald manages (`type: LoadBalancer`, `loadBalancerClass`
-//!   `--lb-class`, or unset unless `--lb-class-exclusive`), exactly those the controller
-//!   allocates for. Their addresses are what the controller wrote to
-//!   `status.loadBalancer.ingress[].ip`; the pool of each address is the one named by the
-//!   `herald.dev/allocated-from` annotation that contains it, else the first pool whose
-//!   ranges contain it. An address in no pool is not announced (a pool edited under a held
-//!   address: the controller reports the conflict, the speakers stop announcing it).
+//! - Services and EndpointSlices are read by [`super::facts`] as they change; here only the
+//!   pools' ranges their addresses are matched against.
 //! - `BGPPeer.passwordSecret`: resolved into `password` from a Secret in the speaker's
 //!   namespace (`--secrets-namespace`), key `password` unless named. A missing Secret or key
 //!   fails **that peer only**: it is left out of the snapshot (no session, so no route and
@@ -14,19 +9,15 @@
 //!   the peer and the Secret; every other object still applies. A whole-snapshot refusal
 //!   would let one mistyped Secret stop every announcement of the node.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 use herald_api::addresses::to_u128;
-use herald_api::annotations::ALLOCATED_FROM;
 use herald_api::bgp::DEFAULT_PASSWORD_KEY;
 use herald_api::standalone::StandaloneConfig;
 use herald_api::{BGPPeer, IPPool};
 use herald_ipam::convert;
-use k8s_openapi::api::core::v1::{Node, Secret, Service};
+use k8s_openapi::api::core::v1::{Node, Secret};
 use thiserror::Error;
-
-use crate::engine::Assigned;
 
 /// A BGPPeer left out of the snapshot because its password could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -62,53 +53,22 @@ pub enum PasswordProblem {
 /// The engine's inputs from the cluster's objects.
 #[derive(Debug, Clone, Default)]
 pub struct Translated {
-    /// The objects, managed Services only, passwords resolved, failed peers left out.
+    /// The objects, passwords resolved, failed peers left out. Services and EndpointSlices
+    /// are not among them: the watches keep their [`super::facts`] instead.
     pub objects: StandaloneConfig,
-    /// The granted addresses per Service key.
-    pub assigned: Assigned,
+    /// The pools' ranges, for the granted addresses ([`super::facts::ServiceTable::assigned`]).
+    pub pools: Vec<(String, Vec<(IpAddr, IpAddr)>)>,
     /// Peers left out, and why.
     pub peer_errors: Vec<PeerError>,
 }
 
-/// `namespace/name` of a Service (the engine's and announce's key).
-pub fn service_key(svc: &Service) -> String {
-    format!(
-        "{}/{}",
-        svc.metadata.namespace.as_deref().unwrap_or("default"),
-        svc.metadata.name.as_deref().unwrap_or_default()
-    )
-}
-
-/// Translates the caches' content. `objects.services` may hold every Service of the
-/// cluster; `secrets` the Secrets of `secrets_namespace`.
+/// Translates the caches' content; `secrets` are the Secrets of `secrets_namespace`.
 pub fn translate(
     mut objects: StandaloneConfig,
     secrets: &[Secret],
     secrets_namespace: &str,
-    lb_class: &convert::LbClass,
 ) -> Translated {
-    objects
-        .services
-        .retain(|s| convert::is_managed(s, lb_class));
-    for svc in &mut objects.services {
-        // The engine recognises Services by the default class; these are already chosen.
-        // Copied only when there is a class to clear.
-        if svc
-            .spec
-            .as_ref()
-            .is_some_and(|s| s.load_balancer_class.is_some())
-            && let Some(spec) = std::sync::Arc::make_mut(svc).spec.as_mut()
-        {
-            spec.load_balancer_class = None;
-        }
-    }
     let pools = pool_ranges(&objects.ip_pools);
-    let assigned = objects
-        .services
-        .iter()
-        .map(|s| (service_key(s), granted(s, &pools)))
-        .filter(|(_, a)| !a.is_empty())
-        .collect();
     let mut peer_errors = Vec::new();
     let peers = std::mem::take(&mut objects.bgp_peers);
     for peer in peers {
@@ -119,7 +79,7 @@ pub fn translate(
     }
     Translated {
         objects,
-        assigned,
+        pools,
         peer_errors,
     }
 }
@@ -136,56 +96,13 @@ fn pool_ranges(pools: &[IPPool]) -> Vec<(String, Vec<(IpAddr, IpAddr)>)> {
         .collect()
 }
 
-fn contains(ranges: &[(IpAddr, IpAddr)], ip: IpAddr) -> bool {
+/// Whether `ip` is in one of `ranges` (inclusive, same family).
+pub fn contains(ranges: &[(IpAddr, IpAddr)], ip: IpAddr) -> bool {
     ranges.iter().any(|(first, last)| {
         first.is_ipv4() == ip.is_ipv4()
             && to_u128(*first) <= to_u128(ip)
             && to_u128(ip) <= to_u128(*last)
     })
-}
-
-/// A Service's ingress addresses with the pool of each; addresses in no pool left out.
-pub fn granted(svc: &Service, pools: &[(String, Vec<(IpAddr, IpAddr)>)]) -> Vec<(IpAddr, String)> {
-    let named: Vec<&str> = svc
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(ALLOCATED_FROM))
-        .map(|v| v.split(',').map(str::trim).collect())
-        .unwrap_or_default();
-    let ingress = svc
-        .status
-        .as_ref()
-        .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.as_ref());
-    let mut out: Vec<(IpAddr, String)> = Vec::new();
-    for ip in ingress
-        .into_iter()
-        .flatten()
-        .filter_map(|i| i.ip.as_deref()?.parse::<IpAddr>().ok())
-    {
-        let holds = |name: &str| {
-            pools
-                .iter()
-                .any(|(p, ranges)| p == name && contains(ranges, ip))
-        };
-        let pool = named
-            .iter()
-            .find(|n| holds(n))
-            .map(|n| (*n).to_owned())
-            .or_else(|| {
-                pools
-                    .iter()
-                    .find(|(_, ranges)| contains(ranges, ip))
-                    .map(|(n, _)| n.clone())
-            });
-        if let Some(pool) = pool
-            && !out.iter().any(|(a, _)| *a == ip)
-        {
-            out.push((ip, pool));
-        }
-    }
-    out
 }
 
 /// Fills `password` from `passwordSecret`; peers without one pass through.
@@ -262,9 +179,4 @@ pub fn gossip_seeds(nodes: &[Node], node_name: &str, bind: SocketAddr) -> Vec<So
     seeds.sort();
     seeds.dedup();
     seeds
-}
-
-/// Keys of `assigned` with their Services' object references, for Events.
-pub fn services_by_key(services: &[Service]) -> BTreeMap<String, &Service> {
-    services.iter().map(|s| (service_key(s), s)).collect()
 }

@@ -1,10 +1,13 @@
 //! The reflectors: one watch per kind, each filling a store and signalling every change.
+//! Services and EndpointSlices are kept as [`facts`](super::facts), not as objects.
 
 use std::fmt::Debug;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use futures_util::StreamExt;
 use herald_api::standalone::StandaloneConfig;
 use herald_api::{BFDProfile, BGPAdvertisement, BGPPeer, IPPool, L2Advertisement};
+use herald_ipam::convert::LbClass;
 use k8s_openapi::api::core::v1::{Node, ObjectReference, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
@@ -12,14 +15,18 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch as signal};
 use tokio::task::JoinHandle;
 use tracing::warn;
 
+use super::facts::{ServiceTable, SliceTable};
+use crate::announce;
+use crate::engine::Assigned;
+
 /// The caches, and the watch tasks that fill them (aborted on drop).
 pub(super) struct Stores {
-    services: Store<Service>,
-    slices: Store<EndpointSlice>,
+    services: Table<ServiceTable>,
+    slices: Table<SliceTable>,
     nodes: Store<Node>,
     pools: Store<IPPool>,
     peers: Store<BGPPeer>,
@@ -65,6 +72,72 @@ where
     store
 }
 
+/// A table a watch keeps up to date, and whether it has its initial list.
+struct Table<T> {
+    live: Arc<RwLock<T>>,
+    ready: signal::Receiver<bool>,
+}
+
+impl<T> Table<T> {
+    fn read<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        // A writer that panicked left a table that is still whole: each change is one call.
+        f(&self.live.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    async fn wait_until_ready(&self) {
+        let _ = self.ready.clone().wait_for(|r| *r).await;
+    }
+}
+
+/// Starts a watch on `api` keeping a `T` with `apply` and `delete`, signalling changes as
+/// [`reflect`] does. The initial list (and each relist, after a `410 Gone`) fills a new
+/// table that replaces the live one when the list is complete, so objects deleted while the
+/// watch was down are gone and a half-read list is never in force.
+fn keep<K, T>(
+    api: Api<K>,
+    apply: impl Fn(&mut T, &K) + Send + 'static,
+    delete: impl Fn(&mut T, &K) + Send + 'static,
+    changed: mpsc::Sender<()>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Table<T>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    T: Default + Send + Sync + 'static,
+{
+    let live = Arc::new(RwLock::new(T::default()));
+    let (ready_tx, ready) = signal::channel(false);
+    let stream = watcher(api, watcher::Config::default()).default_backoff();
+    let table = live.clone();
+    tasks.push(tokio::spawn(async move {
+        let write = || table.write().unwrap_or_else(PoisonError::into_inner);
+        let mut stream = std::pin::pin!(stream);
+        let mut listing: Option<T> = None;
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(watcher::Event::Init) => listing = Some(T::default()),
+                Ok(watcher::Event::InitApply(obj)) => {
+                    apply(listing.get_or_insert_with(T::default), &obj);
+                }
+                Ok(watcher::Event::InitDone) => {
+                    *write() = listing.take().unwrap_or_default();
+                    ready_tx.send_replace(true);
+                    let _ = changed.try_send(());
+                }
+                Ok(watcher::Event::Apply(obj)) => {
+                    apply(&mut write(), &obj);
+                    let _ = changed.try_send(());
+                }
+                Ok(watcher::Event::Delete(obj)) => {
+                    delete(&mut write(), &obj);
+                    let _ = changed.try_send(());
+                }
+                Err(e) => warn!(kind = %K::kind(&()), error = %e, "watch"),
+            }
+        }
+    }));
+    Table { live, ready }
+}
+
 /// Drops what the speaker never reads and a real API server sends with every object:
 /// `managedFields` and kubectl's last-applied copy of the whole object. With 10 000
 /// Services and as many EndpointSlices they are most of the cache.
@@ -89,14 +162,28 @@ impl Stores {
     pub(super) fn watch(
         client: &Client,
         secrets_namespace: &str,
+        lb_class: &LbClass,
         changed: mpsc::Sender<()>,
     ) -> Self {
         let mut tasks = Vec::new();
         let c = || client.clone();
         let tx = || changed.clone();
+        let class = lb_class.clone();
         Stores {
-            services: reflect(Api::all(c()), tx(), &mut tasks),
-            slices: reflect(Api::all(c()), tx(), &mut tasks),
+            services: keep(
+                Api::<Service>::all(c()),
+                move |t: &mut ServiceTable, svc| t.apply(svc, &class),
+                ServiceTable::delete,
+                tx(),
+                &mut tasks,
+            ),
+            slices: keep(
+                Api::<EndpointSlice>::all(c()),
+                SliceTable::apply,
+                SliceTable::delete,
+                tx(),
+                &mut tasks,
+            ),
             nodes: reflect(Api::all(c()), tx(), &mut tasks),
             pools: reflect(Api::all(c()), tx(), &mut tasks),
             peers: reflect(Api::all(c()), tx(), &mut tasks),
@@ -111,8 +198,8 @@ impl Stores {
     /// Resolves once every store has its initial list.
     pub(super) async fn ready(&self) {
         // Sequential is as fast as joined: each wait ends when its own list has arrived.
-        let _ = self.services.wait_until_ready().await;
-        let _ = self.slices.wait_until_ready().await;
+        self.services.wait_until_ready().await;
+        self.slices.wait_until_ready().await;
         let _ = self.nodes.wait_until_ready().await;
         let _ = self.pools.wait_until_ready().await;
         let _ = self.peers.wait_until_ready().await;
@@ -122,7 +209,27 @@ impl Stores {
         let _ = self.secrets.wait_until_ready().await;
     }
 
-    /// The cached objects (every Service; the translation picks the managed ones).
+    /// The granted addresses per Service and announce's input, from the managed Services
+    /// and the EndpointSlices as they are now; `pools` from the snapshot's translation.
+    pub(super) fn services(
+        &self,
+        pools: &[(String, Vec<(std::net::IpAddr, std::net::IpAddr)>)],
+    ) -> (Assigned, Vec<announce::Service>) {
+        self.services.read(|services| {
+            let assigned = services.assigned(pools);
+            let announce = self
+                .slices
+                .read(|slices| super::facts::announce_services(services, slices, &assigned));
+            (assigned, announce)
+        })
+    }
+
+    /// The reference of a managed Service (`namespace/name`), for an Event on it.
+    pub(super) fn service_ref(&self, key: &str) -> Option<ObjectReference> {
+        self.services.read(|t| t.object_ref(key))
+    }
+
+    /// The cached objects but Services and EndpointSlices (see [`Stores::services`]).
     pub(super) fn objects(&self) -> StandaloneConfig {
         use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
         let mut c = StandaloneConfig {
@@ -131,8 +238,8 @@ impl Stores {
             bgp_advertisements: all(&self.bgp_advertisements),
             l2_advertisements: all(&self.l2_advertisements),
             bfd_profiles: all(&self.bfd_profiles),
-            services: self.services.state(),
-            endpoint_slices: self.slices.state(),
+            services: Vec::new(),
+            endpoint_slices: Vec::new(),
             nodes: all(&self.nodes),
         };
         // Stores iterate in hash order; sorted input gives the same snapshot every time.
@@ -147,9 +254,6 @@ impl Stores {
         c.l2_advertisements
             .sort_by(|a, b| cmp(&a.metadata, &b.metadata));
         c.bfd_profiles.sort_by(|a, b| cmp(&a.metadata, &b.metadata));
-        c.services.sort_by(|a, b| cmp(&a.metadata, &b.metadata));
-        c.endpoint_slices
-            .sort_by(|a, b| cmp(&a.metadata, &b.metadata));
         c.nodes.sort_by(|a, b| cmp(&a.metadata, &b.metadata));
         c
     }
