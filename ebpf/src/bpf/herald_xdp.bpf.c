@@ -138,11 +138,60 @@ static __always_inline int flooded(const struct herald_config *cfg)
 }
 
 /*
+ * This CPU's flow table (NULL only if user space has not created it: flows then go by the
+ * Maglev table alone). bpf_get_smp_processor_id and the array-of-maps lookup are both inlined
+ * by the verifier: no helper call.
+ */
+static __always_inline void *flow_table(void)
+{
+	__u32 cpu = bpf_get_smp_processor_id() % HERALD_MAX_CPUS;
+
+	return bpf_map_lookup_elem(&herald_flows, &cpu);
+}
+
+struct flow_search {
+	const struct herald_flow_key *key;
+	struct herald_flow *flow;
+};
+
+static long search_flow_table(__u32 index, void *arg)
+{
+	struct flow_search *s = arg;
+	void *table = bpf_map_lookup_elem(&herald_flows, &index);
+
+	/* User space fills the slots from 0 without gaps: an empty one ends the search. */
+	if (!table)
+		return 1;
+	s->flow = bpf_map_lookup_elem(table, s->key);
+	return s->flow ? 1 : 0;
+}
+
+/*
+ * The stored flow of an ICMP error in any CPU's table: the NIC hashes an ICMP error by its
+ * outer addresses (router -> VIP), so it rarely arrives on the CPU that stored the flow it
+ * quotes. ICMP errors are rare; this CPU's table is tried first.
+ */
+static __always_inline struct herald_flow *lookup_flow_any_cpu(const struct herald_flow_key *key,
+								 void *table)
+{
+	struct flow_search s = { .key = key };
+
+	if (table) {
+		s.flow = bpf_map_lookup_elem(table, key);
+		if (s.flow)
+			return s.flow;
+	}
+	bpf_loop(HERALD_MAX_CPUS, search_flow_table, &s, 0);
+	return s.flow;
+}
+
+/*
  * The stored flow of a packet that is not a SYN, if it was stored for the VIP that still has
  * its id (same generation) and its backend still exists; NULL otherwise. A hit makes the VIP
- * lookup unnecessary: the flow names its VIP.
+ * lookup unnecessary: the flow names its VIP. *be_out is the flow's backend on a hit.
  */
-static __always_inline struct herald_flow *lookup_flow(struct packet *pkt)
+static __always_inline struct herald_flow *lookup_flow(struct packet *pkt, void *table,
+						       struct herald_backend **be_out)
 {
 	struct herald_backend *be;
 	struct herald_flow *flow;
@@ -151,7 +200,10 @@ static __always_inline struct herald_flow *lookup_flow(struct packet *pkt)
 	/* A SYN starts a new connection: it always takes the table's current choice. */
 	if ((pkt->tcp_flags & (HERALD_TCP_SYN | HERALD_TCP_ACK)) == HERALD_TCP_SYN)
 		return NULL;
-	flow = bpf_map_lookup_elem(&herald_flows, &pkt->key);
+	if (pkt->icmp_error)
+		flow = lookup_flow_any_cpu(&pkt->key, table);
+	else
+		flow = table ? bpf_map_lookup_elem(table, &pkt->key) : NULL;
 	if (!flow)
 		return NULL;
 	gen = bpf_map_lookup_elem(&herald_vip_gen, &flow->vip);
@@ -160,6 +212,7 @@ static __always_inline struct herald_flow *lookup_flow(struct packet *pkt)
 	be = bpf_map_lookup_elem(&herald_backends, &flow->backend);
 	if (!be || !be->family)
 		return NULL;
+	*be_out = be;
 	return flow;
 }
 
@@ -168,8 +221,8 @@ static __always_inline struct herald_flow *lookup_flow(struct packet *pkt)
  * gives the flow hash, and stores the flow; returns -1 when the VIP has no usable table.
  */
 static __always_inline int pick_backend(struct packet *pkt, struct herald_vip *vip,
-					const struct herald_config *cfg, __u32 *backend_id,
-					__u32 *hash_out)
+					const struct herald_config *cfg, void *flows,
+					__u32 *backend_id, __u32 *hash_out)
 {
 	__u32 zero = 0, m, slot, *id, hash;
 	void *table;
@@ -192,7 +245,7 @@ static __always_inline int pick_backend(struct packet *pkt, struct herald_vip *v
 	*backend_id = *id;
 
 	/* ICMP errors follow flows but never create them. */
-	if (!pkt->icmp_error) {
+	if (!pkt->icmp_error && flows) {
 		if (flooded(cfg)) {
 			count_event(HERALD_EV_FLOW_SKIPPED);
 		} else {
@@ -203,7 +256,7 @@ static __always_inline int pick_backend(struct packet *pkt, struct herald_vip *v
 				.vip_gen = vip->generation,
 			};
 
-			bpf_map_update_elem(&herald_flows, &pkt->key, &fv, BPF_ANY);
+			bpf_map_update_elem(flows, &pkt->key, &fv, BPF_ANY);
 		}
 	}
 	return 0;
@@ -494,13 +547,14 @@ static __always_inline int herald_xdp_main(struct xdp_md *ctx, const int stop)
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct packet pkt = {};
-	struct herald_backend *be;
+	struct herald_backend *be = NULL;
 	struct herald_config *cfg;
 	struct herald_backend_stats *bs;
 	struct herald_vip_stats *vs;
 	struct herald_vip *vip = NULL;
 	struct herald_flow *flow;
 	__u32 zero = 0, backend_id, hash, vip_id, bit, word;
+	void *flows;
 	__u64 *bits;
 	__u64 bytes = data_end - data;
 
@@ -516,7 +570,8 @@ static __always_inline int herald_xdp_main(struct xdp_md *ctx, const int stop)
 	if (stop == HERALD_STOP_FILTER)
 		return XDP_PASS;
 	/* A stored flow first: it names its VIP and backend, so a hit needs no VIP lookup. */
-	flow = lookup_flow(&pkt);
+	flows = flow_table();
+	flow = lookup_flow(&pkt, flows, &be);
 	if (flow) {
 		vip_id = flow->vip;
 		backend_id = flow->backend;
@@ -540,7 +595,7 @@ static __always_inline int herald_xdp_main(struct xdp_md *ctx, const int stop)
 		return XDP_PASS;
 
 	cfg = bpf_map_lookup_elem(&herald_config, &zero);
-	if (!flow && (!vip || pick_backend(&pkt, vip, cfg, &backend_id, &hash)))
+	if (!flow && (!vip || pick_backend(&pkt, vip, cfg, flows, &backend_id, &hash)))
 		return drop(HERALD_DROP_NO_BACKEND);
 	if (stop == HERALD_STOP_FLOW)
 		return XDP_PASS;
@@ -585,9 +640,13 @@ HERALD_STAGE(7)
 
 /*
  * Floors: one operation of the fast path alone, on a key read from fixed offsets of an
- * untagged IPv4/TCP frame, to show what the remaining steps cannot go below. The flow-table
- * floors use maps of their own shaped like herald_flows (same type, flags and size), one with
- * the 40-byte key and one with a 16-byte IPv4-only key.
+ * untagged IPv4/TCP frame, to show what the remaining steps cannot go below. The *_cpu
+ * flow-table floors use the real per-CPU tables of herald_flows (the map-of-maps lookup
+ * included; an update stores generation 0, which no VIP has, so the program never trusts it).
+ * The others use maps of their own: herald_floor_fl and _fl4 are shaped like the single table
+ * Herald had before the per-CPU tables (one LRU_HASH of HERALD_MAX_FLOWS entries with
+ * BPF_F_NO_COMMON_LRU; 40-byte key and a 16-byte IPv4-only key), herald_floor_fc is the same
+ * table with the common LRU, for comparison.
  */
 struct herald_flow_key4 {
 	__be32 src;
@@ -615,6 +674,13 @@ struct {
 	__type(value, struct herald_flow);
 } herald_floor_fl4 SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, HERALD_MAX_FLOWS);
+	__type(key, struct herald_flow_key);
+	__type(value, struct herald_flow);
+} herald_floor_fc SEC(".maps");
+
 #define HERALD_FLOOR_LOOKUP 1
 #define HERALD_FLOOR_UPDATE 2
 #define HERALD_FLOOR_LOOKUP4 3
@@ -623,6 +689,9 @@ struct {
 #define HERALD_FLOOR_HEADROOM 6
 #define HERALD_FLOOR_KTIME 7
 #define HERALD_FLOOR_JIFFIES 8
+#define HERALD_FLOOR_LOOKUP_CPU 9
+#define HERALD_FLOOR_UPDATE_CPU 10
+#define HERALD_FLOOR_UPDATE_COMMON 11
 
 static __always_inline int herald_floor(struct xdp_md *ctx, const int what)
 {
@@ -641,19 +710,31 @@ static __always_inline int herald_floor(struct xdp_md *ctx, const int what)
 	__builtin_memcpy(&key4.sport, data + 34, 4);
 	key4.proto = IPPROTO_TCP;
 	key4.family = HERALD_FAMILY_V4;
+	__builtin_memcpy(key.src, &key4.src, 4);
+	__builtin_memcpy(key.dst, &key4.dst, 4);
+	key.sport = key4.sport;
+	key.dport = key4.dport;
+	key.proto = IPPROTO_TCP;
+	key.family = HERALD_FAMILY_V4;
 	switch (what) {
 	case HERALD_FLOOR_LOOKUP:
-	case HERALD_FLOOR_UPDATE:
-		__builtin_memcpy(key.src, &key4.src, 4);
-		__builtin_memcpy(key.dst, &key4.dst, 4);
-		key.sport = key4.sport;
-		key.dport = key4.dport;
-		key.proto = IPPROTO_TCP;
-		key.family = HERALD_FAMILY_V4;
-		if (what == HERALD_FLOOR_UPDATE)
-			return bpf_map_update_elem(&herald_floor_fl, &key, &fv, BPF_ANY) ? XDP_ABORTED
-										   : XDP_PASS;
 		return bpf_map_lookup_elem(&herald_floor_fl, &key) ? XDP_PASS : XDP_ABORTED;
+	case HERALD_FLOOR_UPDATE:
+		return bpf_map_update_elem(&herald_floor_fl, &key, &fv, BPF_ANY) ? XDP_ABORTED
+										   : XDP_PASS;
+	case HERALD_FLOOR_UPDATE_COMMON:
+		return bpf_map_update_elem(&herald_floor_fc, &key, &fv, BPF_ANY) ? XDP_ABORTED
+										   : XDP_PASS;
+	case HERALD_FLOOR_LOOKUP_CPU:
+	case HERALD_FLOOR_UPDATE_CPU: {
+		void *table = flow_table();
+
+		if (!table)
+			return XDP_ABORTED;
+		if (what == HERALD_FLOOR_UPDATE_CPU)
+			return bpf_map_update_elem(table, &key, &fv, BPF_ANY) ? XDP_ABORTED : XDP_PASS;
+		return bpf_map_lookup_elem(table, &key) ? XDP_PASS : XDP_ABORTED;
+	}
 	case HERALD_FLOOR_LOOKUP4:
 		return bpf_map_lookup_elem(&herald_floor_fl4, &key4) ? XDP_PASS : XDP_ABORTED;
 	case HERALD_FLOOR_UPDATE4:
@@ -691,6 +772,9 @@ HERALD_FLOOR(lookup, HERALD_FLOOR_LOOKUP)
 HERALD_FLOOR(update, HERALD_FLOOR_UPDATE)
 HERALD_FLOOR(lookup4, HERALD_FLOOR_LOOKUP4)
 HERALD_FLOOR(update4, HERALD_FLOOR_UPDATE4)
+HERALD_FLOOR(lookup_cpu, HERALD_FLOOR_LOOKUP_CPU)
+HERALD_FLOOR(update_cpu, HERALD_FLOOR_UPDATE_CPU)
+HERALD_FLOOR(update_common, HERALD_FLOOR_UPDATE_COMMON)
 HERALD_FLOOR(vip, HERALD_FLOOR_VIP)
 HERALD_FLOOR(headroom, HERALD_FLOOR_HEADROOM)
 HERALD_FLOOR(ktime, HERALD_FLOOR_KTIME)
