@@ -495,6 +495,8 @@ static __always_inline int encap_and_send(struct xdp_md *ctx, struct packet *pkt
 
 	if (pkt->key.family == HERALD_FAMILY_V4) {
 		struct iphdr *iph = (void *)(eth + 1);
+		__be16 tot_len = bpf_htons(pkt->ip_len + sizeof(*iph));
+		__u32 daddr;
 
 		if ((void *)(iph + 1) > data_end)
 			return drop(HERALD_DROP_HEADROOM);
@@ -502,16 +504,23 @@ static __always_inline int encap_and_send(struct xdp_md *ctx, struct packet *pkt
 		iph->version = 4;
 		iph->ihl = 5;
 		iph->tos = pkt->tos;
-		iph->tot_len = bpf_htons(pkt->ip_len + sizeof(*iph));
+		iph->tot_len = tot_len;
 		iph->id = 0;
 		iph->frag_off = bpf_htons(0x4000); /* DF: the inner packet was checked against the MTU */
 		iph->ttl = HERALD_TTL;
 		iph->protocol = IPPROTO_IPIP;
-		iph->check = 0;
 		iph->saddr = src[0];
 		/* The tunnel goes to the backend (bpf_fib_lookup's dst became the next hop). */
-		__builtin_memcpy(&iph->daddr, be->addr, 4);
-		iph->check = ipv4_csum(iph);
+		__builtin_memcpy(&daddr, be->addr, 4);
+		iph->daddr = daddr;
+		/*
+		 * The checksum from the values just written rather than read back from the frame
+		 * (RFC 1071: 16-bit words in any byte order, 32-bit words folded later). Constant
+		 * words: version/IHL, DF, TTL/protocol; id and checksum are 0.
+		 */
+		iph->check = csum_fold((__u64)bpf_htons(0x4500 | pkt->tos) + tot_len +
+				       bpf_htons(0x4000) + bpf_htons((HERALD_TTL << 8) | IPPROTO_IPIP) +
+				       src[0] + daddr);
 	} else {
 		struct ipv6hdr *ip6h = (void *)(eth + 1);
 		__u32 vtc = (6U << 28) | ((__u32)pkt->tos << 20) | (hash & 0xfffff);
