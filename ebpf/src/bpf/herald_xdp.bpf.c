@@ -608,7 +608,9 @@ static __always_inline int herald_xdp_main(struct xdp_md *ctx, const int stop)
 		return drop(HERALD_DROP_NO_BACKEND);
 	if (stop == HERALD_STOP_FLOW)
 		return XDP_PASS;
-	be = bpf_map_lookup_elem(&herald_backends, &backend_id);
+	/* A flow-table hit has looked its backend up already (lookup_flow). */
+	if (!flow)
+		be = bpf_map_lookup_elem(&herald_backends, &backend_id);
 	if (!be || !be->family)
 		return drop(HERALD_DROP_NO_BACKEND);
 	if (be->family != pkt.key.family)
