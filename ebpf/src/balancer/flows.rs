@@ -59,6 +59,8 @@ fn create_table(index: u32, entries: u32) -> Result<MapData, Error> {
 }
 
 type Outer<T> = ArrayOfMaps<T, MapData>;
+/// One CPU's flow table, opened from user space.
+type Table = HashMap<MapData, FlowKey, Flow>;
 
 impl Balancer {
     fn flows_outer(&self) -> Result<Outer<&MapData>, Error> {
@@ -88,7 +90,7 @@ impl Balancer {
 
     /// The flow tables in slot order, with their slot (the CPU id for CPUs below
     /// [`MAX_CPUS`]). Slots are filled from 0 without gaps.
-    fn flow_table_handles(&self) -> Result<Vec<(u32, HashMap<MapData, FlowKey, Flow>)>, Error> {
+    fn flow_table_handles(&self) -> Result<Vec<(u32, Table)>, Error> {
         let outer = self.flows_outer()?;
         let mut tables = Vec::new();
         for index in 0..MAX_CPUS {
@@ -198,7 +200,7 @@ pub(super) fn take_legacy_table(dir: &Path) -> Result<Vec<(FlowKey, Flow)>, Erro
         return Ok(Vec::new());
     }
     let map = Map::from_map_data(MapData::from_pin(&path).map_err(&read)?).map_err(&read)?;
-    let table: HashMap<MapData, FlowKey, Flow> = HashMap::try_from(map).map_err(&read)?;
+    let table: Table = HashMap::try_from(map).map_err(&read)?;
     let flows = table.iter().filter_map(Result::ok).collect();
     std::fs::remove_file(&path).map_err(|e| Error::Bpffs {
         path: path.clone(),
