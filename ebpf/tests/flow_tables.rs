@@ -13,7 +13,7 @@ use common::packet::*;
 use common::vip::*;
 use common::*;
 use herald_ebpf::abi::{Event, MAX_CPUS, MAX_FLOWS};
-use herald_ebpf::balancer::{table_capacity, table_count};
+use herald_ebpf::balancer::table_count;
 use herald_ebpf::{Balancer, LoadOptions, Variant};
 use herald_tests::BpfFs;
 
@@ -33,7 +33,7 @@ fn ack4(sport: u16) -> (Vec<u8>, Vec<u8>) {
 }
 
 #[test]
-fn one_table_per_possible_cpu_sharing_the_capacity() {
+fn one_flow_table_per_possible_cpu() {
     herald_tests::require_privileged!();
     require_two_cpus();
     in_lb_netns(|| {
@@ -41,13 +41,14 @@ fn one_table_per_possible_cpu_sharing_the_capacity() {
         let cpus = aya::util::nr_cpus().unwrap() as u32;
         assert_eq!(bal.flow_tables().unwrap(), cpus.min(MAX_CPUS));
         assert_eq!(table_count().unwrap(), cpus.min(MAX_CPUS));
+        let tables = cpus.min(MAX_CPUS);
+        let capacities = bal.flow_table_capacities().unwrap();
+        assert_eq!(capacities.len() as u32, tables);
+        assert!(
+            capacities.iter().all(|&c| c == MAX_FLOWS.div_ceil(tables)),
+            "each table holds its share of {MAX_FLOWS}: {capacities:?}"
+        );
     });
-    // The capacity per table is the whole capacity shared out, rounded up.
-    assert_eq!(table_capacity(1), MAX_FLOWS);
-    assert_eq!(table_capacity(2), MAX_FLOWS / 2);
-    assert_eq!(table_capacity(3), MAX_FLOWS / 3 + 1);
-    assert_eq!(table_capacity(MAX_CPUS), MAX_FLOWS / MAX_CPUS);
-    assert!((1..=MAX_CPUS).all(|n| table_capacity(n) * n >= MAX_FLOWS));
 }
 
 #[test]

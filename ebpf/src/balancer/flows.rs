@@ -88,22 +88,31 @@ impl Balancer {
         Ok(())
     }
 
-    /// The flow tables in slot order, with their slot (the CPU id for CPUs below
+    /// The flow tables' maps in slot order, with their slot (the CPU id for CPUs below
     /// [`MAX_CPUS`]). Slots are filled from 0 without gaps.
-    fn flow_table_handles(&self) -> Result<Vec<(u32, Table)>, Error> {
+    fn flow_table_data(&self) -> Result<Vec<(u32, MapData)>, Error> {
         let outer = self.flows_outer()?;
         let mut tables = Vec::new();
         for index in 0..MAX_CPUS {
-            let data = match outer.get(&index, 0) {
-                Ok(data) => data,
+            match outer.get(&index, 0) {
+                Ok(data) => tables.push((index, data)),
                 Err(MapError::KeyNotFound) => break,
                 Err(e) => return Err(map_err(map_name::FLOWS, "read")(e)),
-            };
-            let map = Map::from_map_data(data).map_err(map_err(map_name::FLOWS, "open a table"))?;
-            let table = HashMap::try_from(map).map_err(map_err(map_name::FLOWS, "open a table"))?;
-            tables.push((index, table));
+            }
         }
         Ok(tables)
+    }
+
+    /// The flow tables in slot order, opened as hash maps.
+    fn flow_table_handles(&self) -> Result<Vec<(u32, Table)>, Error> {
+        let open = map_err(map_name::FLOWS, "open a table");
+        self.flow_table_data()?
+            .into_iter()
+            .map(|(index, data)| {
+                let map = Map::from_map_data(data).map_err(&open)?;
+                Ok((index, Table::try_from(map).map_err(&open)?))
+            })
+            .collect()
     }
 
     /// Writes `flows` (read from a pre-per-CPU table) into every CPU's table.
@@ -152,6 +161,15 @@ impl Balancer {
             .iter()
             .map(|(_, table)| table.keys().filter(Result::is_ok).count())
             .sum())
+    }
+
+    /// Capacity (entries) of each flow table, in slot order.
+    pub fn flow_table_capacities(&self) -> Result<Vec<u32>, Error> {
+        self.flow_table_data()?
+            .iter()
+            .map(|(_, data)| data.info().map(|info| info.max_entries()))
+            .collect::<Result<_, MapError>>()
+            .map_err(map_err(map_name::FLOWS, "read a table's info"))
     }
 
     /// Flows stored per table (CPU), in slot order (walks the maps).
@@ -207,4 +225,27 @@ pub(super) fn take_legacy_table(dir: &Path) -> Result<Vec<(FlowKey, Flow)>, Erro
         reason: format!("removing the pre-per-CPU flow table's pin: {e}"),
     })?;
     Ok(flows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_share_the_capacity_rounded_up() {
+        assert_eq!(table_capacity(1), MAX_FLOWS);
+        assert_eq!(table_capacity(2), MAX_FLOWS / 2);
+        assert_eq!(table_capacity(3), MAX_FLOWS / 3 + 1);
+        assert_eq!(table_capacity(MAX_CPUS), MAX_FLOWS / MAX_CPUS);
+        assert!((1..=MAX_CPUS).all(|n| {
+            let per = table_capacity(n);
+            per * n >= MAX_FLOWS && (per - 1) * n < MAX_FLOWS
+        }));
+    }
+
+    #[test]
+    fn table_count_is_between_one_and_max_cpus() {
+        let n = table_count().unwrap();
+        assert!((1..=MAX_CPUS).contains(&n), "{n}");
+    }
 }
