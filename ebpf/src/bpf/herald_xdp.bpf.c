@@ -94,6 +94,14 @@ static __always_inline __u16 ipv4_csum(struct iphdr *iph)
 	return csum_fold(sum);
 }
 
+/*
+ * The kernel's struct bpf_map, only the field read here: the verifier lets a program read a
+ * map's fields (Linux 5.10+), and CO-RE gives the field's offset in the running kernel.
+ */
+struct bpf_map {
+	__u32 max_entries;
+} __attribute__((preserve_access_index));
+
 static __always_inline __u32 hash_key(const struct herald_flow_key *key)
 {
 	return herald_flow_hash((const __u32 *)key);
@@ -224,7 +232,7 @@ static __always_inline int pick_backend(struct packet *pkt, struct herald_vip *v
 					const struct herald_config *cfg, void *flows,
 					__u32 *backend_id, __u32 *hash_out)
 {
-	__u32 zero = 0, m, slot, *id, hash;
+	__u32 m, slot, *id, hash;
 	void *table;
 
 	hash = hash_key(&pkt->key);
@@ -232,10 +240,11 @@ static __always_inline int pick_backend(struct packet *pkt, struct herald_vip *v
 	table = bpf_map_lookup_elem(&herald_maglev, &vip->id);
 	if (!table)
 		return -1;
-	id = bpf_map_lookup_elem(table, &zero);
-	if (!id)
-		return -1;
-	m = *id;
+	/*
+	 * M from the table map itself (M + 1 entries) rather than from its entry 0: one helper
+	 * call less (an inner map of varying size cannot have its lookups inlined).
+	 */
+	m = ((const struct bpf_map *)table)->max_entries - 1;
 	if (m == 0 || m > HERALD_MAGLEV_MAX_SIZE)
 		return -1;
 	slot = 1 + hash % m;
