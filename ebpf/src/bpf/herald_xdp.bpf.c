@@ -157,40 +157,34 @@ static __always_inline void *flow_table(void)
 	return bpf_map_lookup_elem(&herald_flows, &cpu);
 }
 
-struct flow_search {
-	const struct herald_flow_key *key;
-	struct herald_flow *flow;
-};
-
-static long search_flow_table(__u32 index, void *arg)
-{
-	struct flow_search *s = arg;
-	void *table = bpf_map_lookup_elem(&herald_flows, &index);
-
-	/* User space fills the slots from 0 without gaps: an empty one ends the search. */
-	if (!table)
-		return 1;
-	s->flow = bpf_map_lookup_elem(table, s->key);
-	return s->flow ? 1 : 0;
-}
-
 /*
  * The stored flow of an ICMP error in any CPU's table: the NIC hashes an ICMP error by its
  * outer addresses (router -> VIP), so it rarely arrives on the CPU that stored the flow it
- * quotes. ICMP errors are rare; this CPU's table is tried first.
+ * quotes. ICMP errors are rare; this CPU's table is tried first. A bounded loop (Linux 5.3+)
+ * rather than bpf_loop (5.17+); user space fills the slots from 0 without gaps, so the first
+ * empty one ends the search.
  */
 static __always_inline struct herald_flow *lookup_flow_any_cpu(const struct herald_flow_key *key,
 								 void *table)
 {
-	struct flow_search s = { .key = key };
+	struct herald_flow *flow;
 
 	if (table) {
-		s.flow = bpf_map_lookup_elem(table, key);
-		if (s.flow)
-			return s.flow;
+		flow = bpf_map_lookup_elem(table, key);
+		if (flow)
+			return flow;
 	}
-	bpf_loop(HERALD_MAX_CPUS, search_flow_table, &s, 0);
-	return s.flow;
+	for (__u32 i = 0; i < HERALD_MAX_CPUS; i++) {
+		__u32 index = i;
+		void *t = bpf_map_lookup_elem(&herald_flows, &index);
+
+		if (!t)
+			break;
+		flow = bpf_map_lookup_elem(t, key);
+		if (flow)
+			return flow;
+	}
+	return NULL;
 }
 
 /*
