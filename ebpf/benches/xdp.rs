@@ -96,11 +96,11 @@ fn main() {
             b / a
         );
         println!(
-            "  (c) flow-table hit, forward  {c:8.1}   ratio {:.2}  (goal <= 2.5)",
+            "  (c) flow-table hit, forward  {c:8.1}   ratio {:.2}  (goal <= 2.5; issue 17: <= 4)",
             c / a
         );
         println!(
-            "  (d) new flow (Maglev), fwd   {d:8.1}   ratio {:.2}  (goal <= 3.5)",
+            "  (d) new flow (Maglev), fwd   {d:8.1}   ratio {:.2}  (goal <= 3.5; issue 17: <= 12)",
             d / a
         );
         let (hits, misses) = bal.lru_stats().unwrap_or_default();

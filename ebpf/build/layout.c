@@ -33,6 +33,7 @@ int main(void)
 	F(herald_config, max_new_flows); F(herald_config, flags);
 	S(herald_flood); F(herald_flood, window_start_ns); F(herald_flood, count);
 	C(HERALD_VIP_FILTER_WORDS); C(HERALD_MAX_VIPS); C(HERALD_MAX_BACKENDS); C(HERALD_MAX_FLOWS);
+	C(HERALD_MAX_CPUS);
 	C(HERALD_MAGLEV_DEFAULT_SIZE); C(HERALD_MAGLEV_MAX_SIZE); C(HERALD_HASH_SEED);
 	C(HERALD_FAMILY_V4); C(HERALD_FAMILY_V6); C(HERALD_BACKEND_LOCAL);
 	C(HERALD_DROP_NO_BACKEND); C(HERALD_DROP_FAMILY); C(HERALD_DROP_FIB);

@@ -18,8 +18,18 @@
 #define HERALD_MAX_VIPS 1024
 /* Backend ids index herald_backends and herald_be_stats: 0 .. HERALD_MAX_BACKENDS-1. */
 #define HERALD_MAX_BACKENDS 4096
-/* Flow table capacity (entries, shared by all CPUs; each CPU keeps its own LRU list). */
+/*
+ * Flow table capacity (entries, all CPUs together). Each CPU has a table of its own
+ * (herald_flows is a map of maps indexed by CPU id); user space sizes each one
+ * HERALD_MAX_FLOWS / (number of tables), rounded up.
+ */
 #define HERALD_MAX_FLOWS 262144
+/*
+ * Flow tables (slots of herald_flows): one per possible CPU up to this many, a power of two.
+ * A CPU with a higher id shares table (id % HERALD_MAX_CPUS) with a lower one: an LRU hash is
+ * safe to share, it only contends on its lock.
+ */
+#define HERALD_MAX_CPUS 128
 /* Maglev table size used unless configured otherwise (a prime). */
 #define HERALD_MAGLEV_DEFAULT_SIZE 65537
 /* Largest Maglev table the program accepts (slots; the inner map has one more entry). */
@@ -100,7 +110,7 @@ struct herald_backend {
 };
 
 /*
- * Key of herald_flows and input of the flow hash: the packet's 5-tuple as the client sent it
+ * Key of the flow tables (herald_flows) and input of the flow hash: the packet's 5-tuple as the client sent it
  * (for an ICMP error, the tuple of the quoted packet with source and destination swapped).
  */
 struct herald_flow_key {
@@ -113,7 +123,7 @@ struct herald_flow_key {
 	__u8 pad[2];
 };
 
-/* Value of herald_flows. */
+/* Value of the flow tables (herald_flows). */
 struct herald_flow {
 	__u32 backend; /* backend id */
 	__u32 vip;     /* VIP id, so user space can flush a VIP's flows */

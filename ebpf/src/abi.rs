@@ -15,8 +15,12 @@ use std::net::IpAddr;
 pub const MAX_VIPS: u32 = 1024;
 /// Backend ids run from 0 to this value - 1.
 pub const MAX_BACKENDS: u32 = 4096;
-/// Capacity of the flow table, entries.
+/// Capacity of the flow tables, entries, all CPUs together: each CPU's table holds this
+/// divided by the number of tables, rounded up (`balancer::table_capacity`).
 pub const MAX_FLOWS: u32 = 262_144;
+/// Slots of the `herald_flows` array of maps: one flow table per possible CPU up to this
+/// many; a CPU with a higher id shares table `id % MAX_CPUS`.
+pub const MAX_CPUS: u32 = 128;
 /// Maglev table size unless configured otherwise.
 pub const MAGLEV_DEFAULT_SIZE: u32 = 65_537;
 /// Largest Maglev table size the program accepts.
@@ -92,7 +96,7 @@ pub mod map_name {
     pub const BACKENDS: &str = "herald_backends";
     /// VIP id -> Maglev table (map of maps).
     pub const MAGLEV: &str = "herald_maglev";
-    /// 5-tuple -> backend (LRU).
+    /// CPU -> that CPU's flow table (array of maps; each table 5-tuple -> backend, LRU).
     pub const FLOWS: &str = "herald_flows";
     /// Program-wide settings.
     pub const CONFIG: &str = "herald_config";
@@ -158,7 +162,7 @@ pub struct Backend {
     pub generation: u16,
 }
 
-/// Key of `herald_flows` and input of the flow hash: `struct herald_flow_key`.
+/// Key of the flow tables (`herald_flows`) and input of the flow hash: `struct herald_flow_key`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[repr(C)]
 pub struct FlowKey {
@@ -178,7 +182,7 @@ pub struct FlowKey {
     pub pad: [u8; 2],
 }
 
-/// Value of `herald_flows`: `struct herald_flow`.
+/// Value of the flow tables (`herald_flows`): `struct herald_flow`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[repr(C)]
 pub struct Flow {

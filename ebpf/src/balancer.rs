@@ -5,7 +5,11 @@
 //! attachment is pinned there: a restarted speaker loads the program again, reuses the pinned
 //! maps (flows, tables, counters) and swaps the new program into the pinned attachment
 //! atomically, so forwarding never stops. Without one (tests, benchmarks) everything lives
-//! as long as the [`Balancer`].
+//! as long as the [`Balancer`]. The flow tables (one per CPU) are in [`flows`].
+
+mod flows;
+
+pub use flows::{table_capacity, table_count};
 
 use std::collections::BTreeMap;
 use std::io;
@@ -18,8 +22,8 @@ use aya::programs::{Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 
 use crate::abi::{
-    Backend, BackendStats, Config, Counter, DropReason, Event, Flow, FlowKey, MAGLEV_MAX_SIZE,
-    MAX_BACKENDS, MAX_VIPS, Vip, VipKey, VipStats, map_name,
+    Backend, BackendStats, Config, Counter, DropReason, Event, MAGLEV_MAX_SIZE, MAX_BACKENDS,
+    MAX_VIPS, Vip, VipKey, VipStats, map_name,
 };
 use crate::bpffs;
 use crate::error::Error;
@@ -36,12 +40,36 @@ pub const TX_PROGRAM: &str = "herald_xdp_tx";
 /// The bench object's packet sink (counts, drops).
 pub const SINK_PROGRAM: &str = "herald_xdp_sink";
 /// The bench object's floors: one operation of the fast path alone, with what it does.
-pub const FLOOR_PROGRAMS: [(&str, &str); 8] = [
+pub const FLOOR_PROGRAMS: [(&str, &str); 11] = [
     ("herald_floor_vip", "VIP hash lookup (20-byte key)"),
-    ("herald_floor_lookup", "flow LRU lookup, 40-byte key"),
-    ("herald_floor_lookup4", "flow LRU lookup, 16-byte key"),
-    ("herald_floor_update", "flow LRU update, 40-byte key"),
-    ("herald_floor_update4", "flow LRU update, 16-byte key"),
+    (
+        "herald_floor_lookup_cpu",
+        "flow lookup, this CPU's table (now)",
+    ),
+    (
+        "herald_floor_update_cpu",
+        "flow insert, this CPU's table (now)",
+    ),
+    (
+        "herald_floor_lookup",
+        "flow lookup, one table, NO_COMMON_LRU",
+    ),
+    (
+        "herald_floor_update",
+        "flow insert, one table, NO_COMMON_LRU",
+    ),
+    (
+        "herald_floor_update_common",
+        "flow insert, one table, common LRU",
+    ),
+    (
+        "herald_floor_lookup4",
+        "flow lookup, NO_COMMON_LRU, 16 B key",
+    ),
+    (
+        "herald_floor_update4",
+        "flow insert, NO_COMMON_LRU, 16 B key",
+    ),
     (
         "herald_floor_headroom",
         "adjust_head out and back + restore",
@@ -119,8 +147,10 @@ impl Balancer {
             Variant::Bench => BENCH_OBJECT,
         };
         let mut loader = EbpfLoader::new();
+        let mut legacy_flows = Vec::new();
         if let Some(dir) = &opts.pin_dir {
             bpffs::prepare_dir(dir)?;
+            legacy_flows = flows::take_legacy_table(dir)?;
             check_pins(dir, object)?;
             for name in map_name::XDP_MAPS {
                 loader.map_pin_path(name, dir.join(name));
@@ -149,6 +179,8 @@ impl Balancer {
             pin_dir: opts.pin_dir.clone(),
             links: BTreeMap::new(),
         };
+        balancer.ensure_flow_tables()?;
+        balancer.restore_flows(&legacy_flows)?;
         // A fresh (or never configured) config entry gets the defaults; a pinned one is kept.
         if balancer.config()? == Config::default() {
             balancer.set_config(&default_config())?;
@@ -399,24 +431,6 @@ impl Balancer {
             .map_err(map_err(map_name::MAGLEV, "swap table"))
     }
 
-    /// The flow table's entry for `key`, if any.
-    pub fn flow(&self, key: &FlowKey) -> Result<Option<Flow>, Error> {
-        let map: HashMap<_, FlowKey, Flow> = HashMap::try_from(self.map(map_name::FLOWS)?)
-            .map_err(map_err(map_name::FLOWS, "open"))?;
-        match map.get(key, 0) {
-            Ok(flow) => Ok(Some(flow)),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Err(e) => Err(map_err(map_name::FLOWS, "read")(e)),
-        }
-    }
-
-    /// Number of flows in the flow table (walks the map).
-    pub fn flow_count(&self) -> Result<usize, Error> {
-        let map: HashMap<_, FlowKey, Flow> = HashMap::try_from(self.map(map_name::FLOWS)?)
-            .map_err(map_err(map_name::FLOWS, "open"))?;
-        Ok(map.keys().filter(Result::is_ok).count())
-    }
-
     fn count(&self, name: &'static str, index: u32) -> Result<u64, Error> {
         let map: PerCpuArray<_, u64> =
             PerCpuArray::try_from(self.map(name)?).map_err(map_err(name, "open"))?;
@@ -623,6 +637,24 @@ fn check_pins(dir: &Path, object: &[u8]) -> Result<(), Error> {
                 found,
                 wanted,
             });
+        }
+        // The flow tables inside a pinned herald_flows come from the build that made them.
+        if name == map_name::FLOWS {
+            let outer = MapData::from_pin(&path).map_err(map_err(name, "open pinned map"))?;
+            let (key, value, kind) = flows::table_shape();
+            if let Some(old) = flows::pinned_table_shape(outer)?
+                && old != (key, value, kind)
+            {
+                let table = |(k, v, t): (u32, u32, u32)| {
+                    format!("flow tables of map type {t}, key {k} B, value {v} B")
+                };
+                return Err(Error::IncompatiblePin {
+                    path,
+                    dir: dir.to_owned(),
+                    found: table(old),
+                    wanted: table((key, value, kind)),
+                });
+            }
         }
     }
     Ok(())

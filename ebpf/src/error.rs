@@ -96,6 +96,15 @@ pub enum Error {
         /// What this build needs.
         wanted: String,
     },
+    /// The possible CPUs (how many flow tables to create) could not be read.
+    #[error("reading the possible CPUs from {path}")]
+    PossibleCpus {
+        /// The file read.
+        path: PathBuf,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
     /// Pinning or unpinning a link failed.
     #[error("pinned link {path}")]
     Link {

@@ -316,6 +316,12 @@ fn tcp_through_two_xdp_balancers_reaches_consistent_backends() {
     herald_tests::require_privileged!();
     herald_tests::require_command("ping", "iputils-ping");
     herald_tests::require_command("ethtool", "ethtool");
+    // What a NIC's RSS does for a real balancer: every packet of a connection on one CPU.
+    // On veth XDP runs on the sending CPU, so the client, the backends' servers (threads and
+    // processes inherit this) and the kernel work they cause all stay on CPU 0; otherwise a
+    // connection's packets would meet another CPU's flow table, which does not know the flow
+    // and, after the table change below, sends it to another backend.
+    pin_to_cpu(0);
     let mut lab = Lab::new();
 
     // Long-lived connections first; they are checked again after topology changes.

@@ -10,6 +10,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use common::packet::*;
 use common::vip::*;
 use common::*;
+use herald_dataplane::maglev::{self, TableSize};
 use herald_ebpf::abi::{Backend, FlowKey};
 use herald_ebpf::hash::flow_hash;
 
@@ -114,6 +115,39 @@ fn tcp_syn_is_encapsulated_to_the_maglev_choice() {
             flow_hash(&key4(40000, 80, TCP)),
             "the flow keeps its hash"
         );
+    });
+}
+
+#[test]
+fn tables_of_any_size_pick_slot_hash_mod_size_and_a_resize_takes_effect_at_once() {
+    herald_tests::require_privileged!();
+    in_lb_netns(|| {
+        let mut bal = load();
+        let mut svc = web();
+        // Sizes the speaker may configure (primes), far from the default, one after the
+        // other on the same VIP: the program must take M from the table it reads.
+        for size in [13u32, 251, 65_537, 7] {
+            let backends: Vec<maglev::Backend> = svc
+                .backends
+                .iter()
+                .map(|&(id, key, weight)| maglev::Backend { id, key, weight })
+                .collect();
+            svc.table = maglev::build_table(&backends, TableSize::new(size).unwrap()).unwrap();
+            svc.install(&mut bal);
+            let fx: Vec<Fixture> = (50000..50040)
+                .map(|sport| {
+                    let (syn, ip) = syn4(sport);
+                    forwarded(
+                        &format!("size {size}, port {sport}"),
+                        &svc,
+                        &key4(sport, 80, TCP),
+                        syn,
+                        &ip,
+                    )
+                })
+                .collect();
+            check(bal.program(), &fx);
+        }
     });
 }
 

@@ -90,11 +90,12 @@ fn abi_matches_header() {
 #[test]
 fn constants_match_header() {
     let l = layout();
-    let consts: [(&str, u64); 14] = [
+    let consts: [(&str, u64); 15] = [
         ("HERALD_VIP_FILTER_WORDS", VIP_FILTER_WORDS.into()),
         ("HERALD_MAX_VIPS", MAX_VIPS.into()),
         ("HERALD_MAX_BACKENDS", MAX_BACKENDS.into()),
         ("HERALD_MAX_FLOWS", MAX_FLOWS.into()),
+        ("HERALD_MAX_CPUS", MAX_CPUS.into()),
         ("HERALD_MAGLEV_DEFAULT_SIZE", MAGLEV_DEFAULT_SIZE.into()),
         ("HERALD_MAGLEV_MAX_SIZE", MAGLEV_MAX_SIZE.into()),
         ("HERALD_HASH_SEED", HASH_SEED.into()),

@@ -94,6 +94,14 @@ static __always_inline __u16 ipv4_csum(struct iphdr *iph)
 	return csum_fold(sum);
 }
 
+/*
+ * The kernel's struct bpf_map, only the field read here: the verifier lets a program read a
+ * map's fields (Linux 5.10+), and CO-RE gives the field's offset in the running kernel.
+ */
+struct bpf_map {
+	__u32 max_entries;
+} __attribute__((preserve_access_index));
+
 static __always_inline __u32 hash_key(const struct herald_flow_key *key)
 {
 	return herald_flow_hash((const __u32 *)key);
@@ -138,11 +146,54 @@ static __always_inline int flooded(const struct herald_config *cfg)
 }
 
 /*
+ * This CPU's flow table (NULL only if user space has not created it: flows then go by the
+ * Maglev table alone). bpf_get_smp_processor_id and the array-of-maps lookup are both inlined
+ * by the verifier: no helper call.
+ */
+static __always_inline void *flow_table(void)
+{
+	__u32 cpu = bpf_get_smp_processor_id() % HERALD_MAX_CPUS;
+
+	return bpf_map_lookup_elem(&herald_flows, &cpu);
+}
+
+/*
+ * The stored flow of an ICMP error in any CPU's table: the NIC hashes an ICMP error by its
+ * outer addresses (router -> VIP), so it rarely arrives on the CPU that stored the flow it
+ * quotes. ICMP errors are rare; this CPU's table is tried first. A bounded loop (Linux 5.3+)
+ * rather than bpf_loop (5.17+); user space fills the slots from 0 without gaps, so the first
+ * empty one ends the search.
+ */
+static __always_inline struct herald_flow *lookup_flow_any_cpu(const struct herald_flow_key *key,
+								 void *table)
+{
+	struct herald_flow *flow;
+
+	if (table) {
+		flow = bpf_map_lookup_elem(table, key);
+		if (flow)
+			return flow;
+	}
+	for (__u32 i = 0; i < HERALD_MAX_CPUS; i++) {
+		__u32 index = i;
+		void *t = bpf_map_lookup_elem(&herald_flows, &index);
+
+		if (!t)
+			break;
+		flow = bpf_map_lookup_elem(t, key);
+		if (flow)
+			return flow;
+	}
+	return NULL;
+}
+
+/*
  * The stored flow of a packet that is not a SYN, if it was stored for the VIP that still has
  * its id (same generation) and its backend still exists; NULL otherwise. A hit makes the VIP
- * lookup unnecessary: the flow names its VIP.
+ * lookup unnecessary: the flow names its VIP. *be_out is the flow's backend on a hit.
  */
-static __always_inline struct herald_flow *lookup_flow(struct packet *pkt)
+static __always_inline struct herald_flow *lookup_flow(struct packet *pkt, void *table,
+						       struct herald_backend **be_out)
 {
 	struct herald_backend *be;
 	struct herald_flow *flow;
@@ -151,7 +202,10 @@ static __always_inline struct herald_flow *lookup_flow(struct packet *pkt)
 	/* A SYN starts a new connection: it always takes the table's current choice. */
 	if ((pkt->tcp_flags & (HERALD_TCP_SYN | HERALD_TCP_ACK)) == HERALD_TCP_SYN)
 		return NULL;
-	flow = bpf_map_lookup_elem(&herald_flows, &pkt->key);
+	if (pkt->icmp_error)
+		flow = lookup_flow_any_cpu(&pkt->key, table);
+	else
+		flow = table ? bpf_map_lookup_elem(table, &pkt->key) : NULL;
 	if (!flow)
 		return NULL;
 	gen = bpf_map_lookup_elem(&herald_vip_gen, &flow->vip);
@@ -160,6 +214,7 @@ static __always_inline struct herald_flow *lookup_flow(struct packet *pkt)
 	be = bpf_map_lookup_elem(&herald_backends, &flow->backend);
 	if (!be || !be->family)
 		return NULL;
+	*be_out = be;
 	return flow;
 }
 
@@ -168,10 +223,10 @@ static __always_inline struct herald_flow *lookup_flow(struct packet *pkt)
  * gives the flow hash, and stores the flow; returns -1 when the VIP has no usable table.
  */
 static __always_inline int pick_backend(struct packet *pkt, struct herald_vip *vip,
-					const struct herald_config *cfg, __u32 *backend_id,
-					__u32 *hash_out)
+					const struct herald_config *cfg, void *flows,
+					__u32 *backend_id, __u32 *hash_out)
 {
-	__u32 zero = 0, m, slot, *id, hash;
+	__u32 m, slot, *id, hash;
 	void *table;
 
 	hash = hash_key(&pkt->key);
@@ -179,10 +234,11 @@ static __always_inline int pick_backend(struct packet *pkt, struct herald_vip *v
 	table = bpf_map_lookup_elem(&herald_maglev, &vip->id);
 	if (!table)
 		return -1;
-	id = bpf_map_lookup_elem(table, &zero);
-	if (!id)
-		return -1;
-	m = *id;
+	/*
+	 * M from the table map itself (M + 1 entries) rather than from its entry 0: one helper
+	 * call less (an inner map of varying size cannot have its lookups inlined).
+	 */
+	m = ((const struct bpf_map *)table)->max_entries - 1;
 	if (m == 0 || m > HERALD_MAGLEV_MAX_SIZE)
 		return -1;
 	slot = 1 + hash % m;
@@ -192,7 +248,7 @@ static __always_inline int pick_backend(struct packet *pkt, struct herald_vip *v
 	*backend_id = *id;
 
 	/* ICMP errors follow flows but never create them. */
-	if (!pkt->icmp_error) {
+	if (!pkt->icmp_error && flows) {
 		if (flooded(cfg)) {
 			count_event(HERALD_EV_FLOW_SKIPPED);
 		} else {
@@ -203,7 +259,7 @@ static __always_inline int pick_backend(struct packet *pkt, struct herald_vip *v
 				.vip_gen = vip->generation,
 			};
 
-			bpf_map_update_elem(&herald_flows, &pkt->key, &fv, BPF_ANY);
+			bpf_map_update_elem(flows, &pkt->key, &fv, BPF_ANY);
 		}
 	}
 	return 0;
@@ -442,6 +498,8 @@ static __always_inline int encap_and_send(struct xdp_md *ctx, struct packet *pkt
 
 	if (pkt->key.family == HERALD_FAMILY_V4) {
 		struct iphdr *iph = (void *)(eth + 1);
+		__be16 tot_len = bpf_htons(pkt->ip_len + sizeof(*iph));
+		__u32 daddr;
 
 		if ((void *)(iph + 1) > data_end)
 			return drop(HERALD_DROP_HEADROOM);
@@ -449,16 +507,23 @@ static __always_inline int encap_and_send(struct xdp_md *ctx, struct packet *pkt
 		iph->version = 4;
 		iph->ihl = 5;
 		iph->tos = pkt->tos;
-		iph->tot_len = bpf_htons(pkt->ip_len + sizeof(*iph));
+		iph->tot_len = tot_len;
 		iph->id = 0;
 		iph->frag_off = bpf_htons(0x4000); /* DF: the inner packet was checked against the MTU */
 		iph->ttl = HERALD_TTL;
 		iph->protocol = IPPROTO_IPIP;
-		iph->check = 0;
 		iph->saddr = src[0];
 		/* The tunnel goes to the backend (bpf_fib_lookup's dst became the next hop). */
-		__builtin_memcpy(&iph->daddr, be->addr, 4);
-		iph->check = ipv4_csum(iph);
+		__builtin_memcpy(&daddr, be->addr, 4);
+		iph->daddr = daddr;
+		/*
+		 * The checksum from the values just written rather than read back from the frame
+		 * (RFC 1071: 16-bit words in any byte order, 32-bit words folded later). Constant
+		 * words: version/IHL, DF, TTL/protocol; id and checksum are 0.
+		 */
+		iph->check = csum_fold((__u64)bpf_htons(0x4500 | pkt->tos) + tot_len +
+				       bpf_htons(0x4000) + bpf_htons((HERALD_TTL << 8) | IPPROTO_IPIP) +
+				       src[0] + daddr);
 	} else {
 		struct ipv6hdr *ip6h = (void *)(eth + 1);
 		__u32 vtc = (6U << 28) | ((__u32)pkt->tos << 20) | (hash & 0xfffff);
@@ -494,13 +559,14 @@ static __always_inline int herald_xdp_main(struct xdp_md *ctx, const int stop)
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct packet pkt = {};
-	struct herald_backend *be;
+	struct herald_backend *be = NULL;
 	struct herald_config *cfg;
 	struct herald_backend_stats *bs;
 	struct herald_vip_stats *vs;
 	struct herald_vip *vip = NULL;
 	struct herald_flow *flow;
 	__u32 zero = 0, backend_id, hash, vip_id, bit, word;
+	void *flows;
 	__u64 *bits;
 	__u64 bytes = data_end - data;
 
@@ -516,7 +582,8 @@ static __always_inline int herald_xdp_main(struct xdp_md *ctx, const int stop)
 	if (stop == HERALD_STOP_FILTER)
 		return XDP_PASS;
 	/* A stored flow first: it names its VIP and backend, so a hit needs no VIP lookup. */
-	flow = lookup_flow(&pkt);
+	flows = flow_table();
+	flow = lookup_flow(&pkt, flows, &be);
 	if (flow) {
 		vip_id = flow->vip;
 		backend_id = flow->backend;
@@ -540,11 +607,13 @@ static __always_inline int herald_xdp_main(struct xdp_md *ctx, const int stop)
 		return XDP_PASS;
 
 	cfg = bpf_map_lookup_elem(&herald_config, &zero);
-	if (!flow && (!vip || pick_backend(&pkt, vip, cfg, &backend_id, &hash)))
+	if (!flow && (!vip || pick_backend(&pkt, vip, cfg, flows, &backend_id, &hash)))
 		return drop(HERALD_DROP_NO_BACKEND);
 	if (stop == HERALD_STOP_FLOW)
 		return XDP_PASS;
-	be = bpf_map_lookup_elem(&herald_backends, &backend_id);
+	/* A flow-table hit has looked its backend up already (lookup_flow). */
+	if (!flow)
+		be = bpf_map_lookup_elem(&herald_backends, &backend_id);
 	if (!be || !be->family)
 		return drop(HERALD_DROP_NO_BACKEND);
 	if (be->family != pkt.key.family)
@@ -585,9 +654,13 @@ HERALD_STAGE(7)
 
 /*
  * Floors: one operation of the fast path alone, on a key read from fixed offsets of an
- * untagged IPv4/TCP frame, to show what the remaining steps cannot go below. The flow-table
- * floors use maps of their own shaped like herald_flows (same type, flags and size), one with
- * the 40-byte key and one with a 16-byte IPv4-only key.
+ * untagged IPv4/TCP frame, to show what the remaining steps cannot go below. The *_cpu
+ * flow-table floors use the real per-CPU tables of herald_flows (the map-of-maps lookup
+ * included; an update stores generation 0, which no VIP has, so the program never trusts it).
+ * The others use maps of their own: herald_floor_fl and _fl4 are shaped like the single table
+ * Herald had before the per-CPU tables (one LRU_HASH of HERALD_MAX_FLOWS entries with
+ * BPF_F_NO_COMMON_LRU; 40-byte key and a 16-byte IPv4-only key), herald_floor_fc is the same
+ * table with the common LRU, for comparison.
  */
 struct herald_flow_key4 {
 	__be32 src;
@@ -615,6 +688,13 @@ struct {
 	__type(value, struct herald_flow);
 } herald_floor_fl4 SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, HERALD_MAX_FLOWS);
+	__type(key, struct herald_flow_key);
+	__type(value, struct herald_flow);
+} herald_floor_fc SEC(".maps");
+
 #define HERALD_FLOOR_LOOKUP 1
 #define HERALD_FLOOR_UPDATE 2
 #define HERALD_FLOOR_LOOKUP4 3
@@ -623,6 +703,9 @@ struct {
 #define HERALD_FLOOR_HEADROOM 6
 #define HERALD_FLOOR_KTIME 7
 #define HERALD_FLOOR_JIFFIES 8
+#define HERALD_FLOOR_LOOKUP_CPU 9
+#define HERALD_FLOOR_UPDATE_CPU 10
+#define HERALD_FLOOR_UPDATE_COMMON 11
 
 static __always_inline int herald_floor(struct xdp_md *ctx, const int what)
 {
@@ -641,19 +724,31 @@ static __always_inline int herald_floor(struct xdp_md *ctx, const int what)
 	__builtin_memcpy(&key4.sport, data + 34, 4);
 	key4.proto = IPPROTO_TCP;
 	key4.family = HERALD_FAMILY_V4;
+	__builtin_memcpy(key.src, &key4.src, 4);
+	__builtin_memcpy(key.dst, &key4.dst, 4);
+	key.sport = key4.sport;
+	key.dport = key4.dport;
+	key.proto = IPPROTO_TCP;
+	key.family = HERALD_FAMILY_V4;
 	switch (what) {
 	case HERALD_FLOOR_LOOKUP:
-	case HERALD_FLOOR_UPDATE:
-		__builtin_memcpy(key.src, &key4.src, 4);
-		__builtin_memcpy(key.dst, &key4.dst, 4);
-		key.sport = key4.sport;
-		key.dport = key4.dport;
-		key.proto = IPPROTO_TCP;
-		key.family = HERALD_FAMILY_V4;
-		if (what == HERALD_FLOOR_UPDATE)
-			return bpf_map_update_elem(&herald_floor_fl, &key, &fv, BPF_ANY) ? XDP_ABORTED
-										   : XDP_PASS;
 		return bpf_map_lookup_elem(&herald_floor_fl, &key) ? XDP_PASS : XDP_ABORTED;
+	case HERALD_FLOOR_UPDATE:
+		return bpf_map_update_elem(&herald_floor_fl, &key, &fv, BPF_ANY) ? XDP_ABORTED
+										   : XDP_PASS;
+	case HERALD_FLOOR_UPDATE_COMMON:
+		return bpf_map_update_elem(&herald_floor_fc, &key, &fv, BPF_ANY) ? XDP_ABORTED
+										   : XDP_PASS;
+	case HERALD_FLOOR_LOOKUP_CPU:
+	case HERALD_FLOOR_UPDATE_CPU: {
+		void *table = flow_table();
+
+		if (!table)
+			return XDP_ABORTED;
+		if (what == HERALD_FLOOR_UPDATE_CPU)
+			return bpf_map_update_elem(table, &key, &fv, BPF_ANY) ? XDP_ABORTED : XDP_PASS;
+		return bpf_map_lookup_elem(table, &key) ? XDP_PASS : XDP_ABORTED;
+	}
 	case HERALD_FLOOR_LOOKUP4:
 		return bpf_map_lookup_elem(&herald_floor_fl4, &key4) ? XDP_PASS : XDP_ABORTED;
 	case HERALD_FLOOR_UPDATE4:
@@ -691,6 +786,9 @@ HERALD_FLOOR(lookup, HERALD_FLOOR_LOOKUP)
 HERALD_FLOOR(update, HERALD_FLOOR_UPDATE)
 HERALD_FLOOR(lookup4, HERALD_FLOOR_LOOKUP4)
 HERALD_FLOOR(update4, HERALD_FLOOR_UPDATE4)
+HERALD_FLOOR(lookup_cpu, HERALD_FLOOR_LOOKUP_CPU)
+HERALD_FLOOR(update_cpu, HERALD_FLOOR_UPDATE_CPU)
+HERALD_FLOOR(update_common, HERALD_FLOOR_UPDATE_COMMON)
 HERALD_FLOOR(vip, HERALD_FLOOR_VIP)
 HERALD_FLOOR(headroom, HERALD_FLOOR_HEADROOM)
 HERALD_FLOOR(ktime, HERALD_FLOOR_KTIME)

@@ -71,15 +71,33 @@ struct {
 } herald_maglev SEC(".maps");
 
 /*
- * 5-tuple -> backend, so a flow stays on its backend when the table changes. One LRU list
- * per CPU (BPF_F_NO_COMMON_LRU): no cross-CPU lock on insert.
+ * One flow table: 5-tuple -> backend, so a flow stays on its backend when the table changes.
+ * This is the prototype the verifier checks herald_flows' values against; user space creates
+ * the real tables, sized HERALD_MAX_FLOWS / tables (the size of an inner hash map is not part
+ * of the prototype, so one entry is enough here). No BPF_F_NO_COMMON_LRU: a table is used by
+ * one CPU, so the common LRU's lock is uncontended and its insert is cheaper (docs/benchmarks.md).
+ */
+struct herald_flow_table {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1);
+	/*
+	 * Sizes rather than __type(): clang emits only a forward declaration for a struct reached
+	 * through the pointers of an inner map definition, and a loader cannot size one.
+	 */
+	__uint(key_size, sizeof(struct herald_flow_key));
+	__uint(value_size, sizeof(struct herald_flow));
+};
+
+/*
+ * CPU id (modulo HERALD_MAX_CPUS) -> that CPU's flow table. RSS keeps a flow on one CPU, so
+ * its packets find it there; a flow whose packets move to another CPU falls back to its VIP's
+ * Maglev table (the same backend while the table is unchanged) and is stored again there.
  */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, HERALD_MAX_FLOWS);
-	__uint(map_flags, BPF_F_NO_COMMON_LRU);
-	__type(key, struct herald_flow_key);
-	__type(value, struct herald_flow);
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, HERALD_MAX_CPUS);
+	__type(key, __u32);
+	__array(values, struct herald_flow_table);
 } herald_flows SEC(".maps");
 
 /* Program-wide settings, entry 0. */

@@ -71,15 +71,22 @@ pub fn in_lb_netns<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     std::thread::scope(|s| {
         s.spawn(|| {
             lb.enter_current_thread();
-            let mut cpu0 = nix::sched::CpuSet::new();
-            cpu0.set(0).expect("cpu 0");
-            nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpu0)
-                .expect("pinning the test thread to CPU 0");
+            pin_to_cpu(0);
             f()
         })
         .join()
         .unwrap_or_else(|e| std::panic::resume_unwind(e))
     })
+}
+
+/// Pins the calling thread to `cpu` (threads and processes it starts afterwards inherit
+/// that). BPF_PROG_TEST_RUN runs an XDP program on the caller's CPU, so this also chooses
+/// which CPU's flow table the program uses.
+pub fn pin_to_cpu(cpu: usize) {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu).expect("cpu index");
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+        .unwrap_or_else(|e| panic!("pinning the test thread to CPU {cpu}: {e}"));
 }
 
 pub fn mac_str(m: [u8; 6]) -> String {
