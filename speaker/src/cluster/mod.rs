@@ -5,9 +5,11 @@
 //! ```text
 //!  watch Services, EndpointSlices, Nodes, IPPools, BGPPeers, BGPAdvertisements,
 //!        L2Advertisements, BFDProfiles, Secrets (--secrets-namespace)
-//!     │ reflectors ──> stores ──all listed──> Engine::start (gossip seeds from the Nodes)
+//!     │ reflectors ──> stores (Services, EndpointSlices: their facts, read once per
+//!     │   change) ──all listed──> Engine::start (gossip seeds from the Nodes)
 //!     └─ any change ──> changed (mpsc, capacity 1) ──settle 20 ms──> translate (pure)
-//!           -> Snapshot::new -> Engine::check -> Engine::apply ──> BGP / L2 / /status
+//!           + facts tables -> granted addresses, announce input
+//!           -> Snapshot::new -> Engine::check -> Engine::apply_services ──> BGP / L2 / /status
 //!  refresh tick (500 ms) ──> Engine::refresh
 //!  after each apply and tick: report (pure) ──changed?──> Events (publisher task)
 //!  every second: /status ──node_status (pure)──changed?──> this node's HeraldNode
