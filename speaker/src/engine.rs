@@ -283,7 +283,7 @@ fn desired_for(
         nodes: &nodes,
         node_name,
         interfaces: &interfaces(),
-        backend_mode: opts.backend_mode,
+        backend_mode: opts.dataplane.enabled().then_some(opts.backend_mode),
     })
 }
 

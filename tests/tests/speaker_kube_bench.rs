@@ -293,6 +293,20 @@ current-context: bench
         rss_after as f64 / 1024.0,
         hwm as f64 / 1024.0,
     );
+    // Under a wrapper that does not exec (heaptrack), the speaker is the wrapper's child:
+    // SIGTERM lets the profiler write its data, and nothing is left running.
+    let pid = speaker.pid();
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    for child in children
+        .split_whitespace()
+        .filter_map(|c| c.parse::<i32>().ok())
+    {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
     speaker.kill();
     drop(bird);
     rt.shutdown_background();

@@ -32,7 +32,7 @@
 //!   endpoints' addresses (standalone: they are the backend hosts), or in a cluster the
 //!   nodes hosting ready endpoints weighted by their endpoint count.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use herald_ipam::{Protocol, Selector, TrafficPolicy};
@@ -191,8 +191,9 @@ pub struct Inputs<'a> {
     pub node_name: &'a str,
     /// This node's interfaces.
     pub interfaces: &'a [Interface],
-    /// Backend derivation.
-    pub backend_mode: BackendMode,
+    /// Backend derivation; `None` when this node has no dataplane: no VIPs are computed
+    /// (with 10 000 Services they were megabytes nobody read).
+    pub backend_mode: Option<BackendMode>,
 }
 
 /// Path attributes of an announced route (what the advertisement asks for).
@@ -316,7 +317,9 @@ pub fn compute(inputs: Inputs<'_>) -> Desired {
     let pools: BTreeMap<&str, &Pool> = config.pools.iter().map(|p| (p.name.as_str(), p)).collect();
     let mut desired = Desired {
         excluded: exclusion(me),
-        dataplane: dataplane(services, nodes, backend_mode),
+        dataplane: backend_mode
+            .map(|mode| dataplane(services, nodes, mode))
+            .unwrap_or_default(),
         ..Desired::default()
     };
     let Some(me) = me.filter(|_| desired.excluded.is_none()) else {
@@ -465,22 +468,25 @@ fn announce_bgp(
 
 fn dataplane(services: &[Service], nodes: &[Node], mode: BackendMode) -> Vec<Vip> {
     let mut vips = Vec::new();
+    // Looked up per endpoint: a scan of all nodes each time is endpoints × nodes.
+    let by_name: HashMap<&str, &Node> = nodes.iter().map(|n| (n.name.as_str(), n)).collect();
     for svc in services {
         for (address, _) in &svc.addresses {
             let mut weights: BTreeMap<IpAddr, u32> = BTreeMap::new();
             for e in svc.endpoints.iter().filter(|e| e.ready) {
                 let backend = match mode {
                     BackendMode::EndpointHosts => Some(e.address),
-                    BackendMode::Nodes => e
-                        .node
-                        .as_deref()
-                        .and_then(|n| nodes.iter().find(|node| node.name == n))
-                        .and_then(|node| {
-                            node.addresses
-                                .iter()
-                                .copied()
-                                .find(|a| a.is_ipv4() == address.is_ipv4())
-                        }),
+                    BackendMode::Nodes => {
+                        e.node
+                            .as_deref()
+                            .and_then(|n| by_name.get(n))
+                            .and_then(|node| {
+                                node.addresses
+                                    .iter()
+                                    .copied()
+                                    .find(|a| a.is_ipv4() == address.is_ipv4())
+                            })
+                    }
                 };
                 if let Some(backend) = backend.filter(|b| b.is_ipv4() == address.is_ipv4()) {
                     let w = weights.entry(backend).or_default();

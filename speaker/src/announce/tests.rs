@@ -105,7 +105,7 @@ impl World {
             nodes: &self.nodes,
             node_name: me,
             interfaces: &self.interfaces,
-            backend_mode: BackendMode::EndpointHosts,
+            backend_mode: Some(BackendMode::EndpointHosts),
         })
     }
 }
@@ -399,7 +399,7 @@ fn cluster_backends_are_nodes_weighted_by_ready_endpoints() {
         nodes: &w.nodes,
         node_name: "n1",
         interfaces: &w.interfaces,
-        backend_mode: BackendMode::Nodes,
+        backend_mode: Some(BackendMode::Nodes),
     });
     // node() gives nN the address 10.0.0.<len of name> = 10.0.0.2 for both: one backend.
     assert_eq!(d.dataplane[0].backends, vec![(ip("10.0.0.2"), 3)]);

@@ -11,7 +11,7 @@
 //! Each snapshot reads the tables: [`ServiceTable::assigned`] gives the granted addresses,
 //! [`announce_services`] announce's input, both in `namespace/name` order.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use herald_api::annotations::ALLOCATED_FROM;
@@ -236,24 +236,24 @@ pub fn granted(
     out
 }
 
-/// The EndpointSlices, by slice key, and which slices each Service has.
+/// The EndpointSlices' endpoints by Service, and the Service of each slice.
 #[derive(Debug, Default, Clone)]
 pub struct SliceTable {
-    slices: HashMap<Key, SliceFacts>,
-    by_service: HashMap<Key, BTreeSet<String>>,
+    /// Slice `(namespace, name)` → the name of its Service (same namespace).
+    owner: HashMap<Key, String>,
+    /// Service key → its slices' names and endpoints, in slice name order.
+    by_service: HashMap<Key, Vec<(String, Vec<Endpoint>)>>,
 }
 
 impl SliceTable {
     /// Takes in a changed EndpointSlice (also one that moved to another Service).
     pub fn apply(&mut self, slice: &EndpointSlice) {
-        let key = key_of(&slice.metadata);
-        self.remove(&key);
-        if let Some((key, facts)) = SliceFacts::read(slice) {
-            self.by_service
-                .entry(facts.service.clone())
-                .or_default()
-                .insert(key.1.clone());
-            self.slices.insert(key, facts);
+        self.remove(&key_of(&slice.metadata));
+        if let Some(((namespace, name), facts)) = SliceFacts::read(slice) {
+            let slices = self.by_service.entry(facts.service.clone()).or_default();
+            let at = slices.partition_point(|(n, _)| *n < name);
+            slices.insert(at, (name.clone(), facts.endpoints));
+            self.owner.insert((namespace, name), facts.service.1);
         }
     }
 
@@ -263,26 +263,25 @@ impl SliceTable {
     }
 
     fn remove(&mut self, key: &Key) {
-        let Some(old) = self.slices.remove(key) else {
+        let Some(service) = self.owner.remove(key) else {
             return;
         };
-        if let Some(names) = self.by_service.get_mut(&old.service) {
-            names.remove(&key.1);
-            if names.is_empty() {
-                self.by_service.remove(&old.service);
+        let service = (key.0.clone(), service);
+        if let Some(slices) = self.by_service.get_mut(&service) {
+            slices.retain(|(n, _)| *n != key.1);
+            if slices.is_empty() {
+                self.by_service.remove(&service);
             }
         }
     }
 
     /// The endpoints of the Service `key`, from all its slices in name order.
     pub fn endpoints(&self, key: &Key) -> Vec<Endpoint> {
-        let Some(names) = self.by_service.get(key) else {
-            return Vec::new();
-        };
-        names
-            .iter()
-            .filter_map(|n| self.slices.get(&(key.0.clone(), n.clone())))
-            .flat_map(|s| s.endpoints.iter().cloned())
+        self.by_service
+            .get(key)
+            .into_iter()
+            .flatten()
+            .flat_map(|(_, endpoints)| endpoints.iter().cloned())
             .collect()
     }
 }
