@@ -579,6 +579,8 @@ impl Engine {
                 .find(|n| n.metadata.name.as_deref() == Some(self.opts.node_name.as_str()))
                 .and_then(|n| n.metadata.annotations.as_ref()),
         );
+        // The old copy goes before the new is made: both at once was part of the peak.
+        self.routes = BTreeMap::new();
         self.routes = desired.bgp.clone();
         if self.drain.set_annotation(annotated, Instant::now()) {
             self.drain_changed(if annotated {
@@ -601,8 +603,7 @@ impl Engine {
                 .get_or_create(&PeerLabel { peer: peer.clone() })
                 .set(prefixes.len() as i64);
         }
-        let mut status = desired_status(&desired);
-        status.unsendable = unsendable(&desired, &snapshot.peers);
+        let unsendable_now = unsendable(&desired, &snapshot.peers);
         self.unsendable_families = snapshot
             .peers
             .iter()
@@ -616,13 +617,19 @@ impl Engine {
                 _ => None,
             })
             .collect();
-        if status.unsendable != self.unsendable {
-            for u in &status.unsendable {
+        if unsendable_now != self.unsendable {
+            for u in &unsendable_now {
                 warn!("route not sent: {u}");
             }
-            self.unsendable = status.unsendable.clone();
+            self.unsendable = unsendable_now.clone();
         }
-        self.shared.update_status(|s| s.desired = status);
+        self.shared.update_status(|s| {
+            // Built under the lock, the old rows freed first: with 10 000 routes, both at
+            // once was part of the peak. Readers see the old rows or the new, never none.
+            s.desired = DesiredStatus::default();
+            s.desired = desired_status(&desired);
+            s.desired.unsendable = unsendable_now;
+        });
         self.refresh();
         (desired, services)
     }

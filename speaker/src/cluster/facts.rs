@@ -32,10 +32,8 @@ pub type Key = (String, String);
 /// What the speaker reads of one managed Service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceFacts {
-    /// `metadata.uid`, for Events on the Service.
+    /// `metadata.uid`, for Events on the Service (`kubectl describe` finds them by it).
     pub uid: Option<String>,
-    /// `metadata.resourceVersion`, for Events on the Service.
-    pub resource_version: Option<String>,
     /// `status.loadBalancer.ingress[].ip`, as the controller wrote them (unparsable ones
     /// and hostnames left out).
     pub ingress: Vec<IpAddr>,
@@ -81,7 +79,6 @@ impl ServiceFacts {
             .map(|plain| (plain.ports, plain.traffic_policy));
         let facts = ServiceFacts {
             uid: meta.uid.clone(),
-            resource_version: meta.resource_version.clone(),
             ingress,
             allocated_from,
             spec,
@@ -97,7 +94,8 @@ impl ServiceFacts {
             namespace: Some(key.0.clone()),
             name: Some(key.1.clone()),
             uid: self.uid.clone(),
-            resource_version: self.resource_version.clone(),
+            // Which version an Event is about does not matter; not kept.
+            resource_version: None,
             field_path: None,
         }
     }

@@ -190,6 +190,7 @@ impl Speaker {
             s.config.generation = generation;
             s.config.last_error = None;
             s.config.left_out = left_out;
+            s.services = Vec::new(); // freed before the new rows are built
             s.services = services_status(&assigned);
         });
         info!(

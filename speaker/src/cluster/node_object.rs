@@ -133,18 +133,22 @@ pub fn node_status(
 fn announcements(report: &StatusReport, established: &BTreeSet<&str>) -> Vec<Announcement> {
     // Desired routes to Established peers, by prefix length, so an address is looked up
     // once per length present (host routes: one; with aggregation: two).
-    let mut routes: BTreeMap<u8, BTreeMap<IpNet, BTreeSet<&str>>> = BTreeMap::new();
+    // The peers of a prefix in a vector: a set would cost a 290-byte node per prefix, and
+    // this runs every second over every desired route.
+    let mut routes: BTreeMap<u8, BTreeMap<IpNet, Vec<&str>>> = BTreeMap::new();
     for r in &report.desired.routes {
         if !established.contains(r.peer.as_str()) {
             continue;
         }
         if let Ok(net) = r.prefix.parse::<IpNet>() {
-            routes
+            let peers = routes
                 .entry(net.prefix_len())
                 .or_default()
                 .entry(net)
-                .or_default()
-                .insert(r.peer.as_str());
+                .or_default();
+            if !peers.contains(&r.peer.as_str()) {
+                peers.push(r.peer.as_str());
+            }
         }
     }
     let mut bgp: BTreeMap<BTreeSet<&str>, BTreeSet<IpAddr>> = BTreeMap::new();

@@ -104,7 +104,9 @@ fn granted(outcome: &Outcome) -> Assigned {
         .collect()
 }
 
-fn publish(shared: &Shared, outcome: &Outcome) {
+/// Writes the outcome's rows to `/status` with `generation`, in one update: a reader that
+/// sees the new Services also sees the generation that brought them.
+fn publish(shared: &Shared, outcome: &Outcome, generation: u64) {
     let m = &shared.metrics;
     let errors: BTreeMap<String, String> = outcome
         .errors
@@ -174,6 +176,8 @@ fn publish(shared: &Shared, outcome: &Outcome) {
     shared.update_status(|s| {
         s.services = services;
         s.pools = pools;
+        s.config.generation = generation;
+        s.config.last_error = None;
     });
 }
 
@@ -218,14 +222,9 @@ impl Reloader {
         for e in &outcome.errors {
             warn!(service = %e.service, reason = %e.reason, "service not fully assigned");
         }
-        publish(&self.shared, &outcome);
         let (desired, _) = self.engine.apply(&snapshot, &granted(&outcome)).await;
         self.generation += 1;
-        let generation = self.generation;
-        self.shared.update_status(|s| {
-            s.config.generation = generation;
-            s.config.last_error = None;
-        });
+        publish(&self.shared, &outcome, self.generation);
         Ok(desired)
     }
 
