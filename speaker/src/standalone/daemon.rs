@@ -37,9 +37,24 @@ use crate::engine::{Assigned, Engine, EngineOptions, ExitMode, Snapshot};
 use crate::metrics::{PoolLabels, ResultLabel};
 use crate::status::{ConfigStatus, PoolStatus, ServiceStatus, StatusReport};
 
-/// How long to wait for more file events before reloading: editors write a file in
-/// several steps (truncate, write, rename); one reload after the burst is enough.
+/// How long to wait for more file events before reloading: a file written in place comes
+/// in several events (truncate, writes); one reload after the burst is enough. A file that
+/// is known complete ([`file_event`]) is read at once.
 const SETTLE: Duration = Duration::from_millis(15);
+
+/// What a file event says of the configuration: `None`, nothing (a read); `Some(true)`, the
+/// file is complete now: renamed into place (rename is atomic: editors and config management
+/// write a temporary file and rename it) or closed after writing; `Some(false)`, a change
+/// that more events may follow (created, truncated, written to, removed).
+fn file_event(kind: &notify::EventKind) -> Option<bool> {
+    use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind, RenameMode};
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(true),
+        EventKind::Access(_) => None,
+        EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both)) => Some(true),
+        _ => Some(false),
+    }
+}
 
 /// What `herald-speaker standalone` was asked to do.
 #[derive(Debug, Clone)]
@@ -259,8 +274,9 @@ impl Reloader {
     }
 }
 
-/// Watches the config path; each relevant event sends `()` (coalesced: capacity 1).
-fn watch(path: &Path, tx: mpsc::Sender<()>) -> Result<notify::RecommendedWatcher, DaemonError> {
+/// Watches the config path; each relevant event sends whether it left the file complete
+/// ([`file_event`]; a full channel drops it: the events queued already cause a reload).
+fn watch(path: &Path, tx: mpsc::Sender<bool>) -> Result<notify::RecommendedWatcher, DaemonError> {
     let io = |what: &str, e: notify::Error| DaemonError::Io {
         what: format!("{what} {}", path.display()),
         source: std::io::Error::other(e.to_string()),
@@ -285,15 +301,15 @@ fn watch(path: &Path, tx: mpsc::Sender<()>) -> Result<notify::RecommendedWatcher
     };
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
-        if event.kind.is_access() {
+        let Some(complete) = file_event(&event.kind) else {
             return;
-        }
+        };
         let relevant = match &file {
             Some(f) => event.paths.iter().any(|p| p == f),
             None => true,
         };
         if relevant {
-            let _ = tx.try_send(());
+            let _ = tx.try_send(complete);
         }
     })
     .map_err(|e| io("watching", e))?;
@@ -363,7 +379,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
         engine,
     };
     // Watch before the first load, so an edit made meanwhile is not missed.
-    let (tx, mut changes) = mpsc::channel(1);
+    let (tx, mut changes) = mpsc::channel(16);
     let _watcher = watch(&opts.config, tx.clone())?;
     let first = load(&opts.config, &opts.node_name).map_err(DaemonError::Config)?;
     engine.apply(first).await.map_err(DaemonError::Config)?;
@@ -385,9 +401,16 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
                 engine.engine.set_drain_command(wait);
             }
             () = crate::drain::until(engine.engine.drain_deadline()) => engine.engine.drain_tick(),
-            Some(()) = changes.recv() => {
+            Some(mut complete) = changes.recv() => {
                 let noticed = Instant::now();
-                while tokio::time::timeout(SETTLE, changes.recv()).await.is_ok_and(|m| m.is_some()) {}
+                // Until the file is complete, or quiet for SETTLE.
+                while !complete {
+                    match tokio::time::timeout(SETTLE, changes.recv()).await {
+                        Ok(Some(c)) => complete = c,
+                        _ => break,
+                    }
+                }
+                while changes.try_recv().is_ok() {}
                 engine.reload(noticed).await;
             }
             _ = hup.recv() => {
@@ -404,4 +427,47 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
     engine.engine.shutdown("herald-speaker shutting down").await;
     server.abort();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use notify::event::{
+        AccessKind, AccessMode, CreateKind, DataChange, EventKind, ModifyKind, RemoveKind,
+        RenameMode,
+    };
+
+    use super::file_event;
+
+    #[test]
+    fn a_rename_into_place_or_a_close_after_writing_completes_the_file_other_changes_settle() {
+        let table = [
+            (
+                EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+                Some(true),
+            ),
+            (
+                EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
+                Some(true),
+            ),
+            (
+                EventKind::Access(AccessKind::Close(AccessMode::Write)),
+                Some(true),
+            ),
+            (EventKind::Access(AccessKind::Close(AccessMode::Read)), None),
+            (EventKind::Access(AccessKind::Open(AccessMode::Any)), None),
+            (EventKind::Create(CreateKind::File), Some(false)),
+            (
+                EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+                Some(false),
+            ),
+            (
+                EventKind::Modify(ModifyKind::Name(RenameMode::From)),
+                Some(false),
+            ),
+            (EventKind::Remove(RemoveKind::File), Some(false)),
+        ];
+        for (kind, want) in table {
+            assert_eq!(file_event(&kind), want, "{kind:?}");
+        }
+    }
 }
