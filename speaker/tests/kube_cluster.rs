@@ -763,3 +763,31 @@ async fn the_node_object_is_owned_by_the_node_and_its_status_follows_sessions_at
     assert!(status.get("announcements").is_none(), "{status}");
     speaker.stop().await;
 }
+
+#[tokio::test]
+async fn a_service_deleted_while_its_watch_was_expired_is_withdrawn_after_the_relist() {
+    let router = Router::start();
+    let (client, server) = ApiServer::start(lists(announced_web(vec![peer(
+        "router",
+        router.port,
+        None,
+    )])));
+    let speaker = Speaker::start(client);
+    speaker.wait_routes(&[("router", "10.0.0.5/32")]).await;
+    router.wait_prefixes(1).await;
+
+    // The Service is deleted while the watch is down; the server then answers the watch
+    // with `410 Gone` (its resourceVersion is too old), as a real one does after a long
+    // disconnect. The DELETED event is never seen: only the relist says the Service is gone.
+    server.list(SERVICES, list("ServiceList", "v1", vec![]));
+    server.push(
+        SERVICES,
+        vec![json!({"type": "ERROR", "object": {
+            "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Expired",
+            "code": 410, "message": "too old resource version: 1 (5)"}})],
+    );
+    speaker.wait_routes(&[]).await;
+    router.wait_prefixes(0).await;
+    assert!(speaker.status().services.is_empty());
+    speaker.stop().await;
+}
