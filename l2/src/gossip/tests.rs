@@ -19,6 +19,7 @@ fn config(name: &str, key: [u8; 32], seeds: Vec<SocketAddr>) -> GossipConfig {
         key: GossipKey::new(key),
         timing: SwimTiming::default(),
         facts_interval: Duration::from_millis(500),
+        realtime: false,
     }
 }
 
