@@ -8,8 +8,12 @@
 //!     --name N --interface IF [--interface IF2] --address A [--address B]
 //!     --gossip-bind IP:PORT [--seed IP:PORT]... --key-file PATH
 //!     [--announce-repeats 5] [--announce-interval-ms 1000]
-//!     [--swim-timing fast|memberlist-lan] [--realtime on|off]
+//!     [--swim-timing fast|memberlist-lan] [--probe-interval-ms P --suspect-timeout-ms S]
+//!     [--realtime on|off]
 //! ```
+//!
+//! `--probe-interval-ms` and `--suspect-timeout-ms` (both or neither) set the timing as the
+//! speaker's `--l2-probe-interval` and `--l2-suspect-timeout` do, with the same bounds.
 //!
 //! `--realtime on` (the default, as in the speaker) runs the gossip thread under `SCHED_FIFO`
 //! when the process may; `off` keeps it at normal priority.
@@ -48,6 +52,7 @@ fn parse() -> anyhow::Result<Args> {
     let mut announce = AnnounceConfig::default();
     let mut timing = SwimTiming::default();
     let mut realtime = true;
+    let (mut probe, mut suspect) = (None, None);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args
@@ -74,6 +79,16 @@ fn parse() -> anyhow::Result<Args> {
                     other => bail!("--swim-timing: fast or memberlist-lan, not {other}"),
                 }
             }
+            "--probe-interval-ms" => {
+                probe = Some(Duration::from_millis(
+                    value.parse().context("--probe-interval-ms")?,
+                ))
+            }
+            "--suspect-timeout-ms" => {
+                suspect = Some(Duration::from_millis(
+                    value.parse().context("--suspect-timeout-ms")?,
+                ))
+            }
             "--realtime" => {
                 realtime = match value.as_str() {
                     "on" => true,
@@ -83,6 +98,11 @@ fn parse() -> anyhow::Result<Args> {
             }
             other => bail!("unknown argument {other}"),
         }
+    }
+    match (probe, suspect) {
+        (Some(p), Some(s)) => timing = SwimTiming::from_settings(p, s)?,
+        (None, None) => {}
+        _ => bail!("--probe-interval-ms and --suspect-timeout-ms go together"),
     }
     Ok(Args {
         name: name.context("--name is required")?,
