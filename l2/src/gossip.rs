@@ -13,7 +13,7 @@
 //! (Das, Gupta, Motivala 2002) probes one member per period, asks others to probe it
 //! indirectly when it does not answer within the round-trip time, suspects it at the end of
 //! the period and declares it down when the suspicion is not refuted in time. The defaults of
-//! [`SwimTiming`] are tuned for a LAN: a dead node is declared down in about 0.3–0.6 s.
+//! [`SwimTiming`] are tuned for a LAN: a dead node is declared down in about 75–130 ms.
 //!
 //! Fast detection is only safe when a node that is merely slow is not taken for dead. Three
 //! things keep it so: the task runs on its own thread, at real-time priority when the process
@@ -108,13 +108,15 @@ pub struct SwimTiming {
 }
 
 impl Default for SwimTiming {
-    /// LAN tuning: 100 ms probes, 40 ms round trip, 200 ms suspicion, 50 ms gossip.
+    /// LAN tuning: 15 ms probes, 6 ms round trip, 60 ms suspicion, 7.5 ms gossip. In steady
+    /// state that is one ping and one ack per node every 15 ms (foca gossips only when it has
+    /// updates), about 130 small datagrams a second per node, whatever the cluster size.
     fn default() -> Self {
         SwimTiming {
-            probe_period: Duration::from_millis(100),
-            probe_rtt: Duration::from_millis(40),
-            suspect_to_down: Duration::from_millis(200),
-            gossip_interval: Duration::from_millis(50),
+            probe_period: Duration::from_millis(15),
+            probe_rtt: Duration::from_millis(6),
+            suspect_to_down: Duration::from_millis(60),
+            gossip_interval: Duration::from_micros(7500),
         }
     }
 }

@@ -16,8 +16,8 @@ use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::{Value, json};
 
-use super::report::{Announcement, Reason, announcements, changes, event_for};
 use super::facts::{ServiceFacts, ServiceTable, SliceTable, announce_services, granted};
+use super::report::{Announcement, Reason, announcements, changes, event_for};
 use super::translate::{PasswordProblem, resolve_password, translate};
 use crate::announce::{self, Desired, Endpoint, Exclusion, L2Address, RouteAttrs};
 use crate::engine::Assigned;
@@ -114,7 +114,11 @@ fn only_load_balancer_services_of_no_class_or_our_class_are_kept() {
         ] {
             let mut services = ServiceTable::default();
             services.apply(&service("s", class, type_, &["10.0.0.1"], Some("a")), &lb);
-            assert_eq!(services.len(), usize::from(kept), "{type_} {class:?} {lb:?}");
+            assert_eq!(
+                services.len(),
+                usize::from(kept),
+                "{type_} {class:?} {lb:?}"
+            );
             let assigned = services.assigned(&pools);
             assert_eq!(
                 assigned.contains_key("default/s"),
@@ -122,7 +126,11 @@ fn only_load_balancer_services_of_no_class_or_our_class_are_kept() {
                 "{type_} {class:?} {lb:?}"
             );
             let announce = announce_services(&services, &SliceTable::default(), &assigned);
-            assert_eq!(announce.len(), usize::from(kept), "{type_} {class:?} {lb:?}");
+            assert_eq!(
+                announce.len(),
+                usize::from(kept),
+                "{type_} {class:?} {lb:?}"
+            );
         }
     }
 }
@@ -148,8 +156,14 @@ fn a_custom_lb_class_selects_its_services_and_not_the_default_class() {
 fn a_service_that_stops_being_managed_or_is_deleted_is_forgotten() {
     let lb = LbClass::default();
     let mut services = ServiceTable::default();
-    services.apply(&service("s", None, "LoadBalancer", &["10.0.0.1"], None), &lb);
-    services.apply(&service("t", None, "LoadBalancer", &["10.0.0.2"], None), &lb);
+    services.apply(
+        &service("s", None, "LoadBalancer", &["10.0.0.1"], None),
+        &lb,
+    );
+    services.apply(
+        &service("t", None, "LoadBalancer", &["10.0.0.2"], None),
+        &lb,
+    );
     assert_eq!(services.len(), 2);
     services.apply(&service("s", None, "ClusterIP", &[], None), &lb);
     services.delete(&service("t", None, "LoadBalancer", &[], None));
@@ -194,7 +208,10 @@ fn a_services_endpoints_come_from_all_its_slices_and_follow_their_changes() {
     let lb = LbClass::default();
     let mut services = ServiceTable::default();
     for name in ["web", "db"] {
-        services.apply(&service(name, None, "LoadBalancer", &["10.0.0.1"], None), &lb);
+        services.apply(
+            &service(name, None, "LoadBalancer", &["10.0.0.1"], None),
+            &lb,
+        );
     }
     let mut slices = SliceTable::default();
     slices.apply(&slice("web-b", "web", &[("10.244.0.2", "n2", Some(false))]));
