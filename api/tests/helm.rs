@@ -146,7 +146,7 @@ fn a_gossip_key_secret_turns_on_layer_2_gossip_for_the_speakers() {
         "{args:?}"
     );
     assert!(
-        args.contains(&"--l2-probe-interval=100ms") && args.contains(&"--l2-suspect-timeout=200ms"),
+        args.contains(&"--l2-probe-interval=15ms") && args.contains(&"--l2-suspect-timeout=60ms"),
         "the default failure-detection timers: {args:?}"
     );
     assert!(

@@ -8,8 +8,15 @@
 //!     --name N --interface IF [--interface IF2] --address A [--address B]
 //!     --gossip-bind IP:PORT [--seed IP:PORT]... --key-file PATH
 //!     [--announce-repeats 5] [--announce-interval-ms 1000]
-//!     [--swim-timing fast|memberlist-lan]
+//!     [--swim-timing fast|memberlist-lan] [--probe-interval-ms P --suspect-timeout-ms S]
+//!     [--realtime on|off]
 //! ```
+//!
+//! `--probe-interval-ms` and `--suspect-timeout-ms` (both or neither) set the timing as the
+//! speaker's `--l2-probe-interval` and `--l2-suspect-timeout` do, with the same bounds.
+//!
+//! `--realtime on` (the default, as in the speaker) runs the gossip thread under `SCHED_FIFO`
+//! when the process may; `off` keeps it at normal priority.
 //!
 //! Prints one line per change of what this node announces (`owned <addr>@<if> ...`) on
 //! stdout. SIGTERM and SIGINT leave the gossip gracefully; SIGKILL is the crash the tests want.
@@ -32,6 +39,7 @@ struct Args {
     key_file: PathBuf,
     announce: AnnounceConfig,
     timing: SwimTiming,
+    realtime: bool,
 }
 
 fn parse() -> anyhow::Result<Args> {
@@ -43,6 +51,8 @@ fn parse() -> anyhow::Result<Args> {
     let mut key_file = None;
     let mut announce = AnnounceConfig::default();
     let mut timing = SwimTiming::default();
+    let mut realtime = true;
+    let (mut probe, mut suspect) = (None, None);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args
@@ -69,8 +79,30 @@ fn parse() -> anyhow::Result<Args> {
                     other => bail!("--swim-timing: fast or memberlist-lan, not {other}"),
                 }
             }
+            "--probe-interval-ms" => {
+                probe = Some(Duration::from_millis(
+                    value.parse().context("--probe-interval-ms")?,
+                ))
+            }
+            "--suspect-timeout-ms" => {
+                suspect = Some(Duration::from_millis(
+                    value.parse().context("--suspect-timeout-ms")?,
+                ))
+            }
+            "--realtime" => {
+                realtime = match value.as_str() {
+                    "on" => true,
+                    "off" => false,
+                    other => bail!("--realtime: on or off, not {other}"),
+                }
+            }
             other => bail!("unknown argument {other}"),
         }
+    }
+    match (probe, suspect) {
+        (Some(p), Some(s)) => timing = SwimTiming::from_settings(p, s)?,
+        (None, None) => {}
+        _ => bail!("--probe-interval-ms and --suspect-timeout-ms go together"),
     }
     Ok(Args {
         name: name.context("--name is required")?,
@@ -81,6 +113,7 @@ fn parse() -> anyhow::Result<Args> {
         key_file: key_file.context("--key-file is required")?,
         announce,
         timing,
+        realtime,
     })
 }
 
@@ -108,6 +141,7 @@ fn main() -> anyhow::Result<()> {
                 key,
                 timing: args.timing,
                 facts_interval: Duration::from_millis(500),
+                realtime: args.realtime,
             },
             announce: args.announce,
         })

@@ -2,8 +2,10 @@
 //!
 //! ```text
 //!  set_links(links) ──mpsc──> gossip task ──watch──> Membership (live nodes + their links)
+//!  (caller's runtime)          │ own thread "herald-gossip", own current-thread runtime,
+//!                              │ SCHED_FIFO when allowed (sched.rs)
 //!                              │   foca (SWIM: ping, ping-req, suspicion, dissemination)
-//!                              │   timers (a heap of foca's scheduled events)
+//!                              │   timers (timers.rs: foca's scheduled events, stall rule)
 //!                              └── UDP socket: sealed datagrams (seal.rs), SWIM or facts
 //! ```
 //!
@@ -11,7 +13,15 @@
 //! (Das, Gupta, Motivala 2002) probes one member per period, asks others to probe it
 //! indirectly when it does not answer within the round-trip time, suspects it at the end of
 //! the period and declares it down when the suspicion is not refuted in time. The defaults of
-//! [`SwimTiming`] are tuned for a LAN: a dead node is declared down in about 0.3–0.6 s.
+//! [`SwimTiming`] are tuned for a LAN: a dead node is declared down in about 75–130 ms.
+//!
+//! Fast detection is only safe when a node that is merely slow is not taken for dead. Three
+//! things keep it so: the task runs on its own thread, at real-time priority when the process
+//! may ask for it ([`GossipConfig::realtime`]), so other work on the node (the election, the
+//! responder, whatever else the machine runs) does not delay its acks and refutations; it reads
+//! every datagram that has arrived before it lets foca judge anything by a timer; and a timer
+//! that fires late shows this node was itself stalled, after which every suspicion it holds
+//! gets a full timeout again (timers.rs).
 //!
 //! Each node also sends its own facts (the interfaces with carrier) to every live member,
 //! at once when they change and every [`GossipConfig::facts_interval`]; the election needs
@@ -19,25 +29,24 @@
 //! themselves when declared down (after a partition), so nodes rejoin without help.
 
 pub mod seal;
+mod timers;
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use foca::{
     AccumulatingRuntime, Config, Foca, Identity, OwnedNotification, PeriodicParams, PostcardCodec,
-    Timer,
 };
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 use tokio::time::{Instant, interval, sleep_until};
 
 use self::seal::{GossipKey, Kind};
+use self::timers::{Timers, is_stall, split_suspicions};
 use super::error::L2Error;
 
 /// Default UDP port of the gossip.
@@ -99,13 +108,15 @@ pub struct SwimTiming {
 }
 
 impl Default for SwimTiming {
-    /// LAN tuning: 100 ms probes, 40 ms round trip, 200 ms suspicion, 50 ms gossip.
+    /// LAN tuning: 15 ms probes, 6 ms round trip, 60 ms suspicion, 7.5 ms gossip. In steady
+    /// state that is one ping and one ack per node every 15 ms (foca gossips only when it has
+    /// updates), about 130 small datagrams a second per node, whatever the cluster size.
     fn default() -> Self {
         SwimTiming {
-            probe_period: Duration::from_millis(100),
-            probe_rtt: Duration::from_millis(40),
-            suspect_to_down: Duration::from_millis(200),
-            gossip_interval: Duration::from_millis(50),
+            probe_period: Duration::from_millis(15),
+            probe_rtt: Duration::from_millis(6),
+            suspect_to_down: Duration::from_millis(60),
+            gossip_interval: Duration::from_micros(7500),
         }
     }
 }
@@ -191,7 +202,16 @@ pub struct GossipConfig {
     pub timing: SwimTiming,
     /// How often this node's facts are re-sent to every live member.
     pub facts_interval: Duration,
+    /// Run the gossip thread under `SCHED_FIFO` (priority [`REALTIME_PRIORITY`]) when the
+    /// process may (root or `CAP_SYS_NICE`); without the permission it runs at normal priority
+    /// and says so once in the log. `false`: normal priority.
+    pub realtime: bool,
 }
+
+/// `SCHED_FIFO` priority of the gossip thread: low among real-time priorities (1..=99), so
+/// kernel threads and anything an operator raised on purpose still come first, and above
+/// every normal task.
+pub const REALTIME_PRIORITY: i32 = 10;
 
 /// The live members and the interfaces each reports with carrier (this node included).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -212,10 +232,10 @@ struct Facts {
 /// Handle of the gossip task; dropping it stops the task (without a graceful leave).
 #[derive(Debug)]
 pub struct Gossip {
+    /// Closing it (on drop) ends the task and its thread.
     links: mpsc::UnboundedSender<Input>,
     membership: watch::Receiver<Membership>,
     local: SocketAddr,
-    task: JoinHandle<()>,
 }
 
 #[derive(Debug)]
@@ -225,26 +245,51 @@ enum Input {
 }
 
 impl Gossip {
-    /// Binds the socket and starts the gossip task on the current tokio runtime. An
-    /// `advertise` address with port 0 is replaced by the bound address.
+    /// Binds the socket and starts the gossip task on a thread of its own (with its own
+    /// tokio runtime, so that the caller's tasks cannot delay it). An `advertise` address with
+    /// port 0 is replaced by the bound address.
     pub async fn spawn(mut config: GossipConfig) -> Result<Self, L2Error> {
         let bind = config.bind;
         let err = |source| L2Error::GossipSocket { addr: bind, source };
-        let socket = UdpSocket::bind(bind).await.map_err(err)?;
+        let socket = std::net::UdpSocket::bind(bind).map_err(err)?;
+        socket.set_nonblocking(true).map_err(err)?;
         let local = socket.local_addr().map_err(err)?;
         if config.advertise.port() == 0 {
             config.advertise = local;
         }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(err)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let mut initial = Membership::default();
         initial.live.insert(config.name.clone(), BTreeSet::new());
         let (out, membership) = watch::channel(initial);
-        let task = tokio::spawn(Task::new(config, socket, out).run(rx));
+        std::thread::Builder::new()
+            .name("herald-gossip".into())
+            .spawn(move || {
+                if config.realtime {
+                    match super::sched::realtime(REALTIME_PRIORITY) {
+                        Ok(()) => tracing::debug!("gossip thread runs under SCHED_FIFO"),
+                        Err(e) => tracing::info!(
+                            error = %e,
+                            "gossip thread stays at normal priority (SCHED_FIFO needs root or \
+                             CAP_SYS_NICE); failure detection is more exposed to CPU load"
+                        ),
+                    }
+                }
+                runtime.block_on(async move {
+                    match UdpSocket::from_std(socket) {
+                        Ok(socket) => Task::new(config, socket, out).run(rx).await,
+                        Err(e) => tracing::error!(error = %e, "gossip socket"),
+                    }
+                });
+            })
+            .map_err(err)?;
         Ok(Gossip {
             links: tx,
             membership,
             local,
-            task,
         })
     }
 
@@ -269,21 +314,13 @@ impl Gossip {
     }
 }
 
-impl Drop for Gossip {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 struct Task {
     config: GossipConfig,
     socket: UdpSocket,
     foca: Foca<MemberId, PostcardCodec, StdRng, foca::NoCustomBroadcast>,
     runtime: AccumulatingRuntime<MemberId>,
     rng: StdRng,
-    timers: BinaryHeap<Reverse<(Instant, u64)>>,
-    timer_events: BTreeMap<u64, Timer<MemberId>>,
-    next_timer: u64,
+    timers: Timers<MemberId>,
     my_facts: Facts,
     facts: BTreeMap<String, Facts>,
     /// Set by [`Gossip::leave`]: stop joining and sending facts.
@@ -316,9 +353,7 @@ impl Task {
             foca,
             runtime: AccumulatingRuntime::new(),
             rng: rand::make_rng(),
-            timers: BinaryHeap::new(),
-            timer_events: BTreeMap::new(),
-            next_timer: 0,
+            timers: Timers::default(),
             facts: BTreeMap::new(),
             left: false,
             out,
@@ -330,7 +365,7 @@ impl Task {
         let mut facts_tick = interval(self.config.facts_interval);
         let mut join_tick = interval(Duration::from_secs(1));
         loop {
-            let next_timer = self.timers.peek().map(|Reverse((at, _))| *at);
+            let next_timer = self.timers.next_deadline();
             tokio::select! {
                 r = self.socket.recv_from(&mut buf) => {
                     if let Ok((n, from)) = r {
@@ -338,6 +373,8 @@ impl Task {
                     }
                 }
                 () = sleep_until(next_timer.unwrap_or_else(Instant::now)), if next_timer.is_some() => {
+                    // Acks and refutations that arrived meanwhile count before any judgement.
+                    self.drain(&mut buf);
                     self.on_timers();
                 }
                 msg = input.recv() => match msg {
@@ -405,16 +442,32 @@ impl Task {
         }
     }
 
+    /// Reads the datagrams waiting on the socket (at most a bounded number, so that a flood
+    /// cannot hold the timers back for ever).
+    fn drain(&mut self, buf: &mut [u8]) {
+        for _ in 0..256 {
+            match self.socket.try_recv_from(buf) {
+                Ok((n, from)) => self.on_datagram(&buf[..n], from),
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Hands foca its due timers; after a stall of this node (a timer due longer ago than the
+    /// probe round trip), suspicions first get a full timeout from now (timers.rs).
     fn on_timers(&mut self) {
         let now = Instant::now();
-        while let Some(Reverse((at, id))) = self.timers.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
-            if let Some(timer) = self.timer_events.remove(&id)
-                && let Err(e) = self.foca.handle_timer(timer, &mut self.runtime)
-            {
+        let (mut due, late) = self.timers.take_due(now);
+        if is_stall(late, self.config.timing.probe_rtt) {
+            let not_before = now + self.config.timing.suspect_to_down;
+            let (suspicions, rest) = split_suspicions(due);
+            let held = suspicions.len() + self.timers.extend_suspicions(not_before);
+            self.timers.reschedule(suspicions, not_before);
+            tracing::debug!(?late, suspicions = held, "gossip thread was stalled");
+            due = rest;
+        }
+        for timer in due {
+            if let Err(e) = self.foca.handle_timer(timer, &mut self.runtime) {
                 tracing::debug!(error = %e, "swim timer failed");
             }
         }
@@ -443,10 +496,7 @@ impl Task {
             }
         }
         while let Some((after, timer)) = self.runtime.to_schedule() {
-            let id = self.next_timer;
-            self.next_timer += 1;
-            self.timers.push(Reverse((Instant::now() + after, id)));
-            self.timer_events.insert(id, timer);
+            self.timers.schedule(Instant::now() + after, timer);
         }
         let mut new_member = false;
         while let Some(n) = self.runtime.to_notify() {

@@ -23,13 +23,15 @@
 //! - [`packet`]: parses ARP requests and neighbour solicitations, builds ARP replies,
 //!   gratuitous ARP and neighbour advertisements. Pure: no sockets.
 //! - [`election`]: pure owner election (rendezvous hash over live, eligible nodes).
-//! - [`gossip`]: SWIM liveness (foca) over authenticated UDP, and each node's link facts.
+//! - [`gossip`]: SWIM liveness (foca) over authenticated UDP, and each node's link facts, on
+//!   a thread of its own.
 //! - [`interfaces`]: interface name patterns and the interfaces left out by default.
 //! - [`link`]: which interfaces are up with carrier, from rtnetlink link events.
 //! - [`responder`]: the driver answering ARP/NDP on raw sockets, level-triggered `set`.
 //! - [`takeover`]: timing takeovers from a lost owner to the first announcement (metrics).
 //! - [`error`]: errors of the drivers.
-//! - [`raw`]: `AF_PACKET` sockets (the only `unsafe`: `sockaddr_ll`, reactor registration).
+//! - [`raw`]: `AF_PACKET` sockets (`unsafe`: `sockaddr_ll`, reactor registration).
+//! - [`sched`]: real-time scheduling of the gossip thread (`unsafe`: `sched_setscheduler`).
 
 pub mod agent;
 pub mod election;
@@ -40,4 +42,5 @@ pub mod link;
 pub mod packet;
 pub mod raw;
 pub mod responder;
+pub mod sched;
 pub mod takeover;

@@ -458,6 +458,7 @@ async fn start_l2(opts: &EngineOptions, shared: &Shared) -> Result<Option<Agent>
             key,
             timing: g.timing,
             facts_interval: Duration::from_millis(500),
+            realtime: true,
         },
         announce: Default::default(),
     };

@@ -121,15 +121,15 @@ struct GossipArgs {
     #[arg(long, requires = "gossip_bind")]
     gossip_key_file: Option<PathBuf>,
     /// Layer-2 failure detection: how often a speaker probes another one (SWIM probe
-    /// period; the direct-ack timeout is 2/5 of it). A duration (`100ms`, `1s`), 10ms to 60s.
+    /// period; the direct-ack timeout is 2/5 of it). A duration (`15ms`, `1s`), 10ms to 60s.
     /// Every speaker should use the same value.
-    #[arg(long, default_value = "100ms", value_parser = parse_timer)]
+    #[arg(long, default_value = "15ms", value_parser = parse_timer)]
     l2_probe_interval: Duration,
     /// Layer-2 failure detection: how long a speaker that missed a probe has to refute the
     /// suspicion before the others declare it down and take over its addresses. A duration,
     /// at least --l2-probe-interval and at most 60s. Failover takes about one probe interval
     /// plus this.
-    #[arg(long, default_value = "200ms", value_parser = parse_timer)]
+    #[arg(long, default_value = "60ms", value_parser = parse_timer)]
     l2_suspect_timeout: Duration,
 }
 

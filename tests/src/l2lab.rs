@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -59,6 +59,7 @@ pub struct LabNode {
     /// Node name given to the process.
     pub name: String,
     owned: Arc<Mutex<Option<BTreeSet<String>>>>,
+    reports: Arc<AtomicUsize>,
     reader: Option<JoinHandle<()>>,
 }
 
@@ -93,6 +94,8 @@ impl LabNode {
         let stdout = daemon.take_stdout().expect("piped stdout");
         let owned = Arc::new(Mutex::new(None));
         let sink = owned.clone();
+        let reports = Arc::new(AtomicUsize::new(0));
+        let counted = reports.clone();
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
@@ -103,6 +106,7 @@ impl LabNode {
                         .map(str::to_owned)
                         .collect();
                     *sink.lock().expect("lock") = Some(set);
+                    counted.fetch_add(1, Ordering::SeqCst);
                 }
             }
             // The process ended: it announces nothing any more.
@@ -112,8 +116,15 @@ impl LabNode {
             daemon,
             name,
             owned,
+            reports,
             reader: Some(reader),
         }
+    }
+
+    /// How many `owned` lines the node printed: one at start and one per change of what it
+    /// announces.
+    pub fn reports(&self) -> usize {
+        self.reports.load(Ordering::SeqCst)
     }
 
     /// The addresses the node last said it announces (`None` before its first report and
@@ -220,6 +231,11 @@ impl Capture {
             .iter()
             .find(|s| s.at >= since && pred(&s.frame))
             .cloned()
+    }
+
+    /// The frames seen so far, forgetting them (bounds memory in long runs).
+    pub fn take(&self) -> Vec<Seen> {
+        std::mem::take(&mut *self.frames.lock().expect("lock"))
     }
 
     /// Forgets the frames seen so far (bounds memory across benchmark trials).

@@ -19,6 +19,7 @@ fn config(name: &str, key: [u8; 32], seeds: Vec<SocketAddr>) -> GossipConfig {
         key: GossipKey::new(key),
         timing: SwimTiming::default(),
         facts_interval: Duration::from_millis(500),
+        realtime: false,
     }
 }
 
@@ -139,7 +140,7 @@ async fn leaving_gracefully_removes_the_member_at_once() {
 fn the_settings_reproduce_the_defaults_and_refuse_nonsense() {
     let ms = Duration::from_millis;
     assert_eq!(
-        SwimTiming::from_settings(ms(100), ms(200)),
+        SwimTiming::from_settings(ms(15), ms(60)),
         Ok(SwimTiming::default())
     );
     let slow = SwimTiming::from_settings(Duration::from_secs(1), Duration::from_secs(4)).unwrap();
