@@ -39,8 +39,11 @@ pub struct Netns {
 }
 
 impl Netns {
-    /// Creates `herald-<tag>-<pid>-<n>`.
+    /// Creates `herald-<tag>-<pid>-<n>`. The first call of a process also removes the
+    /// namespaces of test processes that are gone ([`remove_stale`]).
     pub fn new(tag: &str) -> Self {
+        static SWEEP: std::sync::Once = std::sync::Once::new();
+        SWEEP.call_once(remove_stale);
         let name = format!("herald-{tag}-{}-{}", std::process::id(), next_id());
         run(Command::new("ip").args(["netns", "add", &name]));
         let ns = Netns { name };
@@ -158,6 +161,35 @@ pub fn veth_pair(a: &Netns, a_addrs: &[&str], b: &Netns, b_addrs: &[&str]) -> (S
     (a_if, b_if)
 }
 
+/// The pid in a name [`Netns::new`] gave: `herald-<tag>-<pid>-<n>`.
+fn owner_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix("herald-")?;
+    let mut parts = rest.rsplitn(3, '-');
+    let n = parts.next()?;
+    let pid = parts.next()?;
+    let tag = parts.next()?;
+    (!tag.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| pid.parse().ok())
+        .flatten()
+}
+
+/// Deletes the namespaces named by [`Netns::new`] whose process no longer runs: a test
+/// process that was killed (a timeout, SIGKILL) had no chance to drop them, and they would
+/// stay on the machine. A namespace of a process still running is never touched.
+pub fn remove_stale() {
+    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = owner_pid(&name)
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        }
+    }
+}
+
 fn run(cmd: &mut Command) -> Output {
     let out = cmd
         .output()
@@ -169,4 +201,18 @@ fn run(cmd: &mut Command) -> Output {
         String::from_utf8_lossy(&out.stderr).trim()
     );
     out
+}
+
+#[cfg(test)]
+mod stale_tests {
+    use super::owner_pid;
+
+    #[test]
+    fn only_names_made_by_netns_new_have_an_owner() {
+        assert_eq!(owner_pid("herald-xlb-14370-0"), Some(14370));
+        assert_eq!(owner_pid("herald-skb-spk-77-12"), Some(77));
+        for other in ["herald-demo-client", "herald-14370-0", "cni-1234-5", "herald-x-1-y"] {
+            assert_eq!(owner_pid(other), None, "{other}");
+        }
+    }
 }

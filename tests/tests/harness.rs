@@ -52,3 +52,29 @@ fn daemon_is_killed_by_pid_on_drop() {
         }
     });
 }
+
+#[test]
+fn namespaces_left_by_a_killed_test_process_are_removed_and_a_running_ones_are_kept() {
+    require_privileged!();
+    // A pid that no longer runs: a child that has exited and been reaped.
+    let mut child = std::process::Command::new("true").spawn().expect("true");
+    let dead = child.id();
+    child.wait().expect("wait");
+    let stale = format!("herald-stale-{dead}-0");
+    let live = Netns::new("alive");
+    let add = std::process::Command::new("ip")
+        .args(["netns", "add", &stale])
+        .status()
+        .expect("ip netns add");
+    assert!(add.success());
+    let exists = |name: &str| std::path::Path::new(&format!("/run/netns/{name}")).exists();
+    herald_tests::netns::remove_stale();
+    let (stale_left, live_left) = (exists(&stale), exists(live.name()));
+    if stale_left {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &stale])
+            .status();
+    }
+    assert!(!stale_left, "{stale} (pid {dead} gone) was not removed");
+    assert!(live_left, "{} of this running process was removed", live.name());
+}
