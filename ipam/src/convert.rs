@@ -273,14 +273,19 @@ pub fn service(
             out.ip_families.push(first.other());
         }
     }
-    out.current = svc
-        .status
+    out.current = ingress_ips(svc);
+    Ok(out)
+}
+
+/// The addresses in `status.loadBalancer.ingress[].ip`, in order; hostnames and addresses
+/// that do not parse left out.
+pub fn ingress_ips(svc: &K8sService) -> Vec<IpAddr> {
+    svc.status
         .as_ref()
         .and_then(|s| s.load_balancer.as_ref())
         .and_then(|lb| lb.ingress.as_ref())
         .into_iter()
         .flatten()
         .filter_map(|ingress| ingress.ip.as_deref()?.parse::<IpAddr>().ok())
-        .collect();
-    Ok(out)
+        .collect()
 }

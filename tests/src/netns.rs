@@ -211,7 +211,12 @@ mod stale_tests {
     fn only_names_made_by_netns_new_have_an_owner() {
         assert_eq!(owner_pid("herald-xlb-14370-0"), Some(14370));
         assert_eq!(owner_pid("herald-skb-spk-77-12"), Some(77));
-        for other in ["herald-demo-client", "herald-14370-0", "cni-1234-5", "herald-x-1-y"] {
+        for other in [
+            "herald-demo-client",
+            "herald-14370-0",
+            "cni-1234-5",
+            "herald-x-1-y",
+        ] {
             assert_eq!(owner_pid(other), None, "{other}");
         }
     }

@@ -76,5 +76,9 @@ fn namespaces_left_by_a_killed_test_process_are_removed_and_a_running_ones_are_k
             .status();
     }
     assert!(!stale_left, "{stale} (pid {dead} gone) was not removed");
-    assert!(live_left, "{} of this running process was removed", live.name());
+    assert!(
+        live_left,
+        "{} of this running process was removed",
+        live.name()
+    );
 }

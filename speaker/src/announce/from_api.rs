@@ -251,7 +251,7 @@ pub fn endpoints(namespace: &str, name: &str, slices: &[EndpointSlice]) -> Vec<E
 }
 
 /// The endpoints in `slices` (all of one Service).
-fn endpoints_of<'a>(slices: impl IntoIterator<Item = &'a EndpointSlice>) -> Vec<Endpoint> {
+pub fn endpoints_of<'a>(slices: impl IntoIterator<Item = &'a EndpointSlice>) -> Vec<Endpoint> {
     let mut out = Vec::new();
     for slice in slices {
         for e in &slice.endpoints {

@@ -20,6 +20,7 @@ use herald_ipam::{Protocol, TrafficPolicy};
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
+use crate::announce::from_api;
 use crate::announce::{self, Endpoint};
 use crate::engine::Assigned;
 
@@ -59,15 +60,7 @@ impl ServiceFacts {
                 .unwrap_or_else(|| "default".to_owned()),
             meta.name.clone().unwrap_or_default(),
         );
-        let ingress = svc
-            .status
-            .as_ref()
-            .and_then(|s| s.load_balancer.as_ref())
-            .and_then(|lb| lb.ingress.as_ref())
-            .into_iter()
-            .flatten()
-            .filter_map(|i| i.ip.as_deref()?.parse().ok())
-            .collect();
+        let ingress = convert::ingress_ips(svc);
         let allocated_from = meta
             .annotations
             .as_ref()
@@ -120,19 +113,7 @@ impl SliceFacts {
             .clone()
             .unwrap_or_else(|| "default".to_owned());
         let service = meta.labels.as_ref()?.get(SERVICE_NAME_LABEL)?.clone();
-        let mut endpoints = Vec::new();
-        for e in &slice.endpoints {
-            let ready = e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
-            for a in &e.addresses {
-                if let Ok(address) = a.parse() {
-                    endpoints.push(Endpoint {
-                        address,
-                        node: e.node_name.clone(),
-                        ready,
-                    });
-                }
-            }
-        }
+        let endpoints = from_api::endpoints_of([slice]);
         let key = (namespace.clone(), meta.name.clone().unwrap_or_default());
         Some((
             key,
