@@ -10,13 +10,9 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::net::{IpAddr, Ipv4Addr};
-
 use aya::programs::{TestRun, TestRunOptions, Xdp};
-use common::packet::*;
 use common::*;
 use herald_ebpf::balancer::{FLOOR_PROGRAMS, STAGE_PROGRAMS};
-use herald_ebpf::{Balancer, LoadOptions, Variant};
 
 const SAMPLES: usize = 21;
 const REPEAT: u32 = 1_000_000;
@@ -48,36 +44,12 @@ fn main() {
         return;
     }
     in_lb_netns(|| {
-        let mut bal = Balancer::load(&LoadOptions {
-            variant: Variant::Bench,
-            ..LoadOptions::default()
-        })
-        .expect("loading the bench build");
-        let vip = Ipv4Addr::new(192, 0, 2, 10);
-        let backends: Vec<(u32, IpAddr)> = (0..10)
-            .map(|i| (i, IpAddr::V4(Ipv4Addr::new(10, 1, 0, 1 + i as u8))))
-            .collect();
-        Service::new(IpAddr::V4(vip), 80, TCP, 0, &backends).install(&mut bal);
-        let client = Ipv4Addr::new(198, 51, 100, 7);
-        let frame = |dst: Ipv4Addr, flags: u8| {
-            eth(
-                LB_MAC,
-                CLIENT_MAC,
-                ETH_IP,
-                &ipv4(client, dst, TCP, 0x4000, &tcp(40000, 80, flags, &[0; 18])),
-            )
-        };
-        let non_vip = frame(Ipv4Addr::new(192, 0, 2, 99), ACK);
-        let syn = frame(vip, SYN);
-        let ack = frame(vip, ACK);
-
-        // The bench build must hand back the frame it was given, or repeats would measure
-        // something else; the SYN also stores the flow the ACK then hits.
-        for (name, input) in [("syn", &syn), ("ack", &ack)] {
-            let (verdict, out) = run(bal.program(), input);
-            assert_eq!(verdict, XDP_REDIRECT, "{name} is forwarded");
-            assert_eq!(&out, input, "{name}: the bench build restores the frame");
-        }
+        let common::bench::BenchLab {
+            balancer: bal,
+            non_vip,
+            syn,
+            ack,
+        } = common::bench::bench_lab();
         let empty = bal.empty_program().expect("bench build has the anchor");
         let prog = bal.program();
 

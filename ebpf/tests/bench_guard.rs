@@ -9,12 +9,8 @@
 
 mod common;
 
-use std::net::{IpAddr, Ipv4Addr};
-
 use aya::programs::{TestRun, TestRunOptions, Xdp};
-use common::packet::*;
 use common::*;
-use herald_ebpf::{Balancer, LoadOptions, Variant};
 use serde::Deserialize;
 
 /// How much worse than the recorded figure a measurement may be.
@@ -84,37 +80,12 @@ fn xdp_ratios_stay_within_half_again_of_the_recorded_figures() {
     herald_tests::require_privileged!();
     let l = limits();
     let (empty, established, syn) = in_lb_netns(|| {
-        let mut bal = Balancer::load(&LoadOptions {
-            variant: Variant::Bench,
-            ..LoadOptions::default()
-        })
-        .expect("loading the bench build");
-        let vip = Ipv4Addr::new(192, 0, 2, 10);
-        let backends: Vec<(u32, IpAddr)> = (0..10)
-            .map(|i| (i, IpAddr::V4(Ipv4Addr::new(10, 1, 0, 1 + i as u8))))
-            .collect();
-        Service::new(IpAddr::V4(vip), 80, TCP, 0, &backends).install(&mut bal);
-        let client = Ipv4Addr::new(198, 51, 100, 7);
-        let frame = |dst: Ipv4Addr, flags: u8| {
-            eth(
-                LB_MAC,
-                CLIENT_MAC,
-                ETH_IP,
-                &ipv4(client, dst, TCP, 0x4000, &tcp(40000, 80, flags, &[0; 18])),
-            )
-        };
-        let (non_vip, syn, ack) = (
-            frame(Ipv4Addr::new(192, 0, 2, 99), ACK),
-            frame(vip, SYN),
-            frame(vip, ACK),
-        );
-        // What is timed must be the forwarding path: both are forwarded, and the bench
-        // build restores each frame so every repeat sees the client's packet.
-        for (name, input) in [("syn", &syn), ("ack", &ack)] {
-            let (verdict, out) = run(bal.program(), input);
-            assert_eq!(verdict, XDP_REDIRECT, "{name} is forwarded");
-            assert_eq!(&out, input, "{name}: the bench build restores the frame");
-        }
+        let common::bench::BenchLab {
+            balancer: bal,
+            non_vip,
+            syn,
+            ack,
+        } = common::bench::bench_lab();
         let empty = bal.empty_program().expect("bench build has the anchor");
         let prog = bal.program();
         let (mut a, mut c, mut d) = (f64::MAX, f64::MAX, f64::MAX);

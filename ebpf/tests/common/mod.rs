@@ -2,6 +2,7 @@
 //! run through BPF_PROG_TEST_RUN, and the frames the balancer is expected to produce.
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod bench;
 pub mod packet;
 pub mod vip;
 
