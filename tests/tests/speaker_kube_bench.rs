@@ -19,6 +19,9 @@
 //!    for, so the resolution of the figure).
 //! 3. Memory: the speaker's RSS after convergence and after the changes. Goal ≤ 64 MiB.
 //!
+//! `paginated_lists_and_a_burst_of_services_all_reach_the_speaker` is not a benchmark and runs
+//! in every CI run (1 200 Services in pages of 500, then a burst of 300).
+//!
 //! Figures go to docs/benchmarks.md by hand. `HERALD_BENCH_WRAP` names a wrapper command for
 //! the speaker (a profiler, an allocator setting); `HERALD_BENCH_LOG` its log filter.
 
@@ -69,7 +72,8 @@ fn moved(k: usize) -> String {
     format!("10.201.{}.{}", k / 250, k % 250 + 1)
 }
 
-fn cluster() -> FakeApi {
+/// The cluster of the benchmark with `n` Services and EndpointSlices.
+fn cluster(n: usize) -> FakeApi {
     let api = FakeApi::new();
     api.insert(
         NAMESPACES,
@@ -100,8 +104,8 @@ fn cluster() -> FakeApi {
         json!({"apiVersion": "herald.dev/v1alpha1", "kind": "BGPAdvertisement",
                "metadata": {"name": "adv"}, "spec": {"ipPools": ["bench"]}}),
     );
-    api.insert_all(SERVICES, (0..N).map(|i| service(i, &vip(i))));
-    api.insert_all(ENDPOINTSLICES, (0..N).map(slice));
+    api.insert_all(SERVICES, (0..n).map(|i| service(i, &vip(i))));
+    api.insert_all(ENDPOINTSLICES, (0..n).map(slice));
     api
 }
 
@@ -126,6 +130,25 @@ fn serve(api: FakeApi, ns: &Netns, rt: &tokio::runtime::Runtime) -> SocketAddr {
         axum::serve(listener, app).await.expect("serve");
     });
     addr
+}
+
+/// A kubeconfig for the fake API server at `addr`, written in `dir`.
+fn kubeconfig(dir: &std::path::Path, addr: SocketAddr) -> std::path::PathBuf {
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1
+kind: Config
+clusters: [{{name: fake, cluster: {{server: 'http://{addr}'}}}}]
+users: [{{name: bench, user: {{}}}}]
+contexts: [{{name: bench, context: {{cluster: fake, user: bench, namespace: default}}}}]
+current-context: bench
+"
+        ),
+    )
+    .expect("kubeconfig");
+    kubeconfig
 }
 
 fn rss_kib(pid: u32) -> (u64, u64) {
@@ -170,23 +193,10 @@ protocol bgp hrd {
 }
 ",
     );
-    let api = cluster();
+    let api = cluster(N);
     let addr = serve(api.clone(), &spk, &rt);
     let dir = tempfile::tempdir().expect("temp dir");
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1
-kind: Config
-clusters: [{{name: fake, cluster: {{server: 'http://{addr}'}}}}]
-users: [{{name: bench, user: {{}}}}]
-contexts: [{{name: bench, context: {{cluster: fake, user: bench, namespace: default}}}}]
-current-context: bench
-"
-        ),
-    )
-    .expect("kubeconfig");
+    let kubeconfig = kubeconfig(dir.path(), addr);
 
     let started = Instant::now();
     // HERALD_BENCH_WRAP runs the speaker under a wrapper, for profiling: e.g.
@@ -309,5 +319,71 @@ current-context: bench
     }
     speaker.kill();
     drop(bird);
+    rt.shutdown_background();
+}
+
+/// Not a benchmark: in every CI run. 1 200 Services and as many EndpointSlices are listed in
+/// pages of 500, as a real API server sends them, and then 300 more Services arrive in one
+/// burst of watch events; the speaker's facts tables must hold every one (all granted, in
+/// `/status`), not the first page or the last.
+#[test]
+fn paginated_lists_and_a_burst_of_services_all_reach_the_speaker() {
+    require_privileged!();
+    const AT_START: usize = 1200;
+    const BURST: usize = 300;
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let spk = Netns::new("skp-spk");
+    let api = cluster(AT_START);
+    let addr = serve(api.clone(), &spk, &rt);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = kubeconfig(dir.path(), addr);
+    let admin: SocketAddr = "127.0.0.1:19472".parse().unwrap();
+    let mut speaker = Daemon::spawn(
+        "herald-speaker",
+        spk.command(workspace_binary("herald-speaker").to_str().expect("path"))
+            .env("HERALD_LOG", "warn")
+            .args(["--node-name", NODE, "--kubeconfig"])
+            .arg(&kubeconfig)
+            .args(["--admin-addr", &admin.to_string()])
+            .args(["--bgp-listen-addr", "127.0.0.1:11180"]),
+    );
+    let ns = &spk;
+    let services = |want: usize| {
+        move || {
+            let body = herald_tests::http::get(ns, admin, "/status")?;
+            let status: Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+            let n = status["services"].as_array().map_or(0, Vec::len);
+            if n == want {
+                Ok(())
+            } else {
+                Err(format!("{n} Services in /status"))
+            }
+        }
+    };
+    wait_until(
+        "every listed Service in /status",
+        Duration::from_secs(60),
+        services(AT_START),
+    );
+    assert!(!speaker.has_exited(), "herald-speaker exited");
+    let pages = api
+        .seen()
+        .iter()
+        .filter(|s| s.path.ends_with("/services") && !s.is_watch())
+        .count();
+    assert!(
+        pages >= 3,
+        "{AT_START} Services listed in {pages} request(s), not pages of 500"
+    );
+    api.insert_all(
+        SERVICES,
+        (AT_START..AT_START + BURST).map(|i| service(i, &vip(i))),
+    );
+    wait_until(
+        "the burst's Services in /status",
+        Duration::from_secs(60),
+        services(AT_START + BURST),
+    );
+    speaker.kill();
     rt.shutdown_background();
 }
