@@ -290,6 +290,10 @@ fn config_edits_apply_without_restart_and_invalid_edits_keep_the_old_config() {
         s.config.last_error.is_none() && s.services.len() == 1
     });
     assert_eq!(s.services[0].addresses, web);
+    assert_eq!(
+        s.config.generation, 3,
+        "one generation per edit that applied"
+    );
 }
 
 #[test]

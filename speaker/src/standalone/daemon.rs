@@ -45,13 +45,16 @@ const SETTLE: Duration = Duration::from_millis(15);
 /// What a file event says of the configuration: `None`, nothing (a read); `Some(true)`, the
 /// file is complete now: renamed into place (rename is atomic: editors and config management
 /// write a temporary file and rename it) or closed after writing; `Some(false)`, a change
-/// that more events may follow (created, truncated, written to, removed).
+/// that more events may follow (created, truncated, written to, removed, renamed away).
+///
+/// A rename's `Both` event is `None`: inotify reports each rename as `From` and `To` first,
+/// so a `Both` would reload the file a second time (and count a second generation).
 fn file_event(kind: &notify::EventKind) -> Option<bool> {
     use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind, RenameMode};
     match kind {
         EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(true),
-        EventKind::Access(_) => None,
-        EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both)) => Some(true),
+        EventKind::Access(_) | EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => None,
+        EventKind::Modify(ModifyKind::Name(RenameMode::To)) => Some(true),
         _ => Some(false),
     }
 }
@@ -445,10 +448,7 @@ mod tests {
                 EventKind::Modify(ModifyKind::Name(RenameMode::To)),
                 Some(true),
             ),
-            (
-                EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
-                Some(true),
-            ),
+            (EventKind::Modify(ModifyKind::Name(RenameMode::Both)), None),
             (
                 EventKind::Access(AccessKind::Close(AccessMode::Write)),
                 Some(true),
