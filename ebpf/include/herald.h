@@ -30,6 +30,11 @@
  * safe to share, it only contends on its lock.
  */
 #define HERALD_MAX_CPUS 128
+/*
+ * Slots of each CPU's flow cache (herald_fcache), a power of two: the flows this CPU saw last,
+ * direct-mapped by herald_flow_cache_slot, in front of its flow table.
+ */
+#define HERALD_FLOW_CACHE_SLOTS 4096
 /* Maglev table size used unless configured otherwise (a prime). */
 #define HERALD_MAGLEV_DEFAULT_SIZE 65537
 /* Largest Maglev table the program accepts (slots; the inner map has one more entry). */
@@ -57,6 +62,7 @@
 #define HERALD_MAP_DECAP_STATS "herald_decap_st"
 #define HERALD_MAP_VIP_BITS "herald_vip_bits"
 #define HERALD_MAP_VIP_GEN "herald_vip_gen"
+#define HERALD_MAP_FLOW_CACHE "herald_fcache"
 
 /* ---- address families in keys (not AF_* values: these are stable on the wire) ---- */
 #define HERALD_FAMILY_V4 4
@@ -136,11 +142,26 @@ struct herald_flow {
 	__u32 vip_gen;
 };
 
+/*
+ * One slot of a CPU's flow cache (herald_fcache): a flow this CPU forwarded lately. A flow
+ * is cached by its first packet and enters the flow table (herald_flows) with its second:
+ * until then it is `pending`. So a SYN costs a 64-byte write instead of a table insert, and
+ * packets that never get an answer (a SYN flood, a one-packet UDP query) never fill or evict
+ * the table. A flow the cache has lost (another flow took its slot) is still in the table,
+ * unless it was pending: then its next packet takes the VIP's Maglev table again.
+ */
+struct herald_flow_cached {
+	struct herald_flow_key key;
+	struct herald_flow flow;
+	__u32 pending; /* 1: seen once, not in the flow table yet */
+	__u32 pad;
+};
+
 /* Per-CPU counters of one VIP (herald_vip_stat). */
 struct herald_vip_stats {
 	__u64 packets;
 	__u64 bytes;
-	__u64 lru_hit;  /* the flow table gave the backend */
+	__u64 lru_hit;  /* the flow cache or flow table gave the backend */
 	__u64 lru_miss; /* the Maglev table gave the backend (every TCP SYN included) */
 };
 
@@ -232,6 +253,21 @@ static inline __u32 herald_flow_hash(const __u32 w[10])
 	a += w[9];
 	HERALD_FINAL(a, b, c);
 	return c;
+}
+
+/*
+ * The flow cache slot of a flow key (its 10 host-order words): a cheap multiplicative mix, not
+ * the flow hash, because a cached packet has not computed that. User space mirrors this
+ * (herald-ebpf `hash::flow_cache_slot`).
+ */
+static inline __u32 herald_flow_cache_slot(const __u32 w[10])
+{
+	__u32 s = w[0] ^ w[1] ^ w[2] ^ w[3];
+	__u32 d = w[4] ^ w[5] ^ w[6] ^ w[7];
+	__u32 x = (s * 0x9e3779b1U) ^ d ^ (w[8] * 0x85ebca6bU) ^ w[9];
+
+	x *= 0xc2b2ae35U;
+	return (x ^ (x >> 16)) & (HERALD_FLOW_CACHE_SLOTS - 1);
 }
 
 /*

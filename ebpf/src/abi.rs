@@ -21,6 +21,8 @@ pub const MAX_FLOWS: u32 = 262_144;
 /// Slots of the `herald_flows` array of maps: one flow table per possible CPU up to this
 /// many; a CPU with a higher id shares table `id % MAX_CPUS`.
 pub const MAX_CPUS: u32 = 128;
+/// Slots of each CPU's flow cache (`herald_fcache`), a power of two.
+pub const FLOW_CACHE_SLOTS: u32 = 4096;
 /// Maglev table size unless configured otherwise.
 pub const MAGLEV_DEFAULT_SIZE: u32 = 65_537;
 /// Largest Maglev table size the program accepts.
@@ -116,10 +118,12 @@ pub mod map_name {
     pub const VIP_BITS: &str = "herald_vip_bits";
     /// VIP id -> generation, so stored flows of a removed VIP stop matching.
     pub const VIP_GEN: &str = "herald_vip_gen";
+    /// Each CPU's flow cache: the flows it forwarded lately, in front of its flow table.
+    pub const FLOW_CACHE: &str = "herald_fcache";
     /// Every map of the XDP program, the ones pinned under the pin directory.
-    pub const XDP_MAPS: [&str; 12] = [
-        VIPS, VIP_BITS, VIP_GEN, BACKENDS, MAGLEV, FLOWS, CONFIG, VIP_STATS, BE_STATS, DROPS,
-        EVENTS, FLOOD,
+    pub const XDP_MAPS: [&str; 13] = [
+        VIPS, VIP_BITS, VIP_GEN, BACKENDS, MAGLEV, FLOWS, FLOW_CACHE, CONFIG, VIP_STATS, BE_STATS,
+        DROPS, EVENTS, FLOOD,
     ];
 }
 
@@ -197,6 +201,22 @@ pub struct Flow {
     pub vip_gen: u32,
 }
 
+/// One slot of a CPU's flow cache (`herald_fcache`): `struct herald_flow_cached`. A flow is
+/// cached by its first packet and stored in the flow table by its second; until then it is
+/// pending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(C)]
+pub struct FlowCached {
+    /// The flow's key.
+    pub key: FlowKey,
+    /// The flow, as the flow table holds it.
+    pub flow: Flow,
+    /// 1 while the flow has been seen once and is not in the flow table yet.
+    pub pending: u32,
+    /// Explicit padding, 0.
+    pub pad: u32,
+}
+
 /// Per-CPU counters of one VIP: `struct herald_vip_stats`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[repr(C)]
@@ -205,7 +225,7 @@ pub struct VipStats {
     pub packets: u64,
     /// Bytes (frame length as received).
     pub bytes: u64,
-    /// Packets whose backend came from the flow table.
+    /// Packets whose backend came from the flow cache or the flow table.
     pub lru_hit: u64,
     /// Packets whose backend came from the Maglev table (every TCP SYN included).
     pub lru_miss: u64,
@@ -284,6 +304,8 @@ unsafe impl aya::Pod for Backend {}
 unsafe impl aya::Pod for FlowKey {}
 // SAFETY: as above.
 unsafe impl aya::Pod for Flow {}
+// SAFETY: as above.
+unsafe impl aya::Pod for FlowCached {}
 // SAFETY: as above.
 unsafe impl aya::Pod for Counter {}
 // SAFETY: as above.

@@ -37,6 +37,9 @@ pub const PROGRAM: &str = "herald_xdp";
 pub const EMPTY_PROGRAM: &str = "herald_xdp_nop";
 /// The bench object's packet generator (returns XDP_TX), for live-frame runs.
 pub const TX_PROGRAM: &str = "herald_xdp_tx";
+/// The bench object's forwarding program with every flow-cache hit treated as a flow's second
+/// packet (which stores the flow in the table), for timing that packet by repeats.
+pub const SECOND_PROGRAM: &str = "herald_xdp_second";
 /// The bench object's packet sink (counts, drops).
 pub const SINK_PROGRAM: &str = "herald_xdp_sink";
 /// The bench object's floors: one operation of the fast path alone, with what it does.
@@ -162,7 +165,7 @@ impl Balancer {
         })?;
         let mut names = vec![PROGRAM];
         if opts.variant == Variant::Bench {
-            names.extend([EMPTY_PROGRAM, TX_PROGRAM, SINK_PROGRAM]);
+            names.extend([EMPTY_PROGRAM, TX_PROGRAM, SINK_PROGRAM, SECOND_PROGRAM]);
             names.extend(STAGE_PROGRAMS);
             names.extend(FLOOR_PROGRAMS.map(|(name, _)| name));
         }

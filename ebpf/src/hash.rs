@@ -87,6 +87,16 @@ pub fn vip_filter_bit(addr: &[u8; 16]) -> u32 {
     (x ^ (x >> 16)) & 0xffff
 }
 
+/// The slot of each CPU's flow cache a flow falls in (`herald_flow_cache_slot`).
+pub fn flow_cache_slot(key: &FlowKey) -> u32 {
+    let w = words(key);
+    let s = w[0] ^ w[1] ^ w[2] ^ w[3];
+    let d = w[4] ^ w[5] ^ w[6] ^ w[7];
+    let x = s.wrapping_mul(0x9e37_79b1) ^ d ^ w[8].wrapping_mul(0x85eb_ca6b) ^ w[9];
+    let x = x.wrapping_mul(0xc2b2_ae35);
+    (x ^ (x >> 16)) & (crate::abi::FLOW_CACHE_SLOTS - 1)
+}
+
 /// The Maglev slot a flow falls in: `hash % size`, as the program indexes the table.
 pub fn slot(key: &FlowKey, size: u32) -> usize {
     (flow_hash(key) % size) as usize
@@ -129,6 +139,48 @@ mod tests {
             17,
         );
         assert_eq!(flow_hash(&key), c_hash("v6"));
+    }
+
+    #[test]
+    fn flow_cache_slots_match_the_c_header() {
+        let c_slot = |which: &str| -> u32 {
+            include_str!(concat!(env!("OUT_DIR"), "/layout.txt"))
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("slot {which} ")))
+                .expect("slot line in the layout dump")
+                .parse()
+                .expect("a number")
+        };
+        let v4 = FlowKey::new(
+            IpAddr::from([10, 0, 0, 1]),
+            12345,
+            IpAddr::from([192, 0, 2, 10]),
+            80,
+            6,
+        );
+        let v6 = FlowKey::new(
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
+            0xffff,
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x0102)),
+            443,
+            17,
+        );
+        assert_eq!(flow_cache_slot(&v4), c_slot("v4"));
+        assert_eq!(flow_cache_slot(&v6), c_slot("v6"));
+        // Neighbouring client ports spread over the slots.
+        let slots: std::collections::BTreeSet<u32> = (0..64u16)
+            .map(|p| {
+                let k = FlowKey::new(
+                    IpAddr::from([10, 0, 0, 1]),
+                    40000 + p,
+                    IpAddr::from([192, 0, 2, 10]),
+                    80,
+                    6,
+                );
+                flow_cache_slot(&k)
+            })
+            .collect();
+        assert!(slots.len() >= 60, "{} distinct slots of 64", slots.len());
     }
 
     #[test]

@@ -203,9 +203,39 @@ fn pinned_maps_and_attachment_survive_a_restart_and_unpin_cleanly() {
             0,
             &tcp(1000, 80, SYN, b""),
         );
+        // One CPU: a flow's cache and table are that CPU's.
+        pin_to_cpu(0);
         let (verdict, _) = run(first.program(), &eth(LB_MAC, CLIENT_MAC, ETH_IP, &ip));
         assert_ne!(verdict, XDP_PASS, "the VIP is handled");
+        // A second flow, seen once: cached, pending, not in the table.
+        let once = FlowKey::new(
+            IpAddr::V4(Ipv4Addr::new(198, 51, 100, 2)),
+            1000,
+            vip,
+            80,
+            TCP,
+        );
+        let once_ip = ipv4(
+            Ipv4Addr::new(198, 51, 100, 2),
+            Ipv4Addr::new(192, 0, 2, 10),
+            TCP,
+            0,
+            &tcp(1000, 80, SYN, b""),
+        );
+        let (verdict, _) = run(first.program(), &eth(LB_MAC, CLIENT_MAC, ETH_IP, &once_ip));
+        assert_ne!(verdict, XDP_PASS);
+        let ack = ipv4(
+            Ipv4Addr::new(198, 51, 100, 1),
+            Ipv4Addr::new(192, 0, 2, 10),
+            TCP,
+            0,
+            &tcp(1000, 80, ACK, b""),
+        );
+        let (verdict, _) = run(first.program(), &eth(LB_MAC, CLIENT_MAC, ETH_IP, &ack));
+        assert_ne!(verdict, XDP_PASS);
         assert!(first.flow(&key).unwrap().is_some());
+        assert!(first.flow(&once).unwrap().is_none());
+        assert_eq!(first.cached_flows(&once).unwrap()[0].1.pending, 1);
         let before = xdp_state(&ns, &ifname);
         drop(first); // the speaker exits
 
@@ -220,7 +250,12 @@ fn pinned_maps_and_attachment_survive_a_restart_and_unpin_cleanly() {
 
         let mut second = Balancer::load(&opts).unwrap();
         assert!(second.flow(&key).unwrap().is_some(), "flows survive");
-        assert_eq!(second.vip_stats(0).unwrap().packets, 1, "counters survive");
+        assert_eq!(
+            second.cached_flows(&once).unwrap()[0].1.pending,
+            1,
+            "flows seen once survive in the cache"
+        );
+        assert_eq!(second.vip_stats(0).unwrap().packets, 3, "counters survive");
         // The VIP, backends and table survive: the new program forwards without reprogramming.
         let (verdict, _) = run(second.program(), &eth(LB_MAC, CLIENT_MAC, ETH_IP, &ip));
         assert_ne!(verdict, XDP_PASS);

@@ -1,5 +1,6 @@
-//! CI's guard on the XDP benchmark's ratios (issue 17): the established-flow and SYN paths
-//! measured against the empty XDP program in the same run, failing when either exceeds the
+//! CI's guard on the XDP benchmark's ratios (issue 17): the established-flow and SYN paths,
+//! and a flow's second packet (which stores the flow in the table the SYN only cached it for),
+//! measured against the empty XDP program in the same run, failing when one exceeds the
 //! figure in `docs/benchmark-limits.yaml` by more than 50 %.
 //!
 //! A guard, not the benchmark (`make bench-ebpf` is): fewer repeats, and the **minimum** of
@@ -11,6 +12,7 @@ mod common;
 
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use common::*;
+use herald_ebpf::balancer::SECOND_PROGRAM;
 use serde::Deserialize;
 
 /// How much worse than the recorded figure a measurement may be.
@@ -23,6 +25,7 @@ const REPEAT: u32 = 200_000;
 struct XdpLimits {
     established_over_empty: f64,
     syn_over_empty: f64,
+    second_packet_over_empty: f64,
 }
 
 #[derive(Deserialize)]
@@ -65,7 +68,11 @@ fn hold(figure: &str, measured: f64, recorded: f64) -> Result<(), String> {
 #[test]
 fn the_limits_file_is_read_and_a_regression_past_half_again_fails() {
     let l = limits();
-    assert!(l.xdp.established_over_empty > 1.0 && l.xdp.syn_over_empty > 1.0);
+    assert!(
+        l.xdp.established_over_empty > 1.0
+            && l.xdp.syn_over_empty > 1.0
+            && l.xdp.second_packet_over_empty > 1.0
+    );
     let e = l.xdp.established_over_empty;
     assert!(hold("established", e * 1.49, e).is_ok());
     let err = hold("established", e * 1.51, e).unwrap_err();
@@ -79,7 +86,7 @@ fn the_limits_file_is_read_and_a_regression_past_half_again_fails() {
 fn xdp_ratios_stay_within_half_again_of_the_recorded_figures() {
     herald_tests::require_privileged!();
     let l = limits();
-    let (empty, established, syn) = in_lb_netns(|| {
+    let (empty, established, syn, second) = in_lb_netns(|| {
         let common::bench::BenchLab {
             balancer: bal,
             non_vip,
@@ -88,19 +95,21 @@ fn xdp_ratios_stay_within_half_again_of_the_recorded_figures() {
         } = common::bench::bench_lab();
         let empty = bal.empty_program().expect("bench build has the anchor");
         let prog = bal.program();
-        let (mut a, mut c, mut d) = (f64::MAX, f64::MAX, f64::MAX);
+        let second = bal.bench_program(SECOND_PROGRAM).expect("bench build");
+        let (mut a, mut c, mut d, mut e) = (f64::MAX, f64::MAX, f64::MAX, f64::MAX);
         for _ in 0..SAMPLES {
             a = a.min(sample(empty, &non_vip));
             c = c.min(sample(prog, &ack));
             d = d.min(sample(prog, &syn));
+            e = e.min(sample(second, &ack));
         }
-        (a, c, d)
+        (a, c, d, e)
     });
-    let (established, syn) = (established / empty, syn / empty);
+    let (established, syn, second) = (established / empty, syn / empty, second / empty);
     println!(
         "xdp guard: empty {empty:.1} ns; established {established:.2}x (recorded {:.2}x); \
-         syn {syn:.2}x (recorded {:.2}x)",
-        l.xdp.established_over_empty, l.xdp.syn_over_empty
+         syn {syn:.2}x (recorded {:.2}x); second packet {second:.2}x (recorded {:.2}x)",
+        l.xdp.established_over_empty, l.xdp.syn_over_empty, l.xdp.second_packet_over_empty
     );
     let failures: Vec<String> = [
         hold(
@@ -109,6 +118,11 @@ fn xdp_ratios_stay_within_half_again_of_the_recorded_figures() {
             l.xdp.established_over_empty,
         ),
         hold("(d) TCP SYN", syn, l.xdp.syn_over_empty),
+        hold(
+            "(e) a flow's second packet",
+            second,
+            l.xdp.second_packet_over_empty,
+        ),
     ]
     .into_iter()
     .filter_map(Result::err)

@@ -1,6 +1,8 @@
-//! The per-CPU flow tables through BPF_PROG_TEST_RUN: a flow is stored in the table of the
-//! CPU its packets run on, counts add up over every CPU, a removed VIP's flows are trusted on
-//! no CPU, an ICMP error finds its flow on another CPU, and pinned tables survive a restart.
+//! The per-CPU flow caches and tables through BPF_PROG_TEST_RUN: a flow's first packet caches
+//! it, its second stores it in the table of the CPU its packets run on, counts add up over
+//! every CPU, a removed VIP's flows are trusted on no CPU, an ICMP error finds its flow on
+//! another CPU, pinned tables survive a restart, and a flow that loses its cache slot is found
+//! in its table.
 //!
 //! BPF_PROG_TEST_RUN runs an XDP program on the calling thread's CPU, so pinning the thread
 //! (sched_setaffinity) chooses the CPU, hence the table. These tests need two CPUs.
@@ -12,8 +14,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use common::packet::*;
 use common::vip::*;
 use common::*;
-use herald_ebpf::abi::{Event, MAX_CPUS, MAX_FLOWS};
+use herald_ebpf::abi::{Event, MAX_CPUS, MAX_FLOWS, map_name};
 use herald_ebpf::balancer::table_count;
+use herald_ebpf::hash::flow_cache_slot;
 use herald_ebpf::{Balancer, LoadOptions, Variant};
 use herald_tests::BpfFs;
 
@@ -52,7 +55,7 @@ fn one_flow_table_per_possible_cpu() {
 }
 
 #[test]
-fn a_flow_is_stored_in_the_table_of_the_cpu_that_saw_its_syn() {
+fn a_flow_is_stored_in_the_table_of_the_cpu_that_saw_it() {
     herald_tests::require_privileged!();
     require_two_cpus();
     in_lb_netns(|| {
@@ -65,13 +68,26 @@ fn a_flow_is_stored_in_the_table_of_the_cpu_that_saw_its_syn() {
             let key = key4(port, 80, TCP);
             let (syn, syn_ip) = syn4(port);
             check(bal.program(), &[forwarded("syn", &svc, &key, syn, &syn_ip)]);
+            let cached = bal.cached_flows(&key).unwrap();
+            assert_eq!(
+                cached
+                    .iter()
+                    .map(|(c, f)| (*c, f.pending))
+                    .collect::<Vec<_>>(),
+                vec![(u32::from(cpu), 1)],
+                "the SYN run on CPU {cpu} is cached, pending, on CPU {cpu} only"
+            );
+            assert!(bal.flows_by_cpu(&key).unwrap().is_empty(), "not stored yet");
+            let (ack, ack_ip) = ack4(port);
+            check(bal.program(), &[forwarded("ack", &svc, &key, ack, &ack_ip)]);
             let stored = bal.flows_by_cpu(&key).unwrap();
             assert_eq!(
                 stored.iter().map(|(t, _)| *t).collect::<Vec<_>>(),
                 vec![u32::from(cpu)],
-                "the SYN run on CPU {cpu} is stored in CPU {cpu}'s table only"
+                "the second packet, on CPU {cpu}, stored it in CPU {cpu}'s table only"
             );
             assert_eq!(stored[0].1.backend, svc.choice(&key).0);
+            assert_eq!(bal.cached_flows(&key).unwrap()[0].1.pending, 0);
         }
 
         // The flow stored on CPU 1 is a hit there...
@@ -83,21 +99,28 @@ fn a_flow_is_stored_in_the_table_of_the_cpu_that_saw_its_syn() {
             &[forwarded("ack on CPU 1", &svc, &key, ack.clone(), &ack_ip)],
         );
         assert_eq!(bal.vip_stats(0).unwrap().lru_hit, hits + 1);
-        // ... and a miss on CPU 0, which takes the table's choice and stores it there too.
+        // ... and a miss on CPU 0, which takes the table's choice, caches it there, and stores
+        // it with the next packet.
         pin_to_cpu(0);
         let misses = bal.vip_stats(0).unwrap().lru_miss;
+        let tables = |bal: &Balancer| -> Vec<u32> {
+            bal.flows_by_cpu(&key)
+                .unwrap()
+                .iter()
+                .map(|(t, _)| *t)
+                .collect()
+        };
         check(
             bal.program(),
-            &[forwarded("ack on CPU 0", &svc, &key, ack, &ack_ip)],
+            &[forwarded("ack on CPU 0", &svc, &key, ack.clone(), &ack_ip)],
         );
         assert_eq!(bal.vip_stats(0).unwrap().lru_miss, misses + 1);
-        let tables: Vec<u32> = bal
-            .flows_by_cpu(&key)
-            .unwrap()
-            .iter()
-            .map(|(t, _)| *t)
-            .collect();
-        assert_eq!(tables, vec![0, 1]);
+        assert_eq!(tables(&bal), vec![1]);
+        check(
+            bal.program(),
+            &[forwarded("next ack on CPU 0", &svc, &key, ack, &ack_ip)],
+        );
+        assert_eq!(tables(&bal), vec![0, 1]);
     });
 }
 
@@ -111,8 +134,7 @@ fn flow_count_is_the_sum_over_every_cpus_table() {
         for (cpu, ports) in [(0, 42000..42003), (1, 42100..42102)] {
             pin_to_cpu(cpu);
             for port in ports {
-                let (verdict, _) = run(bal.program(), &syn4(port).0);
-                assert_eq!(verdict, XDP_REDIRECT);
+                open4(bal.program(), port);
             }
         }
         let by_cpu = bal.flow_counts_by_cpu().unwrap();
@@ -144,12 +166,13 @@ fn flows_of_a_removed_vip_are_trusted_on_no_cpu() {
         let ports = [(0usize, away.next().unwrap()), (1, away.next().unwrap())];
         for (cpu, port) in ports {
             pin_to_cpu(cpu);
-            run(bal.program(), &syn4(port).0);
+            open4(bal.program(), port);
             let stored = bal.flows_by_cpu(&key4(port, 80, TCP)).unwrap();
             assert_eq!(stored.len(), 1);
             assert_eq!(stored[0].1.backend, 0);
         }
 
+        let hits = bal.vip_stats(0).unwrap().lru_hit;
         bal.remove_vip(&web.key).unwrap();
         for (cpu, port) in ports {
             pin_to_cpu(cpu);
@@ -158,7 +181,7 @@ fn flows_of_a_removed_vip_are_trusted_on_no_cpu() {
                 &[Fixture::pass("ack after its VIP is removed", ack4(port).0)],
             );
         }
-        assert_eq!(bal.vip_stats(0).unwrap().lru_hit, 0, "no hit on any CPU");
+        assert_eq!(bal.vip_stats(0).unwrap().lru_hit, hits, "no hit on any CPU");
 
         // Back under the same id with all three backends: on every CPU the table decides,
         // not the flow stored for the removed VIP.
@@ -178,7 +201,7 @@ fn flows_of_a_removed_vip_are_trusted_on_no_cpu() {
                 )],
             );
         }
-        assert_eq!(bal.vip_stats(0).unwrap().lru_hit, 0);
+        assert_eq!(bal.vip_stats(0).unwrap().lru_hit, hits);
     });
 }
 
@@ -200,9 +223,13 @@ fn an_icmp_error_follows_a_flow_stored_on_another_cpu() {
         let (_, old) = before.choice(&key);
         pin_to_cpu(1);
         let (syn, syn_ip) = syn4(port);
+        let (ack, ack_ip) = ack4(port);
         check(
             bal.program(),
-            &[forwarded_to("syn on CPU 1", old, &key, syn, &syn_ip)],
+            &[
+                forwarded_to("syn on CPU 1", old, &key, syn, &syn_ip),
+                forwarded_to("ack on CPU 1", old, &key, ack, &ack_ip),
+            ],
         );
         after.install(&mut bal);
 
@@ -258,11 +285,16 @@ fn a_restart_with_pinned_maps_keeps_every_cpus_flows() {
         for cpu in [0, 1] {
             pin_to_cpu(cpu);
             let (syn, syn_ip) = syn4(port);
+            let (ack, ack_ip) = ack4(port);
             check(
                 first.program(),
-                &[forwarded_to("syn", old, &key, syn, &syn_ip)],
+                &[
+                    forwarded_to("syn", old, &key, syn, &syn_ip),
+                    forwarded_to("ack", old, &key, ack, &ack_ip),
+                ],
             );
         }
+        let hits = first.vip_stats(0).unwrap().lru_hit;
         drop(first); // the speaker exits
 
         let mut second = Balancer::load(&opts).unwrap();
@@ -287,7 +319,11 @@ fn a_restart_with_pinned_maps_keeps_every_cpus_flows() {
                 &[forwarded_to("ack after restart", old, &key, ack, &ack_ip)],
             );
         }
-        assert_eq!(second.vip_stats(0).unwrap().lru_hit, 2, "hits on both CPUs");
+        assert_eq!(
+            second.vip_stats(0).unwrap().lru_hit,
+            hits + 2,
+            "hits on both CPUs"
+        );
         assert_ne!(
             after.choice(&key).1,
             old,
@@ -323,11 +359,13 @@ fn an_upgrade_from_the_single_flow_table_keeps_its_flows_on_every_cpu() {
 
         let mut first = Balancer::load(&opts).unwrap();
         before.install(&mut first);
-        run(first.program(), &syn4(port).0);
-        let flow = first.flow(&key).unwrap().expect("the SYN stored its flow");
+        open4(first.program(), port);
+        let flow = first.flow(&key).unwrap().expect("the ACK stored its flow");
         drop(first);
 
-        // What the previous build pinned as herald_flows: one LRU hash with every flow.
+        // What the previous build pinned as herald_flows: one LRU hash with every flow (and
+        // no flow cache).
+        std::fs::remove_file(pins.join(map_name::FLOW_CACHE)).unwrap();
         let path = pins.join("herald_flows");
         std::fs::remove_file(&path).unwrap();
         let def = aya_obj::Map::new_from_params(9, 40, 16, MAX_FLOWS, 1 << 1);
@@ -363,4 +401,143 @@ fn an_upgrade_from_the_single_flow_table_keeps_its_flows_on_every_cpu() {
         second.unpin_all().unwrap();
     });
     drop(fs);
+}
+
+/// The table changes between two packets; the second one sees the old choice.
+fn moving_service() -> (Service, Service, u16) {
+    let before = Service::new(IpAddr::V4(VIP), 80, TCP, 0, &backends4()[..2]);
+    let mut after = before.clone();
+    after
+        .backends
+        .push((2, IpAddr::V4(Ipv4Addr::new(10, 1, 0, 3)), 1));
+    after.rebuild();
+    let port = port_that_moves(&before, &after);
+    (before, after, port)
+}
+
+/// Another client port whose flow falls in the same cache slot as `port`'s.
+fn same_slot(port: u16) -> u16 {
+    let slot = flow_cache_slot(&key4(port, 80, TCP));
+    (1024..=u16::MAX)
+        .find(|&p| p != port && flow_cache_slot(&key4(p, 80, TCP)) == slot)
+        .expect("a port in the same cache slot")
+}
+
+#[test]
+fn the_second_packet_stores_the_backend_the_first_was_given() {
+    herald_tests::require_privileged!();
+    in_lb_netns(|| {
+        let mut bal = load();
+        let (before, after, port) = moving_service();
+        let key = key4(port, 80, TCP);
+        let (_, old) = before.choice(&key);
+        before.install(&mut bal);
+        let (syn, syn_ip) = syn4(port);
+        check(
+            bal.program(),
+            &[forwarded_to("syn", old, &key, syn, &syn_ip)],
+        );
+        // The table changes while the handshake is under way.
+        after.install(&mut bal);
+        let (ack, ack_ip) = ack4(port);
+        check(
+            bal.program(),
+            &[forwarded_to("ack", old, &key, ack, &ack_ip)],
+        );
+        let stored = bal.flow(&key).unwrap().expect("stored by the ACK");
+        assert_eq!(stored.backend, before.choice(&key).0);
+        assert_ne!(after.choice(&key).1, old, "the new table would move it");
+    });
+}
+
+#[test]
+fn packets_that_get_no_second_packet_never_fill_the_table() {
+    herald_tests::require_privileged!();
+    in_lb_netns(|| {
+        let mut bal = load();
+        let web = web();
+        web.install(&mut bal);
+        let dns = Service::new(IpAddr::V4(VIP), 53, UDP, 1, &backends4());
+        dns.install(&mut bal);
+        // A SYN flood from 300 ports and 300 one-packet UDP queries.
+        for port in 20000..20300 {
+            let (verdict, _) = run(bal.program(), &syn4(port).0);
+            assert_eq!(verdict, XDP_REDIRECT);
+            let query = ipv4(CLIENT, VIP, UDP, 0, &udp(port, 53, b"query"));
+            let (verdict, _) = run(bal.program(), &eth(LB_MAC, CLIENT_MAC, ETH_IP, &query));
+            assert_eq!(verdict, XDP_REDIRECT);
+        }
+        assert_eq!(bal.flow_count().unwrap(), 0, "no flow stored");
+        assert_eq!(bal.vip_stats(0).unwrap().lru_miss, 300);
+        assert_eq!(bal.vip_stats(1).unwrap().lru_miss, 300);
+        // A connection that goes on is stored as usual.
+        open4(bal.program(), 20000);
+        assert_eq!(bal.flow_count().unwrap(), 1);
+    });
+}
+
+#[test]
+fn a_stored_flow_that_loses_its_cache_slot_is_found_in_its_table() {
+    herald_tests::require_privileged!();
+    in_lb_netns(|| {
+        let mut bal = load();
+        let (before, after, port) = moving_service();
+        let key = key4(port, 80, TCP);
+        let (_, old) = before.choice(&key);
+        before.install(&mut bal);
+        open4(bal.program(), port);
+        // Another flow takes the slot.
+        let other = same_slot(port);
+        let (verdict, _) = run(bal.program(), &syn4(other).0);
+        assert_eq!(verdict, XDP_REDIRECT);
+        assert!(bal.cached_flows(&key).unwrap().is_empty(), "slot taken");
+        after.install(&mut bal);
+        let hits = bal.vip_stats(0).unwrap().lru_hit;
+        let (ack, ack_ip) = ack4(port);
+        check(
+            bal.program(),
+            &[forwarded_to("ack from the table", old, &key, ack, &ack_ip)],
+        );
+        assert_eq!(bal.vip_stats(0).unwrap().lru_hit, hits + 1);
+        // The table's hit is cached again.
+        let cached = bal.cached_flows(&key).unwrap();
+        assert_eq!(cached.len(), 1);
+        assert_eq!(
+            (cached[0].1.pending, cached[0].1.flow.backend),
+            (0, before.choice(&key).0)
+        );
+        assert_ne!(after.choice(&key).1, old);
+    });
+}
+
+#[test]
+fn a_pending_flow_that_loses_its_cache_slot_takes_the_table_again() {
+    herald_tests::require_privileged!();
+    in_lb_netns(|| {
+        let mut bal = load();
+        let (before, after, port) = moving_service();
+        let key = key4(port, 80, TCP);
+        before.install(&mut bal);
+        let (verdict, _) = run(bal.program(), &syn4(port).0);
+        assert_eq!(verdict, XDP_REDIRECT);
+        let (verdict, _) = run(bal.program(), &syn4(same_slot(port)).0);
+        assert_eq!(verdict, XDP_REDIRECT);
+        // Seen once and forgotten: the only state the program keeps for it is gone, so its
+        // next packet goes by the VIP's current table (the documented cost of not storing
+        // flows on their first packet).
+        after.install(&mut bal);
+        let (ack, ack_ip) = ack4(port);
+        check(
+            bal.program(),
+            &[forwarded(
+                "ack by the new table",
+                &after,
+                &key,
+                ack,
+                &ack_ip,
+            )],
+        );
+        assert_eq!(bal.cached_flows(&key).unwrap()[0].1.pending, 1);
+        assert!(bal.flow(&key).unwrap().is_none());
+    });
 }

@@ -260,15 +260,31 @@ fn flood_of_new_flows_skips_flow_inserts_but_still_forwards() {
         cfg.max_new_flows = 5;
         bal.set_config(&cfg).unwrap();
         let fx: Vec<Fixture> = (100..120)
-            .map(|p| {
+            .flat_map(|p| {
                 let (frame, ip) = syn4(p);
-                forwarded(&format!("syn {p}"), &svc, &key4(p, 80, TCP), frame, &ip)
+                let ack = ipv4(CLIENT, VIP, TCP, 0x4000, &tcp(p, 80, ACK, b""));
+                let key = key4(p, 80, TCP);
+                [
+                    forwarded(&format!("syn {p}"), &svc, &key, frame, &ip),
+                    forwarded(
+                        &format!("ack {p}"),
+                        &svc,
+                        &key,
+                        eth(LB_MAC, CLIENT_MAC, ETH_IP, &ack),
+                        &ack,
+                    ),
+                ]
             })
             .collect();
         check(bal.program(), &fx);
-        // All 20 within one second on one CPU: 5 stored, 15 skipped.
+        // All 20 within one second on one CPU: the ACKs store 5 flows and skip 15 (the SYNs
+        // only cache them).
         assert_eq!(bal.flow_count().unwrap(), 5);
         assert_eq!(bal.events(Event::FlowSkipped).unwrap(), 15);
+        // A skipped flow stays pending in the cache: its next packet tries to store it again.
+        let skipped = key4(119, 80, TCP);
+        assert_eq!(bal.cached_flows(&skipped).unwrap()[0].1.pending, 1);
+        assert!(bal.flow(&skipped).unwrap().is_none());
     });
 }
 

@@ -104,11 +104,12 @@ fn tcp_syn_is_encapsulated_to_the_maglev_choice() {
             );
         }
         assert_eq!(bal.lru_stats().unwrap().1, 30);
-        // Every SYN stored its flow.
-        let flow = bal
-            .flow(&key4(40000, 80, TCP))
-            .unwrap()
-            .expect("flow stored");
+        // Every SYN cached its flow, pending: the table gets it with the flow's next packet.
+        assert_eq!(bal.flow_count().unwrap(), 0);
+        let cached = bal.cached_flows(&key4(40000, 80, TCP)).unwrap();
+        assert_eq!(cached.len(), 1, "cached on this CPU");
+        assert_eq!(cached[0].1.pending, 1);
+        let flow = cached[0].1.flow;
         assert_eq!(flow.backend, svc.choice(&key4(40000, 80, TCP)).0);
         assert_eq!(
             flow.hash,
@@ -249,7 +250,21 @@ fn established_flow_stays_on_its_backend_after_the_backend_set_changes() {
             ],
         );
         assert!(bal.lru_stats().unwrap().0 >= 2);
-        // The re-SYN replaced the stored flow.
+        // The re-SYN's choice replaces the stored flow with the tuple's next packet.
+        assert_eq!(
+            bal.flow(&key).unwrap().map(|f| f.backend),
+            Some(before.choice(&key).0)
+        );
+        check(
+            bal.program(),
+            &[forwarded_to(
+                "the new connection's ack",
+                new,
+                &key,
+                eth(LB_MAC, CLIENT_MAC, ETH_IP, &ack_ip),
+                &ack_ip,
+            )],
+        );
         assert_eq!(
             bal.flow(&key).unwrap().map(|f| f.backend),
             Some(after.choice(&key).0)

@@ -56,6 +56,12 @@ fn abi_matches_header() {
     check_struct!(l, "herald_flow", Flow, [backend, vip, hash, vip_gen]);
     check_struct!(
         l,
+        "herald_flow_cached",
+        FlowCached,
+        [key, flow, pending, pad]
+    );
+    check_struct!(
+        l,
         "herald_vip_stats",
         VipStats,
         [packets, bytes, lru_hit, lru_miss]
@@ -90,12 +96,13 @@ fn abi_matches_header() {
 #[test]
 fn constants_match_header() {
     let l = layout();
-    let consts: [(&str, u64); 15] = [
+    let consts: [(&str, u64); 16] = [
         ("HERALD_VIP_FILTER_WORDS", VIP_FILTER_WORDS.into()),
         ("HERALD_MAX_VIPS", MAX_VIPS.into()),
         ("HERALD_MAX_BACKENDS", MAX_BACKENDS.into()),
         ("HERALD_MAX_FLOWS", MAX_FLOWS.into()),
         ("HERALD_MAX_CPUS", MAX_CPUS.into()),
+        ("HERALD_FLOW_CACHE_SLOTS", FLOW_CACHE_SLOTS.into()),
         ("HERALD_MAGLEV_DEFAULT_SIZE", MAGLEV_DEFAULT_SIZE.into()),
         ("HERALD_MAGLEV_MAX_SIZE", MAGLEV_MAX_SIZE.into()),
         ("HERALD_HASH_SEED", HASH_SEED.into()),
@@ -155,6 +162,7 @@ fn map_names_match_header() {
         ("HERALD_MAP_FLOOD", map_name::FLOOD),
         ("HERALD_MAP_DECAP_STATS", map_name::DECAP_STATS),
         ("HERALD_MAP_VIP_BITS", map_name::VIP_BITS),
+        ("HERALD_MAP_FLOW_CACHE", map_name::FLOW_CACHE),
     ];
     for (c, rust) in names {
         assert_eq!(

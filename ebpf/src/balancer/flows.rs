@@ -11,17 +11,25 @@
 //! tables live as long as the outer map: a pinned `herald_flows` keeps them, so a restarted
 //! loader finds every CPU's flows and only creates tables for slots still empty.
 //!
+//! In front of each table is its CPU's flow cache (`herald_fcache`, a per-CPU array of
+//! [`FLOW_CACHE_SLOTS`](crate::abi::FLOW_CACHE_SLOTS) slots, direct-mapped by [`crate::hash::flow_cache_slot`]). A flow's
+//! first packet (a SYN) only caches it, as pending; its second packet stores it in the table.
+//! So a flow that never gets past one packet (a SYN flood, a one-packet UDP query) is never
+//! in a table, and [`Balancer::flows_by_cpu`] shows a flow from its second packet on
+//! ([`Balancer::cached_flows`] shows the caches).
+//!
 //! Upgrading from a build with the single shared table (an LRU hash pinned as `herald_flows`):
 //! the loader reads its flows, removes that pin, and writes every flow into every CPU's new
 //! table, since which CPU saw a flow is not known; copies a CPU never uses age out of its LRU.
 
 use std::path::Path;
 
-use aya::maps::{ArrayOfMaps, HashMap, Map, MapData, MapError, MapInfo, MapType};
+use aya::maps::{ArrayOfMaps, HashMap, Map, MapData, MapError, MapInfo, MapType, PerCpuArray};
 
 use super::{Balancer, map_err};
-use crate::abi::{Flow, FlowKey, MAX_CPUS, MAX_FLOWS, map_name};
+use crate::abi::{Flow, FlowCached, FlowKey, MAX_CPUS, MAX_FLOWS, map_name};
 use crate::error::Error;
+use crate::hash::flow_cache_slot;
 
 /// `BPF_MAP_TYPE_LRU_HASH`.
 const LRU_HASH: u32 = 9;
@@ -147,6 +155,24 @@ impl Balancer {
             }
         }
         Ok(found)
+    }
+
+    /// The flow caches' entries for `key`, with the CPU each is on: the slot `key` falls in
+    /// ([`flow_cache_slot`], below [`FLOW_CACHE_SLOTS`](crate::abi::FLOW_CACHE_SLOTS)) of every CPU whose slot holds it.
+    pub fn cached_flows(&self, key: &FlowKey) -> Result<Vec<(u32, FlowCached)>, Error> {
+        let name = map_name::FLOW_CACHE;
+        let map = self.ebpf.map(name).ok_or(Error::MissingMap { map: name })?;
+        let cache: PerCpuArray<_, FlowCached> =
+            PerCpuArray::try_from(map).map_err(map_err(name, "open"))?;
+        let values = cache
+            .get(&flow_cache_slot(key), 0)
+            .map_err(map_err(name, "read"))?;
+        Ok(values
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.key == *key)
+            .map(|(cpu, c)| (cpu as u32, *c))
+            .collect())
     }
 
     /// The flow table's entry for `key`, if any (the lowest CPU's if several tables have one).

@@ -100,6 +100,17 @@ struct {
 	__array(values, struct herald_flow_table);
 } herald_flows SEC(".maps");
 
+/*
+ * Each CPU's flow cache (struct herald_flow_cached): the flows it forwarded lately, in front
+ * of its flow table. Per CPU, so only the CPU that owns a slot writes it; user space reads.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, HERALD_FLOW_CACHE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct herald_flow_cached);
+} herald_fcache SEC(".maps");
+
 /* Program-wide settings, entry 0. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

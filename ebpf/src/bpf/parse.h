@@ -43,8 +43,11 @@ struct icmphdr {
 #define HERALD_IP_MF 0x2000
 #define HERALD_IP_OFFSET 0x1fff
 
-/* What the parser learnt about one packet. */
-struct packet {
+/*
+ * What the parser learnt about one packet. 8-byte aligned: the flow cache compares keys as
+ * five 64-bit words.
+ */
+struct __attribute__((aligned(8))) packet {
 	struct herald_flow_key key; /* as the client sent it */
 	__u32 l3_off;               /* offset of the (inner-most parsed) IP header */
 	__u32 ip_len;               /* IP total length from the header (header + payload) */

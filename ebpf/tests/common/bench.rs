@@ -15,15 +15,16 @@ pub struct BenchLab {
     pub balancer: Balancer,
     /// An ACK to an address that is no VIP: passed up.
     pub non_vip: Vec<u8>,
-    /// A SYN to the VIP: Maglev lookup, flow insert, IPIP.
+    /// A SYN to the VIP: Maglev lookup, flow cached as pending, IPIP.
     pub syn: Vec<u8>,
-    /// An ACK of the SYN's flow: a flow-table hit.
+    /// An ACK of the SYN's flow: a flow-cache hit.
     pub ack: Vec<u8>,
 }
 
 /// Loads the bench build in the current namespace (one made by [`in_lb_netns`]) and checks
 /// that both VIP frames are forwarded and handed back unchanged, so that every repeat of a
-/// timed run sees the client's packet; the SYN also stores the flow the ACK then hits.
+/// timed run sees the client's packet; the SYN also caches the flow, which the ACK then
+/// stores in the table and hits in the cache from then on.
 pub fn bench_lab() -> BenchLab {
     let mut balancer = Balancer::load(&LoadOptions {
         variant: Variant::Bench,

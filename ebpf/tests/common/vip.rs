@@ -44,6 +44,20 @@ pub fn syn4(sport: u16) -> (Vec<u8>, Vec<u8>) {
     (eth(LB_MAC, CLIENT_MAC, ETH_IP, &ip), ip)
 }
 
+/// A flow's first two packets from CLIENT to VIP:80 (a SYN, then an ACK) on the calling
+/// thread's CPU, both forwarded: the SYN caches the flow, the ACK stores it in that CPU's
+/// flow table.
+pub fn open4(prog: &Xdp, sport: u16) {
+    let ack = ipv4(CLIENT, VIP, TCP, 0x4000, &tcp(sport, 80, ACK, b""));
+    for (what, frame) in [
+        ("syn", syn4(sport).0),
+        ("ack", eth(LB_MAC, CLIENT_MAC, ETH_IP, &ack)),
+    ] {
+        let (verdict, _) = run(prog, &frame);
+        assert_eq!(verdict, XDP_REDIRECT, "{what} of port {sport} is forwarded");
+    }
+}
+
 pub fn key4(sport: u16, dport: u16, proto: u8) -> FlowKey {
     FlowKey::new(IpAddr::V4(CLIENT), sport, IpAddr::V4(VIP), dport, proto)
 }
