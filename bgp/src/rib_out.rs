@@ -6,6 +6,7 @@
 //! [`AdjRibOut::commit`].
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
@@ -54,9 +55,14 @@ impl Changes {
 }
 
 /// The routes announced to one peer on the current session.
+///
+/// Built for committing a whole table at session start (100 000 prefixes): a fast hasher
+/// (prefixes are our own routes, not attacker-chosen keys), one shared copy of each
+/// attribute set, capacity reserved up front. SipHash, a clone of the attributes per prefix
+/// and growing from empty took 20 ms for 100 000 prefixes, before the first UPDATE was written.
 #[derive(Debug, Clone, Default)]
 pub struct AdjRibOut {
-    sent: HashMap<IpNet, RouteAttrs>,
+    sent: HashMap<IpNet, Arc<RouteAttrs>, foldhash::fast::RandomState>,
 }
 
 impl AdjRibOut {
@@ -77,7 +83,7 @@ impl AdjRibOut {
 
     /// Whether `prefix` is announced, and with which attributes.
     pub fn get(&self, prefix: &IpNet) -> Option<&RouteAttrs> {
-        self.sent.get(prefix)
+        self.sent.get(prefix).map(|a| &**a)
     }
 
     /// The changes that make the peer's view equal to `desired` restricted to `families`.
@@ -89,12 +95,14 @@ impl AdjRibOut {
             if !families.carries(&prefix) {
                 continue;
             }
-            if self.sent.get(&prefix) != Some(attrs) {
-                changes
-                    .announce
-                    .entry(attrs.clone())
-                    .or_default()
-                    .push(prefix);
+            if self.get(&prefix) != Some(attrs) {
+                // One clone of the attributes per group, not per prefix.
+                match changes.announce.get_mut(attrs) {
+                    Some(group) => group.push(prefix),
+                    None => {
+                        changes.announce.insert(attrs.clone(), vec![prefix]);
+                    }
+                }
             }
         }
         for prefix in self.sent.keys() {
@@ -118,9 +126,11 @@ impl AdjRibOut {
         for prefix in &changes.withdraw {
             self.sent.remove(prefix);
         }
+        self.sent.reserve(changes.announced());
         for (attrs, prefixes) in &changes.announce {
+            let attrs = Arc::new(attrs.clone());
             for prefix in prefixes {
-                self.sent.insert(*prefix, attrs.clone());
+                self.sent.insert(*prefix, Arc::clone(&attrs));
             }
         }
         if self.sent.capacity() > 4 * self.sent.len().max(64) {
