@@ -108,13 +108,18 @@ mod tests {
 
     use super::*;
 
-    fn c_hash(which: &str) -> u32 {
+    /// A figure the C header computed (`what which N` in build.rs's layout dump).
+    fn from_c(what: &str, which: &str) -> u32 {
         include_str!(concat!(env!("OUT_DIR"), "/layout.txt"))
             .lines()
-            .find_map(|l| l.strip_prefix(&format!("hash {which} ")))
-            .unwrap_or_else(|| panic!("hash {which} missing from the layout dump"))
+            .find_map(|l| l.strip_prefix(&format!("{what} {which} ")))
+            .unwrap_or_else(|| panic!("{what} {which} missing from the layout dump"))
             .parse()
             .expect("a number")
+    }
+
+    fn c_hash(which: &str) -> u32 {
+        from_c("hash", which)
     }
 
     #[test]
@@ -143,14 +148,7 @@ mod tests {
 
     #[test]
     fn flow_cache_slots_match_the_c_header() {
-        let c_slot = |which: &str| -> u32 {
-            include_str!(concat!(env!("OUT_DIR"), "/layout.txt"))
-                .lines()
-                .find_map(|l| l.strip_prefix(&format!("slot {which} ")))
-                .expect("slot line in the layout dump")
-                .parse()
-                .expect("a number")
-        };
+        let c_slot = |which: &str| from_c("slot", which);
         let v4 = FlowKey::new(
             IpAddr::from([10, 0, 0, 1]),
             12345,
@@ -185,14 +183,7 @@ mod tests {
 
     #[test]
     fn vip_filter_bits_match_the_c_header() {
-        let bit = |which: &str| -> u32 {
-            include_str!(concat!(env!("OUT_DIR"), "/layout.txt"))
-                .lines()
-                .find_map(|l| l.strip_prefix(&format!("bit {which} ")))
-                .expect("bit line in the layout dump")
-                .parse()
-                .expect("a number")
-        };
+        let bit = |which: &str| from_c("bit", which);
         let v4 = crate::abi::addr_bytes(IpAddr::from([192, 0, 2, 10])).1;
         let v6 = crate::abi::addr_bytes(IpAddr::V6(Ipv6Addr::new(
             0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x0102,

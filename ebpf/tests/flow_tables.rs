@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use common::packet::*;
 use common::vip::*;
@@ -211,14 +211,8 @@ fn an_icmp_error_follows_a_flow_stored_on_another_cpu() {
     require_two_cpus();
     in_lb_netns(|| {
         let mut bal = load();
-        let before = Service::new(IpAddr::V4(VIP), 80, TCP, 0, &backends4()[..2]);
+        let (before, after, port) = moving_service();
         before.install(&mut bal);
-        let mut after = before.clone();
-        after
-            .backends
-            .push((2, IpAddr::V4(Ipv4Addr::new(10, 1, 0, 3)), 1));
-        after.rebuild();
-        let port = port_that_moves(&before, &after);
         let key = key4(port, 80, TCP);
         let (_, old) = before.choice(&key);
         pin_to_cpu(1);
@@ -270,13 +264,7 @@ fn a_restart_with_pinned_maps_keeps_every_cpus_flows() {
         variant: Variant::Forwarding,
     };
     in_lb_netns(|| {
-        let before = Service::new(IpAddr::V4(VIP), 80, TCP, 0, &backends4()[..2]);
-        let mut after = before.clone();
-        after
-            .backends
-            .push((2, IpAddr::V4(Ipv4Addr::new(10, 1, 0, 3)), 1));
-        after.rebuild();
-        let port = port_that_moves(&before, &after);
+        let (before, after, port) = moving_service();
         let key = key4(port, 80, TCP);
         let (_, old) = before.choice(&key);
 
@@ -347,13 +335,7 @@ fn an_upgrade_from_the_single_flow_table_keeps_its_flows_on_every_cpu() {
         variant: Variant::Forwarding,
     };
     in_lb_netns(|| {
-        let before = Service::new(IpAddr::V4(VIP), 80, TCP, 0, &backends4()[..2]);
-        let mut after = before.clone();
-        after
-            .backends
-            .push((2, IpAddr::V4(Ipv4Addr::new(10, 1, 0, 3)), 1));
-        after.rebuild();
-        let port = port_that_moves(&before, &after);
+        let (before, after, port) = moving_service();
         let key = key4(port, 80, TCP);
         let (_, old) = before.choice(&key);
 
@@ -401,18 +383,6 @@ fn an_upgrade_from_the_single_flow_table_keeps_its_flows_on_every_cpu() {
         second.unpin_all().unwrap();
     });
     drop(fs);
-}
-
-/// The table changes between two packets; the second one sees the old choice.
-fn moving_service() -> (Service, Service, u16) {
-    let before = Service::new(IpAddr::V4(VIP), 80, TCP, 0, &backends4()[..2]);
-    let mut after = before.clone();
-    after
-        .backends
-        .push((2, IpAddr::V4(Ipv4Addr::new(10, 1, 0, 3)), 1));
-    after.rebuild();
-    let port = port_that_moves(&before, &after);
-    (before, after, port)
 }
 
 /// Another client port whose flow falls in the same cache slot as `port`'s.

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use common::packet::*;
 use common::vip::*;
@@ -62,14 +62,8 @@ fn icmp_error_follows_its_flow() {
     herald_tests::require_privileged!();
     in_lb_netns(|| {
         let mut bal = load();
-        let before = Service::new(IpAddr::V4(VIP), 80, TCP, 0, &backends4()[..2]);
+        let (before, after, port) = moving_service();
         before.install(&mut bal);
-        let mut after = before.clone();
-        after
-            .backends
-            .push((2, IpAddr::V4(Ipv4Addr::new(10, 1, 0, 3)), 1));
-        after.rebuild();
-        let port = port_that_moves(&before, &after);
         let key = key4(port, 80, TCP);
         let (syn, syn_ip) = syn4(port);
         let (_, old) = before.choice(&key);

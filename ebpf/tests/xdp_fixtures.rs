@@ -185,14 +185,8 @@ fn established_flow_stays_on_its_backend_after_the_backend_set_changes() {
     herald_tests::require_privileged!();
     in_lb_netns(|| {
         let mut bal = load();
-        let before = Service::new(IpAddr::V4(VIP), 80, TCP, 0, &backends4()[..2]);
+        let (before, after, port) = moving_service();
         before.install(&mut bal);
-        let mut after = before.clone();
-        after
-            .backends
-            .push((2, IpAddr::V4(Ipv4Addr::new(10, 1, 0, 3)), 1));
-        after.rebuild();
-        let port = port_that_moves(&before, &after);
         let key = key4(port, 80, TCP);
         let (_, old) = before.choice(&key);
         let (_, new) = after.choice(&key);

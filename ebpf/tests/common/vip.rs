@@ -104,6 +104,19 @@ pub fn port_that_moves(before: &Service, after: &Service) -> u16 {
         .expect("some flow moves when a backend is added")
 }
 
+/// web on backends 0 and 1 (`before`), then with backend 2 added (`after`), and a client
+/// port whose flow the change moves: what a stored flow must hold on to.
+pub fn moving_service() -> (Service, Service, u16) {
+    let before = Service::new(IpAddr::V4(VIP), 80, TCP, 0, &backends4()[..2]);
+    let mut after = before.clone();
+    after
+        .backends
+        .push((2, IpAddr::V4(Ipv4Addr::new(10, 1, 0, 3)), 1));
+    after.rebuild();
+    let port = port_that_moves(&before, &after);
+    (before, after, port)
+}
+
 /// An ICMPv4 destination-unreachable/fragmentation-needed from a router on the way back to
 /// the client, quoting a packet the backend sent (VIP:80 -> client:sport).
 pub fn icmp_frag_needed(sport: u16) -> Vec<u8> {
